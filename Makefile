@@ -1,0 +1,44 @@
+# Plantline — the two commands: `make run` and `make test`. Everything else is a helper.
+SHELL := /bin/bash
+.DEFAULT_GOAL := help
+
+# Release binaries for the running stack; `PROFILE=dev make up` for a quicker debug build.
+PROFILE ?= release
+export PROFILE
+# CI runs the nextest profile that never stops at the first failure.
+NEXTEST_PROFILE := $(if $(filter true,$(CI)),ci,default)
+
+.PHONY: help run up down status test lint fmt services clean-test-dbs
+
+help: ## list the targets
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
+
+run: ## bring the whole system up on http://127.0.0.1:8080, foreground, Ctrl-C stops it
+	@deploy/local/stack.sh run
+
+up: ## like run, but detached
+	@deploy/local/stack.sh up
+
+down: ## stop everything `make up`/`make run`/`make test` started
+	@deploy/local/stack.sh down
+
+status: ## what is running
+	@deploy/local/stack.sh status
+
+services: ## make sure PostgreSQL, Redis, Mosquitto and InfluxDB answer on loopback
+	@deploy/local/backing.sh ensure
+
+test: services clean-test-dbs ## run every test against the real services
+	cargo nextest run --workspace --profile $(NEXTEST_PROFILE)
+
+lint: ## formatting and clippy, warnings are errors
+	cargo fmt --all -- --check
+	cargo clippy --workspace --all-targets -- -D warnings
+
+fmt: ## format the code
+	cargo fmt --all
+
+clean-test-dbs: ## drop databases left behind by interrupted test runs
+	@psql -h 127.0.0.1 -U postgres -d postgres -Atqc \
+	  "SELECT 'DROP DATABASE IF EXISTS \"' || datname || '\" WITH (FORCE);' FROM pg_database WHERE datname LIKE 'plantline_test_%'" \
+	  | psql -h 127.0.0.1 -U postgres -d postgres -q >/dev/null

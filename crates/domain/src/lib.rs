@@ -1,0 +1,10 @@
+//! Plantline's domain: the plant's vocabulary as types that can only hold valid values.
+//!
+//! Everything here is pure (no I/O), so the HTTP services, the MQTT bridge and the tools
+//! share one definition of what a machine, a reading or a permission is.
+
+pub mod ids;
+pub mod machine;
+
+pub use ids::{FactoryId, MachineId, ParseIdError};
+pub use machine::{MachineName, MachineStatus, ParseMachineError, SensorType};

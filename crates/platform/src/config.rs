@@ -1,0 +1,295 @@
+//! Configuration: built-in defaults, then an optional TOML file, then `PLANTLINE_*` variables.
+//!
+//! `PLANTLINE_POSTGRES__URL=...` sets `postgres.url`; `__` separates sections. The file is named
+//! by `PLANTLINE_CONFIG_FILE`. Values are validated once at boot and errors name the key.
+
+use crate::server::ServiceName;
+use secrecy::{ExposeSecret, SecretString};
+use serde::Deserialize;
+use std::time::Duration;
+
+const DEFAULTS: &str = include_str!("defaults.toml");
+
+/// Environment variable naming an optional TOML configuration file.
+pub const CONFIG_FILE_ENV: &str = "PLANTLINE_CONFIG_FILE";
+
+/// Why configuration could not be loaded.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    /// A source could not be read or a value has the wrong type; the message names the key.
+    #[error("configuration: {0}")]
+    Source(#[from] config::ConfigError),
+    /// A value has the right type but is out of range.
+    #[error("configuration key `{key}`: {reason}")]
+    Invalid {
+        /// Dotted key, e.g. `postgres.pool_size`.
+        key: &'static str,
+        /// What is wrong with its value.
+        reason: String,
+    },
+}
+
+/// Every setting a service may read. Each binary uses the sections it needs.
+#[derive(Debug, Clone, Deserialize)]
+pub struct Settings {
+    /// Where the HTTP server listens.
+    pub http: HttpSettings,
+    /// Logging format and filter.
+    pub log: LogSettings,
+    /// The registry database.
+    pub postgres: PostgresSettings,
+    /// Cache, latest values, rate limits, pub/sub.
+    pub redis: RedisSettings,
+    /// The time-series store.
+    pub influx: InfluxSettings,
+    /// The MQTT broker (used by mqtt-bridge).
+    pub mqtt: MqttSettings,
+}
+
+/// HTTP listener.
+#[derive(Debug, Clone, Deserialize)]
+pub struct HttpSettings {
+    /// Interface to bind; `127.0.0.1` locally, `0.0.0.0` in containers.
+    pub host: String,
+    /// Port; 0 picks a free one (tests). Unset means the service's own default.
+    pub port: Option<u16>,
+    /// actix worker threads; 0 means one per core.
+    pub workers: usize,
+    /// How long in-flight requests may take to finish after SIGTERM.
+    pub shutdown_timeout_secs: u64,
+}
+
+/// Log output.
+#[derive(Debug, Clone, Deserialize)]
+pub struct LogSettings {
+    /// `RUST_LOG`-style filter, e.g. `info,plantline=debug`.
+    pub level: String,
+    /// `json` for machines, `pretty` for people at a terminal.
+    pub format: LogFormat,
+}
+
+/// Log line format.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    /// One JSON object per line.
+    Json,
+    /// Human-readable, coloured when attached to a terminal.
+    Pretty,
+}
+
+/// PostgreSQL connection pool.
+#[derive(Debug, Clone, Deserialize)]
+pub struct PostgresSettings {
+    /// `postgres://user:password@host:port/database`.
+    pub url: SecretString,
+    /// Maximum connections held by this process.
+    pub pool_size: usize,
+    /// How long to wait for a connection before failing the request.
+    pub connect_timeout_ms: u64,
+}
+
+/// Redis connection pool.
+#[derive(Debug, Clone, Deserialize)]
+pub struct RedisSettings {
+    /// `redis://host:port/db`.
+    pub url: SecretString,
+    /// Prepended to every key and channel, so deployments (and tests) can share a server.
+    pub key_prefix: String,
+    /// Maximum connections held by this process.
+    pub pool_size: usize,
+    /// Upper bound for one command, connection included (deadpool-redis has none of its own).
+    pub command_timeout_ms: u64,
+}
+
+/// InfluxDB 1.x HTTP API.
+#[derive(Debug, Clone, Deserialize)]
+pub struct InfluxSettings {
+    /// Base URL, e.g. `http://127.0.0.1:8086`.
+    pub url: String,
+    /// Database holding `sensor_readings`.
+    pub database: String,
+    /// Optional user for InfluxDB authentication.
+    pub username: Option<String>,
+    /// Optional password for InfluxDB authentication.
+    pub password: Option<SecretString>,
+    /// Upper bound for one HTTP call to InfluxDB.
+    pub timeout_ms: u64,
+}
+
+/// MQTT broker connection (mqtt-bridge).
+#[derive(Debug, Clone, Deserialize)]
+pub struct MqttSettings {
+    /// `tcp://host:1883` (or `ssl://` with TLS).
+    pub url: String,
+    /// Stable client id, so the broker keeps the persistent session across restarts.
+    pub client_id: String,
+    /// Optional broker user.
+    pub username: Option<String>,
+    /// Optional broker password.
+    pub password: Option<SecretString>,
+    /// Prepended to every topic (tests isolate themselves with it); empty in production.
+    pub topic_prefix: String,
+    /// Seconds between keep-alive pings.
+    pub keep_alive_secs: u64,
+}
+
+impl Settings {
+    /// The port this service listens on: the configured one or the service's default.
+    pub fn port_for(&self, service: ServiceName) -> u16 {
+        self.http.port.unwrap_or(service.default_port())
+    }
+
+    fn validate(&self) -> Result<(), ConfigError> {
+        fn invalid(key: &'static str, reason: impl Into<String>) -> ConfigError {
+            ConfigError::Invalid {
+                key,
+                reason: reason.into(),
+            }
+        }
+        let pg_url = self.postgres.url.expose_secret();
+        if !(pg_url.starts_with("postgres://") || pg_url.starts_with("postgresql://")) {
+            return Err(invalid("postgres.url", "must start with postgres://"));
+        }
+        if self.postgres.pool_size < 2 {
+            return Err(invalid("postgres.pool_size", "must be at least 2"));
+        }
+        let redis_url = self.redis.url.expose_secret();
+        if !(redis_url.starts_with("redis://") || redis_url.starts_with("rediss://")) {
+            return Err(invalid("redis.url", "must start with redis://"));
+        }
+        if self.redis.pool_size < 2 {
+            return Err(invalid("redis.pool_size", "must be at least 2"));
+        }
+        if !(self.influx.url.starts_with("http://") || self.influx.url.starts_with("https://")) {
+            return Err(invalid("influx.url", "must start with http://"));
+        }
+        if self.influx.database.is_empty()
+            || !self
+                .influx
+                .database
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b == b'_')
+        {
+            return Err(invalid(
+                "influx.database",
+                "must be letters, digits and '_' only",
+            ));
+        }
+        if !(self.mqtt.url.starts_with("tcp://")
+            || self.mqtt.url.starts_with("mqtt://")
+            || self.mqtt.url.starts_with("ssl://"))
+        {
+            return Err(invalid("mqtt.url", "must start with tcp:// or ssl://"));
+        }
+        for (key, ms) in [
+            (
+                "postgres.connect_timeout_ms",
+                self.postgres.connect_timeout_ms,
+            ),
+            ("redis.command_timeout_ms", self.redis.command_timeout_ms),
+            ("influx.timeout_ms", self.influx.timeout_ms),
+        ] {
+            if ms == 0 {
+                return Err(invalid(key, "must be greater than 0"));
+            }
+        }
+        Ok(())
+    }
+}
+
+impl PostgresSettings {
+    /// Connection wait as a [`Duration`].
+    pub fn connect_timeout(&self) -> Duration {
+        Duration::from_millis(self.connect_timeout_ms)
+    }
+}
+
+impl RedisSettings {
+    /// Command bound as a [`Duration`].
+    pub fn command_timeout(&self) -> Duration {
+        Duration::from_millis(self.command_timeout_ms)
+    }
+}
+
+impl InfluxSettings {
+    /// Request bound as a [`Duration`].
+    pub fn timeout(&self) -> Duration {
+        Duration::from_millis(self.timeout_ms)
+    }
+}
+
+/// Loads defaults, the optional file named by `PLANTLINE_CONFIG_FILE`, then `PLANTLINE_*`
+/// variables, and validates the result.
+pub fn load_settings() -> Result<Settings, ConfigError> {
+    load_settings_from(std::env::vars())
+}
+
+/// Like [`load_settings`] with an explicit environment, so tests need not touch the process's.
+pub fn load_settings_from(
+    vars: impl IntoIterator<Item = (String, String)>,
+) -> Result<Settings, ConfigError> {
+    let mut vars: std::collections::HashMap<String, String> = vars
+        .into_iter()
+        .filter(|(key, _)| key.starts_with("PLANTLINE_"))
+        .collect();
+    let config_file = vars.remove(CONFIG_FILE_ENV);
+    let mut builder = config::Config::builder()
+        .add_source(config::File::from_str(DEFAULTS, config::FileFormat::Toml));
+    if let Some(path) = config_file {
+        builder = builder.add_source(config::File::new(&path, config::FileFormat::Toml));
+    }
+    let settings: Settings = builder
+        .add_source(
+            config::Environment::with_prefix("PLANTLINE")
+                .prefix_separator("_")
+                .separator("__")
+                .source(Some(vars)),
+        )
+        .build()?
+        .try_deserialize()?;
+    settings.validate()?;
+    Ok(settings)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn env(pairs: &[(&str, &str)]) -> Vec<(String, String)> {
+        pairs
+            .iter()
+            .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+            .collect()
+    }
+
+    #[test]
+    fn defaults_load_and_environment_overrides_them() {
+        let defaults = load_settings_from(env(&[])).unwrap();
+        assert_eq!(defaults.influx.database, "telemetry");
+        assert_eq!(defaults.port_for(ServiceName::Auth), 8081);
+
+        let custom = load_settings_from(env(&[
+            ("PLANTLINE_HTTP__PORT", "9999"),
+            ("PLANTLINE_POSTGRES__POOL_SIZE", "7"),
+            ("PLANTLINE_INFLUX__DATABASE", "plant_b"),
+        ]))
+        .unwrap();
+        assert_eq!(custom.port_for(ServiceName::Auth), 9999);
+        assert_eq!(custom.postgres.pool_size, 7);
+        assert_eq!(custom.influx.database, "plant_b");
+    }
+
+    #[test]
+    fn bad_values_name_their_key() {
+        let err = load_settings_from(env(&[("PLANTLINE_POSTGRES__POOL_SIZE", "1")])).unwrap_err();
+        assert!(err.to_string().contains("postgres.pool_size"), "{err}");
+
+        let err = load_settings_from(env(&[("PLANTLINE_HTTP__PORT", "eighty")])).unwrap_err();
+        assert!(err.to_string().contains("port"), "{err}");
+
+        let err =
+            load_settings_from(env(&[("PLANTLINE_INFLUX__DATABASE", "x; DROP")])).unwrap_err();
+        assert!(err.to_string().contains("influx.database"), "{err}");
+    }
+}

@@ -1,0 +1,320 @@
+//! The one error body every Plantline endpoint answers with, and the one mapping to HTTP.
+//!
+//! `{"status":"error","code":"validation_failed","message":"...","errors":[{"field":..,"error":..,"value":..}]}`
+
+use actix_web::dev::ServiceResponse;
+use actix_web::http::StatusCode;
+use actix_web::http::header::{self, HeaderValue};
+use actix_web::middleware::ErrorHandlerResponse;
+use actix_web::{HttpRequest, HttpResponse, ResponseError, web};
+use serde::Serialize;
+use std::fmt;
+
+/// One problem with one part of a request.
+#[derive(Debug, Clone, Serialize, PartialEq)]
+pub struct FieldError {
+    /// Path into the JSON body, e.g. `batch[1].readings[0].timestamp`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub field: Option<String>,
+    /// Query or path parameter name.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub parameter: Option<String>,
+    /// What is wrong, in words.
+    pub error: String,
+    /// The offending value, when it is safe to echo.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub value: Option<serde_json::Value>,
+}
+
+impl FieldError {
+    /// A problem with a body field.
+    pub fn field(path: impl Into<String>, error: impl Into<String>) -> Self {
+        Self {
+            field: Some(path.into()),
+            parameter: None,
+            error: error.into(),
+            value: None,
+        }
+    }
+
+    /// A problem with a query or path parameter.
+    pub fn parameter(name: impl Into<String>, error: impl Into<String>) -> Self {
+        Self {
+            field: None,
+            parameter: Some(name.into()),
+            error: error.into(),
+            value: None,
+        }
+    }
+
+    /// Attaches the offending value.
+    pub fn with_value(mut self, value: impl Into<serde_json::Value>) -> Self {
+        self.value = Some(value.into());
+        self
+    }
+}
+
+/// An error answered to a client. Build it with the constructors; each has a stable `code`.
+#[derive(Debug, Clone)]
+pub struct ApiError {
+    status: StatusCode,
+    code: &'static str,
+    message: String,
+    errors: Vec<FieldError>,
+    retry_after_secs: Option<u64>,
+}
+
+#[derive(Serialize)]
+struct ErrorBody<'a> {
+    status: &'static str,
+    code: &'a str,
+    message: &'a str,
+    #[serde(skip_serializing_if = "<[FieldError]>::is_empty")]
+    errors: &'a [FieldError],
+}
+
+impl ApiError {
+    /// Any status with a machine code and a message.
+    pub fn new(status: StatusCode, code: &'static str, message: impl Into<String>) -> Self {
+        Self {
+            status,
+            code,
+            message: message.into(),
+            errors: Vec::new(),
+            retry_after_secs: None,
+        }
+    }
+
+    /// 400 with the list of problems.
+    pub fn validation(message: impl Into<String>, errors: Vec<FieldError>) -> Self {
+        Self::new(StatusCode::BAD_REQUEST, "validation_failed", message).with_errors(errors)
+    }
+
+    /// 400 for a body that is not the JSON we expect.
+    pub fn malformed_body(message: impl Into<String>) -> Self {
+        Self::new(StatusCode::BAD_REQUEST, "malformed_body", message)
+    }
+
+    /// 401: no usable credentials.
+    pub fn unauthorized(message: impl Into<String>) -> Self {
+        Self::new(StatusCode::UNAUTHORIZED, "unauthorized", message)
+    }
+
+    /// 403: valid credentials, missing permission.
+    pub fn forbidden(message: impl Into<String>) -> Self {
+        Self::new(StatusCode::FORBIDDEN, "forbidden", message)
+    }
+
+    /// 404 for a named resource.
+    pub fn not_found(message: impl Into<String>) -> Self {
+        Self::new(StatusCode::NOT_FOUND, "not_found", message)
+    }
+
+    /// 503: a dependency cannot serve us now; the client may retry after the given seconds.
+    pub fn unavailable(message: impl Into<String>, retry_after_secs: u64) -> Self {
+        let mut err = Self::new(StatusCode::SERVICE_UNAVAILABLE, "unavailable", message);
+        err.retry_after_secs = Some(retry_after_secs);
+        err
+    }
+
+    /// 500: our fault. The message must not leak internals; log the cause before calling this.
+    pub fn internal() -> Self {
+        Self::new(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "internal_error",
+            "internal error; the request id identifies it in our logs",
+        )
+    }
+
+    /// Adds per-field problems.
+    pub fn with_errors(mut self, errors: Vec<FieldError>) -> Self {
+        self.errors = errors;
+        self
+    }
+
+    /// Sets `Retry-After`.
+    pub fn with_retry_after(mut self, secs: u64) -> Self {
+        self.retry_after_secs = Some(secs);
+        self
+    }
+
+    /// The HTTP status.
+    pub fn status(&self) -> StatusCode {
+        self.status
+    }
+
+    /// The stable machine-readable code.
+    pub fn code(&self) -> &'static str {
+        self.code
+    }
+
+    /// The per-field problems.
+    pub fn errors(&self) -> &[FieldError] {
+        &self.errors
+    }
+
+    fn body_json(&self) -> String {
+        serde_json::to_string(&ErrorBody {
+            status: "error",
+            code: self.code,
+            message: &self.message,
+            errors: &self.errors,
+        })
+        .unwrap_or_else(|_| {
+            r#"{"status":"error","code":"internal_error","message":"error body"}"#.to_owned()
+        })
+    }
+
+    /// The generic error for a bare status (404 for an unknown route, 405, ...).
+    fn for_status(status: StatusCode) -> Self {
+        let (code, message) = match status {
+            StatusCode::NOT_FOUND => ("not_found", "no such resource"),
+            StatusCode::METHOD_NOT_ALLOWED => (
+                "method_not_allowed",
+                "this method is not allowed on this resource",
+            ),
+            StatusCode::PAYLOAD_TOO_LARGE => ("payload_too_large", "request body is too large"),
+            StatusCode::UNSUPPORTED_MEDIA_TYPE => (
+                "unsupported_media_type",
+                "unsupported Content-Type or Content-Encoding",
+            ),
+            s if s.is_server_error() => ("internal_error", "internal error"),
+            _ => ("bad_request", "bad request"),
+        };
+        Self::new(status, code, message)
+    }
+}
+
+impl fmt::Display for ApiError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "{} {}: {}",
+            self.status.as_u16(),
+            self.code,
+            self.message
+        )
+    }
+}
+
+impl ResponseError for ApiError {
+    fn status_code(&self) -> StatusCode {
+        self.status
+    }
+
+    fn error_response(&self) -> HttpResponse {
+        let mut response = HttpResponse::build(self.status);
+        response.content_type("application/json");
+        if let Some(secs) = self.retry_after_secs {
+            response.insert_header((header::RETRY_AFTER, secs.to_string()));
+        }
+        if self.status == StatusCode::UNAUTHORIZED {
+            response.insert_header((header::WWW_AUTHENTICATE, "Bearer"));
+        }
+        response.body(self.body_json())
+    }
+}
+
+/// JSON body extractor settings: size limit and errors as [`ApiError`] naming the problem.
+pub fn json_config(limit_bytes: usize) -> web::JsonConfig {
+    web::JsonConfig::default()
+        .limit(limit_bytes)
+        .error_handler(|err, _req: &HttpRequest| {
+            use actix_web::error::JsonPayloadError as E;
+            let api = match &err {
+                E::OverflowKnownLength { .. } | E::Overflow { .. } => {
+                    ApiError::for_status(StatusCode::PAYLOAD_TOO_LARGE)
+                }
+                E::ContentType => ApiError::new(
+                    StatusCode::UNSUPPORTED_MEDIA_TYPE,
+                    "unsupported_media_type",
+                    "Content-Type must be application/json",
+                ),
+                E::Deserialize(e) => ApiError::malformed_body(format!("invalid JSON body: {e}")),
+                other => ApiError::malformed_body(format!("unreadable body: {other}")),
+            };
+            api.into()
+        })
+}
+
+/// Query-string extractor settings: errors as [`ApiError`].
+pub fn query_config() -> web::QueryConfig {
+    web::QueryConfig::default().error_handler(|err, _req| {
+        ApiError::new(
+            StatusCode::BAD_REQUEST,
+            "invalid_query",
+            format!("invalid query string: {err}"),
+        )
+        .into()
+    })
+}
+
+/// Path extractor settings: errors as [`ApiError`].
+pub fn path_config() -> web::PathConfig {
+    web::PathConfig::default().error_handler(|err, _req| {
+        ApiError::new(
+            StatusCode::BAD_REQUEST,
+            "invalid_path",
+            format!("invalid path parameter: {err}"),
+        )
+        .into()
+    })
+}
+
+/// Turns any error response that is not JSON yet (actix's 404, 405, ...) into our error body,
+/// so clients never have to parse text/plain or empty error bodies.
+pub fn json_error_responses<B>(
+    res: ServiceResponse<B>,
+) -> actix_web::Result<ErrorHandlerResponse<B>> {
+    let already_json = res
+        .headers()
+        .get(header::CONTENT_TYPE)
+        .is_some_and(|v| v.as_bytes().starts_with(b"application/json"));
+    if already_json {
+        return Ok(ErrorHandlerResponse::Response(res.map_into_left_body()));
+    }
+    let api = ApiError::for_status(res.status());
+    let (req, response) = res.into_parts();
+    let mut response = response.set_body(api.body_json());
+    response.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/json"),
+    );
+    let res = ServiceResponse::new(req, response)
+        .map_into_boxed_body()
+        .map_into_right_body();
+    Ok(ErrorHandlerResponse::Response(res))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use actix_web::body::MessageBody;
+
+    #[test]
+    fn body_has_the_contract_shape_and_headers() {
+        let err = ApiError::validation(
+            "invalid query",
+            vec![FieldError::parameter("start_time", "required")],
+        );
+        let response = err.error_response();
+        assert_eq!(response.status(), StatusCode::BAD_REQUEST);
+        let body = response.into_body().try_into_bytes().unwrap();
+        let json: serde_json::Value = serde_json::from_slice(&body).unwrap();
+        assert_eq!(json["status"], "error");
+        assert_eq!(json["code"], "validation_failed");
+        assert_eq!(json["errors"][0]["parameter"], "start_time");
+        assert!(json["errors"][0].get("field").is_none());
+    }
+
+    #[test]
+    fn unavailable_sets_retry_after_and_unauthorized_sets_challenge() {
+        let response = ApiError::unavailable("influx down", 5).error_response();
+        assert_eq!(response.headers().get(header::RETRY_AFTER).unwrap(), "5");
+        let response = ApiError::unauthorized("no token").error_response();
+        assert_eq!(
+            response.headers().get(header::WWW_AUTHENTICATE).unwrap(),
+            "Bearer"
+        );
+    }
+}

@@ -1,0 +1,22 @@
+//! Plumbing shared by every Plantline service.
+//!
+//! If a function would otherwise be copied into a second binary, it belongs here: configuration,
+//! logging, the HTTP server skeleton, the error body, health and metrics endpoints, and the
+//! clients for PostgreSQL, Redis and InfluxDB.
+
+pub mod config;
+pub mod error;
+pub mod health;
+pub mod influx;
+pub mod metrics;
+pub mod password;
+pub mod postgres;
+pub mod redis;
+pub mod schema;
+pub mod server;
+pub mod shutdown;
+pub mod telemetry;
+
+pub use config::{Settings, load_settings};
+pub use error::ApiError;
+pub use server::{Application, ServiceName, ServiceParts, StartupError};

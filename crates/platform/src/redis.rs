@@ -1,0 +1,125 @@
+//! Redis: a pool that owns the deployment's key prefix and bounds every command in time.
+
+use crate::config::RedisSettings;
+use deadpool_redis::redis::{self, FromRedisValue};
+use secrecy::ExposeSecret;
+use std::sync::Arc;
+use std::time::Duration;
+
+/// Why a Redis operation failed. Callers decide whether that is fatal (it rarely is: Redis
+/// holds caches and rate limits, Postgres and InfluxDB hold the truth).
+#[derive(Debug, thiserror::Error)]
+pub enum RedisError {
+    /// The pool could not be built from the settings.
+    #[error("building the Redis pool: {0}")]
+    Build(String),
+    /// No connection could be had.
+    #[error("no Redis connection: {0}")]
+    Pool(String),
+    /// The command failed.
+    #[error("Redis command failed: {0}")]
+    Command(#[from] redis::RedisError),
+    /// The command did not finish within `redis.command_timeout_ms`.
+    #[error("Redis did not answer within {0:?}")]
+    Timeout(Duration),
+}
+
+/// A Redis pool plus the key prefix that namespaces everything this deployment stores.
+#[derive(Clone)]
+pub struct RedisClient {
+    pool: deadpool_redis::Pool,
+    prefix: Arc<str>,
+    timeout: Duration,
+}
+
+impl RedisClient {
+    /// Builds the pool; connections are made on first use.
+    pub fn new(settings: &RedisSettings) -> Result<Self, RedisError> {
+        let mut config = deadpool_redis::Config::from_url(settings.url.expose_secret());
+        config.pool = Some(deadpool_redis::PoolConfig {
+            max_size: settings.pool_size,
+            timeouts: deadpool_redis::Timeouts {
+                wait: Some(settings.command_timeout()),
+                create: Some(settings.command_timeout()),
+                recycle: Some(settings.command_timeout()),
+            },
+            ..Default::default()
+        });
+        let pool = config
+            .create_pool(Some(deadpool_redis::Runtime::Tokio1))
+            .map_err(|e| RedisError::Build(e.to_string()))?;
+        Ok(Self {
+            pool,
+            prefix: Arc::from(settings.key_prefix.as_str()),
+            timeout: settings.command_timeout(),
+        })
+    }
+
+    /// The full key for a logical name, e.g. `machine:{id}` → `plantline:machine:{id}`.
+    pub fn key(&self, name: &str) -> String {
+        format!("{}{}", self.prefix, name)
+    }
+
+    /// The deployment's prefix.
+    pub fn prefix(&self) -> &str {
+        &self.prefix
+    }
+
+    /// Runs one command (or pipeline) within the configured time bound.
+    pub async fn query<T: FromRedisValue>(&self, cmd: &redis::Cmd) -> Result<T, RedisError> {
+        self.bounded(async {
+            let mut conn = self
+                .pool
+                .get()
+                .await
+                .map_err(|e| RedisError::Pool(e.to_string()))?;
+            Ok(cmd.query_async(&mut conn).await?)
+        })
+        .await
+    }
+
+    /// A round trip, for readiness checks.
+    pub async fn ping(&self) -> Result<(), RedisError> {
+        let pong: String = self.query(&redis::cmd("PING")).await?;
+        if pong == "PONG" {
+            Ok(())
+        } else {
+            Err(RedisError::Pool(format!("unexpected PING answer {pong:?}")))
+        }
+    }
+
+    /// Deletes every key under this client's prefix (tests and demo resets). Returns the count.
+    pub async fn delete_all_prefixed(&self) -> Result<u64, RedisError> {
+        let pattern = format!("{}*", self.prefix);
+        let mut cursor: u64 = 0;
+        let mut deleted = 0;
+        loop {
+            let (next, keys): (u64, Vec<String>) = self
+                .query(
+                    redis::cmd("SCAN")
+                        .arg(cursor)
+                        .arg("MATCH")
+                        .arg(&pattern)
+                        .arg("COUNT")
+                        .arg(500),
+                )
+                .await?;
+            if !keys.is_empty() {
+                deleted += self.query::<u64>(redis::cmd("DEL").arg(&keys)).await?;
+            }
+            if next == 0 {
+                return Ok(deleted);
+            }
+            cursor = next;
+        }
+    }
+
+    async fn bounded<T>(
+        &self,
+        work: impl Future<Output = Result<T, RedisError>>,
+    ) -> Result<T, RedisError> {
+        tokio::time::timeout(self.timeout, work)
+            .await
+            .map_err(|_| RedisError::Timeout(self.timeout))?
+    }
+}

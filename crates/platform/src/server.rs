@@ -1,0 +1,276 @@
+//! The HTTP server skeleton every service runs: bind, JSON errors, request ids, metrics,
+//! health endpoints, owned signals and a drain on shutdown.
+
+use crate::config::Settings;
+use crate::error::{self, json_error_responses};
+use crate::health::{self, Readiness};
+use crate::metrics::Metrics;
+use actix_web::dev::{Server, Service, ServiceRequest};
+use actix_web::http::header::{HeaderName, HeaderValue};
+use actix_web::middleware::ErrorHandlers;
+use actix_web::{App, HttpMessage, HttpServer, web};
+use std::net::TcpListener;
+use std::time::{Duration, Instant};
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+use tracing::Instrument;
+
+/// The four services, with their default local ports.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum ServiceName {
+    /// Logins, tokens, users, gateways.
+    Auth,
+    /// The HTTP telemetry write path.
+    IngestApi,
+    /// Reads, registry, configuration, dashboard.
+    QueryApi,
+    /// MQTT → InfluxDB.
+    MqttBridge,
+}
+
+impl ServiceName {
+    /// Every service.
+    pub const ALL: [Self; 4] = [
+        Self::Auth,
+        Self::IngestApi,
+        Self::QueryApi,
+        Self::MqttBridge,
+    ];
+
+    /// The binary's name.
+    pub fn as_str(&self) -> &'static str {
+        match self {
+            Self::Auth => "auth",
+            Self::IngestApi => "ingest-api",
+            Self::QueryApi => "query-api",
+            Self::MqttBridge => "mqtt-bridge",
+        }
+    }
+
+    /// The port it listens on locally unless configured otherwise.
+    pub fn default_port(&self) -> u16 {
+        match self {
+            Self::Auth => 8081,
+            Self::IngestApi => 8082,
+            Self::QueryApi => 8083,
+            Self::MqttBridge => 8084,
+        }
+    }
+}
+
+/// The request id of the current request: the proxy's `X-Request-Id` when it is sane, a new
+/// UUID otherwise. Handlers read it from request extensions (audit log, error reports).
+#[derive(Debug, Clone)]
+pub struct RequestId(pub String);
+
+const REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
+
+fn request_id_of(req: &ServiceRequest) -> String {
+    req.headers()
+        .get(&REQUEST_ID)
+        .and_then(|v| v.to_str().ok())
+        .filter(|id| {
+            !id.is_empty()
+                && id.len() <= 128
+                && id
+                    .bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b"-_.:".contains(&b))
+        })
+        .map(str::to_owned)
+        .unwrap_or_else(|| uuid::Uuid::new_v4().to_string())
+}
+
+/// What a service adds to the common skeleton.
+pub struct ServiceParts<F> {
+    /// Which service this is.
+    pub service: ServiceName,
+    /// Dependencies `/readyz` checks.
+    pub readiness: Readiness,
+    /// Registry the service's own metrics are registered in.
+    pub metrics: Metrics,
+    /// Registers the service's routes and its shared state (`web::Data`).
+    pub routes: F,
+}
+
+/// A bound, not yet running service. `port()` tells where it listens (tests bind port 0).
+pub struct Application {
+    service: ServiceName,
+    port: u16,
+    server: Server,
+    shutdown: CancellationToken,
+    tasks: TaskTracker,
+    drain_timeout: Duration,
+}
+
+impl Application {
+    /// Binds the listener and builds the server; nothing is served until
+    /// [`run_until_stopped`](Self::run_until_stopped).
+    pub fn build<F>(settings: &Settings, parts: ServiceParts<F>) -> std::io::Result<Self>
+    where
+        F: Fn(&mut web::ServiceConfig) + Clone + Send + 'static,
+    {
+        let ServiceParts {
+            service,
+            readiness,
+            metrics,
+            routes,
+        } = parts;
+        let listener =
+            TcpListener::bind((settings.http.host.as_str(), settings.port_for(service)))?;
+        let port = listener.local_addr()?.port();
+        let shutdown = CancellationToken::new();
+        let service_data = web::Data::new(service);
+        let readiness = web::Data::new(readiness);
+        let metrics_data = web::Data::new(metrics.clone());
+
+        let mut server = HttpServer::new(move || {
+            let metrics = metrics.clone();
+            App::new()
+                .app_data(service_data.clone())
+                .app_data(readiness.clone())
+                .app_data(metrics_data.clone())
+                .app_data(error::query_config())
+                .app_data(error::path_config())
+                .app_data(error::json_config(256 * 1024))
+                .configure(health::configure)
+                .configure(routes.clone())
+                .default_service(web::to(|| async {
+                    Err::<actix_web::HttpResponse, _>(crate::ApiError::not_found(
+                        "no such resource",
+                    ))
+                }))
+                .wrap(ErrorHandlers::new().default_handler(json_error_responses))
+                .wrap_fn(move |req, srv| {
+                    let request_id = request_id_of(&req);
+                    req.extensions_mut().insert(RequestId(request_id.clone()));
+                    let method = req.method().to_string();
+                    let route = req
+                        .match_pattern()
+                        .unwrap_or_else(|| "unmatched".to_owned());
+                    let quiet = matches!(route.as_str(), "/healthz" | "/readyz" | "/metrics");
+                    let span = tracing::info_span!(
+                        "request",
+                        request_id = %request_id,
+                        method = %method,
+                        route = %route,
+                    );
+                    let started = Instant::now();
+                    let response = srv.call(req);
+                    let metrics = metrics.clone();
+                    async move {
+                        let mut response = response.await?;
+                        let status = response.status().as_u16();
+                        let elapsed = started.elapsed();
+                        metrics.observe_request(&method, &route, status, elapsed.as_secs_f64());
+                        if let Ok(value) = HeaderValue::from_str(&request_id) {
+                            response.headers_mut().insert(REQUEST_ID, value);
+                        }
+                        let latency_ms = (elapsed.as_secs_f64() * 1e6).round() / 1e3;
+                        if status >= 500 {
+                            tracing::error!(status, latency_ms, "request failed");
+                        } else if quiet {
+                            tracing::debug!(status, latency_ms, "request finished");
+                        } else {
+                            tracing::info!(status, latency_ms, "request finished");
+                        }
+                        Ok(response)
+                    }
+                    .instrument(span)
+                })
+        })
+        .disable_signals()
+        .shutdown_timeout(settings.http.shutdown_timeout_secs);
+        if settings.http.workers > 0 {
+            server = server.workers(settings.http.workers);
+        }
+        let server = server.listen(listener)?.run();
+        Ok(Self {
+            service,
+            port,
+            server,
+            shutdown,
+            tasks: TaskTracker::new(),
+            drain_timeout: Duration::from_secs(settings.http.shutdown_timeout_secs),
+        })
+    }
+
+    /// The bound port.
+    pub fn port(&self) -> u16 {
+        self.port
+    }
+
+    /// Cancelled when the service stops; background tasks select on it and finish their work.
+    pub fn shutdown_token(&self) -> CancellationToken {
+        self.shutdown.clone()
+    }
+
+    /// Runs a background task that shutdown waits for (after the HTTP server has drained).
+    pub fn spawn_background<F>(&self, task: F)
+    where
+        F: Future<Output = ()> + Send + 'static,
+    {
+        self.tasks.spawn(task);
+    }
+
+    /// Serves until SIGTERM/SIGINT or the shutdown token, then drains: in-flight requests
+    /// first (up to `http.shutdown_timeout_secs`), then background tasks.
+    pub async fn run_until_stopped(self) -> std::io::Result<()> {
+        let handle = self.server.handle();
+        let token = self.shutdown.clone();
+        let service = self.service;
+        tokio::spawn(async move {
+            tokio::select! {
+                () = crate::shutdown::signal() => {},
+                () = token.cancelled() => {},
+            }
+            tracing::info!(service = service.as_str(), "draining in-flight requests");
+            token.cancel();
+            handle.stop(true).await;
+        });
+        tracing::info!(service = service.as_str(), port = self.port, "listening");
+        self.server.await?;
+        self.tasks.close();
+        if tokio::time::timeout(self.drain_timeout, self.tasks.wait())
+            .await
+            .is_err()
+        {
+            tracing::warn!(
+                service = service.as_str(),
+                "background tasks did not finish in time"
+            );
+        }
+        tracing::info!(service = service.as_str(), "stopped");
+        Ok(())
+    }
+}
+
+/// Error type service builders return; startup failures are reported and end the process.
+pub type StartupError = Box<dyn std::error::Error + Send + Sync>;
+
+/// The whole `main` of a service: load and validate configuration, start logging, build,
+/// serve until a signal. Configuration errors go to stderr, since logging depends on them.
+pub async fn serve_main<B, Fut>(service: ServiceName, build: B) -> std::process::ExitCode
+where
+    B: FnOnce(Settings) -> Fut,
+    Fut: Future<Output = Result<Application, StartupError>>,
+{
+    let settings = match crate::config::load_settings() {
+        Ok(settings) => settings,
+        Err(err) => {
+            eprintln!("{}: {err}", service.as_str());
+            return std::process::ExitCode::from(2);
+        }
+    };
+    crate::telemetry::init(service, &settings.log);
+    let outcome = match build(settings).await {
+        Ok(app) => app.run_until_stopped().await.map_err(StartupError::from),
+        Err(err) => Err(err),
+    };
+    match outcome {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(err) => {
+            tracing::error!(error = %err, "service failed");
+            std::process::ExitCode::FAILURE
+        }
+    }
+}

@@ -1,0 +1,373 @@
+//! Test harness: every test gets its own PostgreSQL database (cloned from a migrated
+//! template), its own InfluxDB database, Redis key prefix and MQTT topic prefix, and starts
+//! real services in-process on random ports. Everything is removed again on drop.
+
+use diesel_async::{AsyncConnection, AsyncPgConnection, RunQueryDsl};
+use platform::influx::InfluxClient;
+use platform::redis::RedisClient;
+use platform::{Application, ServiceName, Settings};
+use secrecy::SecretString;
+use std::hash::{Hash, Hasher};
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+use tokio_util::sync::CancellationToken;
+
+/// Where the tests find the backing services (the ones `make services` starts).
+pub struct Backends {
+    /// Maintenance connection URL (database `postgres`), allowed to create databases.
+    pub postgres_admin_url: String,
+    /// Base URL of the Postgres server, without database.
+    pub postgres_base_url: String,
+    /// InfluxDB base URL.
+    pub influx_url: String,
+    /// Redis URL.
+    pub redis_url: String,
+    /// MQTT broker URL.
+    pub mqtt_url: String,
+}
+
+impl Backends {
+    /// From `PLANTLINE_TEST_*` variables, defaulting to the local services.
+    pub fn from_env() -> Self {
+        let var =
+            |name: &str, default: &str| std::env::var(name).unwrap_or_else(|_| default.to_owned());
+        let postgres_base_url = var(
+            "PLANTLINE_TEST_POSTGRES_URL",
+            "postgres://postgres@127.0.0.1:5432",
+        );
+        Self {
+            postgres_admin_url: format!("{postgres_base_url}/postgres"),
+            postgres_base_url,
+            influx_url: var("PLANTLINE_TEST_INFLUX_URL", "http://127.0.0.1:8086"),
+            redis_url: var("PLANTLINE_TEST_REDIS_URL", "redis://127.0.0.1:6379/0"),
+            mqtt_url: var("PLANTLINE_TEST_MQTT_URL", "tcp://127.0.0.1:1883"),
+        }
+    }
+}
+
+/// Runs a future to completion on a fresh runtime in another thread: lets `Drop` do async
+/// cleanup from inside a test's runtime.
+fn run_detached<F>(work: F)
+where
+    F: Future<Output = ()> + Send + 'static,
+{
+    let joined = std::thread::spawn(move || {
+        match tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+        {
+            Ok(runtime) => runtime.block_on(work),
+            Err(err) => eprintln!("cleanup runtime: {err}"),
+        }
+    })
+    .join();
+    if joined.is_err() {
+        eprintln!("cleanup thread panicked");
+    }
+}
+
+fn migrations_dir() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../../migrations")
+}
+
+/// A fingerprint of the migrations, so a changed migration gets a fresh template.
+fn migrations_fingerprint() -> String {
+    fn walk(dir: &Path, hasher: &mut std::collections::hash_map::DefaultHasher) {
+        let mut entries: Vec<_> = std::fs::read_dir(dir)
+            .map(|rd| rd.filter_map(Result::ok).map(|e| e.path()).collect())
+            .unwrap_or_default();
+        entries.sort();
+        for path in entries {
+            path.file_name().hash(hasher);
+            if path.is_dir() {
+                walk(&path, hasher);
+            } else if let Ok(bytes) = std::fs::read(&path) {
+                bytes.hash(hasher);
+            }
+        }
+    }
+    let mut hasher = std::collections::hash_map::DefaultHasher::new();
+    walk(&migrations_dir(), &mut hasher);
+    format!("{:016x}", hasher.finish())
+}
+
+/// A migrated database of this test's own, dropped (forcefully) when this value is dropped.
+pub struct TestDatabase {
+    /// Database name.
+    pub name: String,
+    /// Connection URL for it.
+    pub url: String,
+    admin_url: String,
+}
+
+impl TestDatabase {
+    /// Clones the migrated template, creating the template first if this is the first test
+    /// to run since the migrations changed. Safe across parallel test processes.
+    pub async fn create(backends: &Backends) -> Self {
+        let template = format!("plantline_tmpl_{}", migrations_fingerprint());
+        let mut admin = AsyncPgConnection::establish(&backends.postgres_admin_url)
+            .await
+            .expect("connect to Postgres as admin (is `make services` up?)");
+        diesel::sql_query("SELECT pg_advisory_lock(727002)")
+            .execute(&mut admin)
+            .await
+            .expect("template lock");
+        let exists = diesel::sql_query(format!(
+            "SELECT 1 FROM pg_database WHERE datname = '{template}'"
+        ))
+        .execute(&mut admin)
+        .await
+        .expect("look up template")
+            > 0;
+        if !exists {
+            let building = format!("{template}_building");
+            diesel::sql_query(format!("DROP DATABASE IF EXISTS {building} WITH (FORCE)"))
+                .execute(&mut admin)
+                .await
+                .expect("drop half-built template");
+            diesel::sql_query(format!("CREATE DATABASE {building}"))
+                .execute(&mut admin)
+                .await
+                .expect("create template");
+            let url = SecretString::from(format!("{}/{building}", backends.postgres_base_url));
+            platform::postgres::run_migrations(&url)
+                .await
+                .expect("migrate template");
+            // Renamed only once complete, so a crash mid-migration never leaves a bad template.
+            diesel::sql_query(format!("ALTER DATABASE {building} RENAME TO {template}"))
+                .execute(&mut admin)
+                .await
+                .expect("publish template");
+        }
+        diesel::sql_query("SELECT pg_advisory_unlock(727002)")
+            .execute(&mut admin)
+            .await
+            .expect("template unlock");
+
+        let name = format!("plantline_test_{}", uuid::Uuid::new_v4().simple());
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            // Fails while the template still has a (closing) connection: retry briefly.
+            match diesel::sql_query(format!("CREATE DATABASE {name} TEMPLATE {template}"))
+                .execute(&mut admin)
+                .await
+            {
+                Ok(_) => break,
+                Err(err) if Instant::now() < deadline => {
+                    eprintln!("create test database (retrying): {err}");
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                }
+                Err(err) => panic!("create test database {name}: {err}"),
+            }
+        }
+        Self {
+            url: format!("{}/{name}", backends.postgres_base_url),
+            name,
+            admin_url: backends.postgres_admin_url.clone(),
+        }
+    }
+}
+
+impl Drop for TestDatabase {
+    fn drop(&mut self) {
+        let (admin_url, name) = (self.admin_url.clone(), self.name.clone());
+        run_detached(async move {
+            match AsyncPgConnection::establish(&admin_url).await {
+                Ok(mut admin) => {
+                    if let Err(err) =
+                        diesel::sql_query(format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
+                            .execute(&mut admin)
+                            .await
+                    {
+                        eprintln!("drop test database {name}: {err}");
+                    }
+                }
+                Err(err) => eprintln!("drop test database {name}: {err}"),
+            }
+        });
+    }
+}
+
+/// Everything one test owns, and settings that point every service at it.
+pub struct TestContext {
+    /// Settings for services under test: this test's database, Influx database, prefixes,
+    /// and port 0.
+    pub settings: Settings,
+    /// The Postgres database.
+    pub db: TestDatabase,
+    /// MQTT topic prefix (`plantline_test/<id>/`).
+    pub topic_prefix: String,
+    cleaned: bool,
+}
+
+impl TestContext {
+    /// A fresh database, Influx database (with Plantline's schema) and Redis prefix.
+    pub async fn new() -> Self {
+        let backends = Backends::from_env();
+        let db = TestDatabase::create(&backends).await;
+        let id = uuid::Uuid::new_v4().simple().to_string();
+        let vars = [
+            ("PLANTLINE_HTTP__PORT", "0".to_owned()),
+            ("PLANTLINE_HTTP__WORKERS", "2".to_owned()),
+            ("PLANTLINE_HTTP__SHUTDOWN_TIMEOUT_SECS", "5".to_owned()),
+            ("PLANTLINE_LOG__LEVEL", "warn".to_owned()),
+            ("PLANTLINE_POSTGRES__URL", db.url.clone()),
+            ("PLANTLINE_POSTGRES__POOL_SIZE", "4".to_owned()),
+            ("PLANTLINE_REDIS__URL", backends.redis_url.clone()),
+            (
+                "PLANTLINE_REDIS__KEY_PREFIX",
+                format!("plantline_test:{id}:"),
+            ),
+            ("PLANTLINE_INFLUX__URL", backends.influx_url.clone()),
+            ("PLANTLINE_INFLUX__DATABASE", format!("plantline_test_{id}")),
+            ("PLANTLINE_MQTT__URL", backends.mqtt_url.clone()),
+            ("PLANTLINE_MQTT__CLIENT_ID", format!("plantline-test-{id}")),
+            (
+                "PLANTLINE_MQTT__TOPIC_PREFIX",
+                format!("plantline_test/{id}/"),
+            ),
+        ];
+        let settings =
+            platform::config::load_settings_from(vars.into_iter().map(|(k, v)| (k.to_owned(), v)))
+                .expect("test settings");
+        InfluxClient::new(&settings.influx)
+            .expect("influx client")
+            .ensure_schema()
+            .await
+            .expect("create test Influx database (is `make services` up?)");
+        Self {
+            topic_prefix: settings.mqtt.topic_prefix.clone(),
+            settings,
+            db,
+            cleaned: false,
+        }
+    }
+
+    /// A pool on this test's database.
+    pub fn pg_pool(&self) -> platform::postgres::PgPool {
+        platform::postgres::build_pool(&self.settings.postgres).expect("test pool")
+    }
+
+    /// A Redis client with this test's prefix.
+    pub fn redis(&self) -> RedisClient {
+        RedisClient::new(&self.settings.redis).expect("test redis")
+    }
+
+    /// An InfluxDB client on this test's database.
+    pub fn influx(&self) -> InfluxClient {
+        InfluxClient::new(&self.settings.influx).expect("test influx")
+    }
+
+    /// Starts `service` in-process on a random port with these settings.
+    pub async fn spawn(&self, service: ServiceName) -> TestApp {
+        self.spawn_with(service, self.settings.clone()).await
+    }
+
+    /// Starts `service` with modified settings (e.g. a dependency pointed at a closed port).
+    pub async fn spawn_with(&self, service: ServiceName, settings: Settings) -> TestApp {
+        let app = match service {
+            ServiceName::Auth => auth::build(&settings).await,
+            ServiceName::IngestApi => ingest_api::build(&settings).await,
+            ServiceName::QueryApi => query_api::build(&settings).await,
+            ServiceName::MqttBridge => mqtt_bridge::build(&settings).await,
+        }
+        .expect("service builds");
+        TestApp::start(app)
+    }
+}
+
+impl Drop for TestContext {
+    fn drop(&mut self) {
+        if self.cleaned {
+            return;
+        }
+        self.cleaned = true;
+        let influx = self.influx();
+        let redis = self.redis();
+        run_detached(async move {
+            if let Err(err) = influx.drop_database().await {
+                eprintln!("drop test Influx database: {err}");
+            }
+            if let Err(err) = redis.delete_all_prefixed().await {
+                eprintln!("delete test Redis keys: {err}");
+            }
+        });
+    }
+}
+
+/// A running service; stopped when dropped.
+pub struct TestApp {
+    /// `http://127.0.0.1:<port>`.
+    pub address: String,
+    /// The bound port.
+    pub port: u16,
+    /// A client for calling it.
+    pub http: reqwest::Client,
+    shutdown: CancellationToken,
+    handle: Option<tokio::task::JoinHandle<std::io::Result<()>>>,
+}
+
+impl TestApp {
+    /// Runs a built application in the background.
+    pub fn start(app: Application) -> Self {
+        let port = app.port();
+        let shutdown = app.shutdown_token();
+        let handle = tokio::spawn(app.run_until_stopped());
+        Self {
+            address: format!("http://127.0.0.1:{port}"),
+            port,
+            http: reqwest::Client::builder()
+                .timeout(Duration::from_secs(10))
+                .build()
+                .expect("http client"),
+            shutdown,
+            handle: Some(handle),
+        }
+    }
+
+    /// `GET {address}{path}`.
+    pub async fn get(&self, path: &str) -> reqwest::Response {
+        self.http
+            .get(format!("{}{path}", self.address))
+            .send()
+            .await
+            .expect("request reaches the service")
+    }
+
+    /// Requests a graceful stop and waits until the service has drained.
+    pub async fn stop(mut self) -> std::io::Result<()> {
+        self.shutdown.cancel();
+        match self.handle.take() {
+            Some(handle) => handle.await.expect("service task"),
+            None => Ok(()),
+        }
+    }
+}
+
+impl Drop for TestApp {
+    fn drop(&mut self) {
+        self.shutdown.cancel();
+    }
+}
+
+/// Polls `check` until it returns `Some`, or panics with `what` after `timeout`.
+pub async fn eventually<T, F, Fut>(timeout: Duration, what: &str, mut check: F) -> T
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = Option<T>>,
+{
+    let deadline = Instant::now() + timeout;
+    loop {
+        if let Some(value) = check().await {
+            return value;
+        }
+        assert!(Instant::now() < deadline, "timed out waiting for {what}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// A TCP port on loopback with nothing listening (bound, then released).
+pub fn closed_port() -> u16 {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind probe port");
+    listener.local_addr().expect("probe port").port()
+}

@@ -1,0 +1,131 @@
+use actix_web::{HttpResponse, web};
+use plantline_e2e::{TestApp, TestContext};
+use platform::health::Readiness;
+use platform::metrics::Metrics;
+use platform::{Application, ServiceName, ServiceParts};
+use serde_json::Value;
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::sync::Notify;
+
+#[tokio::test]
+async fn unknown_routes_and_methods_answer_json_errors() {
+    let ctx = TestContext::new().await;
+    let app = ctx.spawn(ServiceName::QueryApi).await;
+
+    let response = app.get("/no/such/route").await;
+    assert_eq!(response.status(), 404);
+    assert_eq!(response.headers()["content-type"], "application/json");
+    let body: Value = response.json().await.unwrap();
+    assert_eq!(body["status"], "error");
+    assert_eq!(body["code"], "not_found");
+
+    let response = app
+        .http
+        .delete(format!("{}/healthz", app.address))
+        .send()
+        .await
+        .unwrap();
+    assert!(response.status().is_client_error(), "{}", response.status());
+    let body: Value = response.json().await.unwrap();
+    assert_eq!(body["status"], "error");
+}
+
+#[tokio::test]
+async fn request_ids_are_kept_when_sane_and_minted_otherwise() {
+    let ctx = TestContext::new().await;
+    let app = ctx.spawn(ServiceName::Auth).await;
+
+    let response = app
+        .http
+        .get(format!("{}/healthz", app.address))
+        .header("x-request-id", "gw-17.batch-0042")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.headers()["x-request-id"], "gw-17.batch-0042");
+
+    let response = app
+        .http
+        .get(format!("{}/healthz", app.address))
+        .header("x-request-id", "bad id with spaces\"{}")
+        .send()
+        .await
+        .unwrap();
+    let minted = response.headers()["x-request-id"].to_str().unwrap();
+    assert!(uuid::Uuid::parse_str(minted).is_ok(), "{minted}");
+}
+
+#[tokio::test]
+async fn metrics_count_requests_by_route_and_status() {
+    let ctx = TestContext::new().await;
+    let app = ctx.spawn(ServiceName::IngestApi).await;
+    for _ in 0..3 {
+        assert_eq!(app.get("/healthz").await.status(), 200);
+    }
+    app.get("/nothing-here").await;
+
+    let text = app.get("/metrics").await.text().await.unwrap();
+    assert!(
+        text.contains(r#"plantline_http_requests_total{method="GET",route="/healthz",status="200",service="ingest-api"} 3"#),
+        "{text}"
+    );
+    assert!(
+        text.contains(r#"route="unmatched",status="404",service="ingest-api"} 1"#),
+        "{text}"
+    );
+    assert!(text.contains("plantline_process_resident_memory_bytes"));
+}
+
+#[tokio::test]
+async fn shutdown_drains_in_flight_requests_and_background_tasks() {
+    let ctx = TestContext::new().await;
+    let started = Arc::new(Notify::new());
+    let handler_started = started.clone();
+    let parts = ServiceParts {
+        service: ServiceName::QueryApi,
+        readiness: Readiness::new(Vec::new(), Duration::from_secs(1)),
+        metrics: Metrics::new("drain-test"),
+        routes: move |cfg: &mut web::ServiceConfig| {
+            let started = handler_started.clone();
+            cfg.route(
+                "/slow",
+                web::get().to(move || {
+                    let started = started.clone();
+                    async move {
+                        started.notify_one();
+                        tokio::time::sleep(Duration::from_millis(600)).await;
+                        HttpResponse::Ok().body("finished")
+                    }
+                }),
+            );
+        },
+    };
+    let app = Application::build(&ctx.settings, parts).unwrap();
+    let (done_tx, done_rx) = tokio::sync::oneshot::channel();
+    let token = app.shutdown_token();
+    app.spawn_background(async move {
+        token.cancelled().await;
+        let _ = done_tx.send("background task finished its work");
+    });
+    let app = TestApp::start(app);
+
+    let client = app.http.clone();
+    let url = format!("{}/slow", app.address);
+    let in_flight = tokio::spawn(async move { client.get(url).send().await });
+    tokio::time::timeout(Duration::from_secs(5), started.notified())
+        .await
+        .expect("the slow request reaches its handler");
+    let address = app.address.clone();
+    app.stop().await.unwrap();
+
+    let response = in_flight
+        .await
+        .unwrap()
+        .expect("in-flight request completes");
+    assert_eq!(response.status(), 200);
+    assert_eq!(response.text().await.unwrap(), "finished");
+    assert_eq!(done_rx.await.unwrap(), "background task finished its work");
+    // And nothing listens any more.
+    assert!(reqwest::get(format!("{address}/healthz")).await.is_err());
+}
