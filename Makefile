@@ -29,7 +29,8 @@ services: ## make sure PostgreSQL, Redis, Mosquitto and InfluxDB answer on loopb
 	@deploy/local/backing.sh ensure
 
 test: services clean-test-dbs ## run every test against the real services
-	cargo nextest run --workspace --profile $(NEXTEST_PROFILE)
+	@status=0; cargo nextest run --workspace --profile $(NEXTEST_PROFILE) || status=$$?; \
+	if [ "$(CI)" = "true" ]; then deploy/local/backing.sh stop; fi; exit $$status
 
 lint: ## formatting and clippy, warnings are errors
 	cargo fmt --all -- --check
@@ -38,7 +39,11 @@ lint: ## formatting and clippy, warnings are errors
 fmt: ## format the code
 	cargo fmt --all
 
-clean-test-dbs: ## drop databases left behind by interrupted test runs
+clean-test-dbs: ## drop databases, Influx databases and Redis keys left behind by interrupted test runs
+	@curl -fsS -XPOST http://127.0.0.1:8086/query --data-urlencode 'q=SHOW DATABASES' \
+	  | grep -o '"plantline_test_[a-z0-9_]*"' | tr -d '"' \
+	  | while read -r db; do curl -fsS -o /dev/null -XPOST http://127.0.0.1:8086/query --data-urlencode "q=DROP DATABASE \"$$db\""; done || true
+	@redis-cli -h 127.0.0.1 --scan --pattern 'plantline_test:*' | xargs -r -n 500 redis-cli -h 127.0.0.1 del >/dev/null || true
 	@psql -h 127.0.0.1 -U postgres -d postgres -Atqc \
 	  "SELECT 'DROP DATABASE IF EXISTS \"' || datname || '\" WITH (FORCE);' FROM pg_database WHERE datname LIKE 'plantline_test_%'" \
 	  | psql -h 127.0.0.1 -U postgres -d postgres -q >/dev/null
