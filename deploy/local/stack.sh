@@ -13,6 +13,7 @@ PROFILE="${PROFILE:-release}"
 LISTEN="${PLANTLINE_LISTEN:-127.0.0.1:8080}"
 NGINX_DIR="$STATE/nginx"
 DEMO_ENV="$STATE/demo.env"
+KEYS="$STATE/keys"
 
 target_dir() {
   local dir="${CARGO_TARGET_DIR:-$ROOT/target}"
@@ -27,6 +28,7 @@ service_env() {
   # The local stack's configuration; everything else comes from the built-in defaults.
   export PLANTLINE_LOG__FORMAT=json
   export PLANTLINE_HTTP__HOST=127.0.0.1
+  export PLANTLINE_AUTH__PUBLIC_KEY_FILES="$KEYS/public-key.pem"
 }
 
 build() {
@@ -47,7 +49,11 @@ start_service() {
   pid_alive "$svc" && return 0
   port_open 127.0.0.1 "${PORT[$svc]}" && die "port ${PORT[$svc]} for $svc is taken by another process"
   say "starting $svc on 127.0.0.1:${PORT[$svc]}"
-  PLANTLINE_HTTP__PORT="${PORT[$svc]}" start_daemon "$svc" "$LOGS/$svc.log" "$bin"
+  # Only auth holds the private key; every service verifies with the public one.
+  local signing=""
+  [ "$svc" = auth ] && signing="$KEYS/signing-key.pem"
+  PLANTLINE_HTTP__PORT="${PORT[$svc]}" PLANTLINE_AUTH__SIGNING_KEY_FILE="$signing" \
+    start_daemon "$svc" "$LOGS/$svc.log" "$bin"
 }
 
 readyz_ok() { curl -fsS -o /dev/null "http://127.0.0.1:${PORT[$1]}/readyz"; }
@@ -112,6 +118,7 @@ up() {
   service_env
   say "migrating PostgreSQL and InfluxDB"
   "$(target_dir)/plantline-admin" migrate
+  "$(target_dir)/plantline-admin" gen-keys "$KEYS"
   say "seeding demo data"
   "$(target_dir)/plantline-admin" seed-demo "$DEMO_ENV"
   for svc in "${SERVICES[@]}"; do start_service "$svc"; done

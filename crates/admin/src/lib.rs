@@ -1,6 +1,7 @@
 //! One-shot operations, run by `make run`, CI and the Kubernetes migrate Job.
 
 pub mod demo;
+pub mod keys;
 
 use platform::influx::{InfluxClient, SchemaReport};
 use platform::{Settings, StartupError};

@@ -18,6 +18,13 @@ async fn main() -> ExitCode {
     };
     let outcome = match args.first().map(String::as_str) {
         Some("migrate") => migrate(&settings).await,
+        Some("gen-keys") => match args.get(1) {
+            Some(dir) => gen_keys(dir),
+            None => {
+                eprintln!("{USAGE}");
+                return ExitCode::from(2);
+            }
+        },
         Some("seed-demo") => {
             let path = args
                 .get(1)
@@ -76,5 +83,18 @@ async fn seed_demo(
         plantline_admin::demo::MACHINES.len(),
         path.display()
     );
+    Ok(())
+}
+
+fn gen_keys(dir: &str) -> Result<(), platform::StartupError> {
+    let dir = std::path::Path::new(dir);
+    if plantline_admin::keys::ensure_key_pair(dir)? {
+        println!(
+            "keys: generated a new Ed25519 signing key in {}",
+            dir.display()
+        );
+    } else {
+        println!("keys: keeping the signing key in {}", dir.display());
+    }
     Ok(())
 }

@@ -1,29 +1,76 @@
-//! `auth`: logins, tokens, users and gateway clients.
+//! `auth`: logins, tokens, users and gateway clients. The only service that can mint tokens.
 
+mod routes;
+pub mod store;
+mod throttle;
+pub mod tokens;
+
+use platform::auth::{PublicKey, Revoker, SigningKey, Verification};
 use platform::health::{Dependency, Probe, Readiness};
 use platform::metrics::Metrics;
+use platform::password::hash_secret;
+use platform::postgres::PgPool;
 use platform::redis::RedisClient;
 use platform::{Application, ServiceName, ServiceParts, Settings, StartupError};
+use secrecy::SecretString;
+use std::path::Path;
 use std::time::Duration;
 
-/// Builds the service from configuration. Backing services may still be down: the pools
-/// connect lazily and `/readyz` says what is missing.
+/// What the handlers share.
+pub(crate) struct AuthState {
+    pub pg: PgPool,
+    pub signer: tokens::TokenSigner,
+    pub revoker: Revoker,
+    pub throttle: throttle::LoginThrottle,
+    pub refresh_ttl: chrono::Duration,
+    /// Verified against when the account does not exist, so unknown and known usernames
+    /// take the same time to refuse.
+    pub dummy_hash: String,
+}
+
+/// Builds the service from configuration.
 pub async fn build(settings: &Settings) -> Result<Application, StartupError> {
     let pg = platform::postgres::build_pool(&settings.postgres)?;
     let redis = RedisClient::new(&settings.redis)?;
+    let metrics = Metrics::new(ServiceName::Auth.as_str());
+
+    let signing_path = settings.auth.signing_key_path().ok_or(
+        "configuration key `auth.signing_key_file`: auth needs the private key it signs with",
+    )?;
+    let signing = SigningKey::from_pem_file(Path::new(signing_path))?;
+    let extra_keys = settings
+        .auth
+        .public_key_paths()
+        .map(|path| PublicKey::from_pem_file(Path::new(path)))
+        .collect::<Result<Vec<_>, _>>()?;
+    let keep_secs = (settings.auth.access_ttl_secs + settings.auth.leeway_secs) as i64;
+    let state = actix_web::web::Data::new(AuthState {
+        pg: pg.clone(),
+        signer: tokens::TokenSigner::new(&signing, &extra_keys, &settings.auth)?,
+        revoker: Revoker::new(redis.clone(), keep_secs),
+        throttle: throttle::LoginThrottle::new(redis.clone(), &settings.auth),
+        refresh_ttl: chrono::Duration::seconds(settings.auth.refresh_ttl_secs as i64),
+        dummy_hash: hash_secret(&SecretString::from("not-a-real-password".to_owned()))?,
+    });
+
     let readiness = Readiness::new(
         vec![
             Dependency::required("postgres", Probe::Postgres(pg)),
-            // Login keeps working without Redis (throttling degrades); see the README.
-            Dependency::optional("redis", Probe::Redis(redis)),
+            // Logins keep working without Redis; administration fails closed (README).
+            Dependency::optional("redis", Probe::Redis(redis.clone())),
         ],
         Duration::from_secs(2),
     );
+    let verification = Verification::from_settings(&settings.auth, redis, &metrics)?;
     let parts = ServiceParts {
         service: ServiceName::Auth,
         readiness,
-        metrics: Metrics::new(ServiceName::Auth.as_str()),
-        routes: |_cfg: &mut actix_web::web::ServiceConfig| {},
+        metrics,
+        verification: Some(verification),
+        routes: move |cfg: &mut actix_web::web::ServiceConfig| {
+            cfg.app_data(state.clone());
+            routes::configure(cfg);
+        },
     };
     Ok(Application::build(settings, parts)?)
 }

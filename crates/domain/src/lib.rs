@@ -5,6 +5,11 @@
 
 pub mod ids;
 pub mod machine;
+pub mod rbac;
+pub mod settings;
+pub mod user;
 
 pub use ids::{FactoryId, MachineId, ParseIdError};
 pub use machine::{MachineName, MachineStatus, ParseMachineError, SensorType};
+pub use rbac::{Permission, PermissionSet, Role};
+pub use user::{Email, NewPassword, UserId, Username};

@@ -29,6 +29,8 @@ pub async fn build(settings: &Settings) -> Result<Application, StartupError> {
         service: ServiceName::MqttBridge,
         readiness,
         metrics: Metrics::new(ServiceName::MqttBridge.as_str()),
+        // No HTTP API to protect: the broker authenticates the publishers.
+        verification: None,
         routes: |_cfg: &mut actix_web::web::ServiceConfig| {},
     };
     let app = Application::build(settings, parts)?;

@@ -44,6 +44,56 @@ pub struct Settings {
     pub influx: InfluxSettings,
     /// The MQTT broker (used by mqtt-bridge).
     pub mqtt: MqttSettings,
+    /// Tokens: issuing (auth) and verifying (every HTTP service).
+    pub auth: AuthSettings,
+}
+
+/// Access tokens, refresh tokens and login throttling.
+#[derive(Debug, Clone, Deserialize)]
+pub struct AuthSettings {
+    /// `iss` of issued tokens, required of verified ones.
+    pub issuer: String,
+    /// `aud` of issued tokens, required of verified ones.
+    pub audience: String,
+    /// Access-token lifetime.
+    pub access_ttl_secs: u64,
+    /// Refresh-token lifetime.
+    pub refresh_ttl_secs: u64,
+    /// Clock skew tolerated on `exp`/`nbf`.
+    pub leeway_secs: u64,
+    /// PKCS#8 PEM Ed25519 private key `auth` signs with (auth only).
+    pub signing_key_file: Option<String>,
+    /// Comma-separated PEM public keys accepted besides the signing key's own: during a key
+    /// rotation, the previous and the next key.
+    pub public_key_files: String,
+    /// How often each service polls the revocation list's version.
+    pub revocation_poll_ms: u64,
+    /// After this long without a successful sync, revocations count as unknown.
+    pub revocation_stale_after_ms: u64,
+    /// Failed logins per username within the window before 429.
+    pub login_max_failures_per_user: u32,
+    /// Failed logins per client address within the window before 429.
+    pub login_max_failures_per_ip: u32,
+    /// The throttling window.
+    pub login_window_secs: u64,
+}
+
+impl AuthSettings {
+    /// The signing key file, if one is configured (an empty value counts as none).
+    pub fn signing_key_path(&self) -> Option<&str> {
+        self.signing_key_file
+            .as_deref()
+            .map(str::trim)
+            .filter(|p| !p.is_empty())
+    }
+
+    /// The configured public key files, trimmed, empty entries skipped.
+    pub fn public_key_paths(&self) -> impl Iterator<Item = &str> {
+        self.public_key_files
+            .split(',')
+            .map(str::trim)
+            .filter(|p| !p.is_empty())
+    }
 }
 
 /// HTTP listener.
@@ -182,7 +232,26 @@ impl Settings {
         {
             return Err(invalid("mqtt.url", "must start with tcp:// or ssl://"));
         }
+        if self.auth.access_ttl_secs < 60 || self.auth.access_ttl_secs > 3600 {
+            return Err(invalid("auth.access_ttl_secs", "must be 60 to 3600"));
+        }
+        if self.auth.refresh_ttl_secs < self.auth.access_ttl_secs {
+            return Err(invalid(
+                "auth.refresh_ttl_secs",
+                "must be at least auth.access_ttl_secs",
+            ));
+        }
+        if self.auth.leeway_secs > 300 {
+            return Err(invalid("auth.leeway_secs", "must be at most 300"));
+        }
+        if self.auth.revocation_stale_after_ms < 2 * self.auth.revocation_poll_ms {
+            return Err(invalid(
+                "auth.revocation_stale_after_ms",
+                "must be at least twice auth.revocation_poll_ms",
+            ));
+        }
         for (key, ms) in [
+            ("auth.revocation_poll_ms", self.auth.revocation_poll_ms),
             (
                 "postgres.connect_timeout_ms",
                 self.postgres.connect_timeout_ms,

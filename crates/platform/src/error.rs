@@ -215,6 +215,36 @@ impl ResponseError for ApiError {
     }
 }
 
+impl From<crate::postgres::DbError> for ApiError {
+    fn from(err: crate::postgres::DbError) -> Self {
+        use crate::postgres::DbError;
+        match err {
+            DbError::Pool(reason) => {
+                tracing::error!(error = %reason, "Postgres unavailable");
+                Self::unavailable("the database is unavailable, retry shortly", 5)
+            }
+            DbError::Query(diesel::result::Error::NotFound) => Self::not_found("no such resource"),
+            other => {
+                tracing::error!(error = %other, "database operation failed");
+                Self::internal()
+            }
+        }
+    }
+}
+
+impl From<diesel::result::Error> for ApiError {
+    fn from(err: diesel::result::Error) -> Self {
+        crate::postgres::DbError::Query(err).into()
+    }
+}
+
+impl From<crate::redis::RedisError> for ApiError {
+    fn from(err: crate::redis::RedisError) -> Self {
+        tracing::error!(error = %err, "Redis unavailable");
+        Self::unavailable("a required cache is unavailable, retry shortly", 5)
+    }
+}
+
 /// JSON body extractor settings: size limit and errors as [`ApiError`] naming the problem.
 pub fn json_config(limit_bytes: usize) -> web::JsonConfig {
     web::JsonConfig::default()

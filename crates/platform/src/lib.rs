@@ -4,6 +4,8 @@
 //! logging, the HTTP server skeleton, the error body, health and metrics endpoints, and the
 //! clients for PostgreSQL, Redis and InfluxDB.
 
+pub mod audit;
+pub mod auth;
 pub mod config;
 pub mod error;
 pub mod health;
@@ -14,6 +16,7 @@ pub mod postgres;
 pub mod redis;
 pub mod schema;
 pub mod server;
+pub mod settings_store;
 pub mod shutdown;
 pub mod telemetry;
 

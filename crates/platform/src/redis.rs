@@ -78,6 +78,22 @@ impl RedisClient {
         .await
     }
 
+    /// Runs a pipeline (atomic when built with `.atomic()`) within the time bound.
+    pub async fn query_pipeline<T: FromRedisValue>(
+        &self,
+        pipe: &redis::Pipeline,
+    ) -> Result<T, RedisError> {
+        self.bounded(async {
+            let mut conn = self
+                .pool
+                .get()
+                .await
+                .map_err(|e| RedisError::Pool(e.to_string()))?;
+            Ok(pipe.query_async(&mut conn).await?)
+        })
+        .await
+    }
+
     /// A round trip, for readiness checks.
     pub async fn ping(&self) -> Result<(), RedisError> {
         let pong: String = self.query(&redis::cmd("PING")).await?;

@@ -80,6 +80,27 @@ fn request_id_of(req: &ServiceRequest) -> String {
         .unwrap_or_else(|| uuid::Uuid::new_v4().to_string())
 }
 
+/// The client's address: the peer, or the proxy's `X-Real-IP` when the peer is a proxy on
+/// loopback or a private network (nginx in every deployment). Never trusted from the internet.
+pub fn client_ip(req: &actix_web::HttpRequest) -> String {
+    let peer = req.peer_addr().map(|addr| addr.ip());
+    let behind_proxy = peer.is_some_and(|ip| match ip {
+        std::net::IpAddr::V4(v4) => v4.is_loopback() || v4.is_private(),
+        std::net::IpAddr::V6(v6) => v6.is_loopback() || v6.is_unique_local(),
+    });
+    if behind_proxy
+        && let Some(real) = req
+            .headers()
+            .get("x-real-ip")
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.trim().parse::<std::net::IpAddr>().ok())
+    {
+        return real.to_string();
+    }
+    peer.map(|ip| ip.to_string())
+        .unwrap_or_else(|| "unknown".to_owned())
+}
+
 /// What a service adds to the common skeleton.
 pub struct ServiceParts<F> {
     /// Which service this is.
@@ -88,6 +109,8 @@ pub struct ServiceParts<F> {
     pub readiness: Readiness,
     /// Registry the service's own metrics are registered in.
     pub metrics: Metrics,
+    /// Token verification, for services with authenticated routes.
+    pub verification: Option<crate::auth::Verification>,
     /// Registers the service's routes and its shared state (`web::Data`).
     pub routes: F,
 }
@@ -113,20 +136,33 @@ impl Application {
             service,
             readiness,
             metrics,
+            verification,
             routes,
         } = parts;
+        let tasks = TaskTracker::new();
+        let shutdown = CancellationToken::new();
+        let (verifier, unchecked) = match verification {
+            Some(v) => {
+                let cache = v.verifier.revocations().clone();
+                tasks.spawn(cache.run_sync(v.redis, v.poll, shutdown.clone()));
+                (Some(v.verifier), Some(v.unchecked))
+            }
+            None => (None, None),
+        };
         let listener =
             TcpListener::bind((settings.http.host.as_str(), settings.port_for(service)))?;
         let port = listener.local_addr()?.port();
-        let shutdown = CancellationToken::new();
         let service_data = web::Data::new(service);
         let readiness = web::Data::new(readiness);
         let metrics_data = web::Data::new(metrics.clone());
 
         let mut server = HttpServer::new(move || {
             let metrics = metrics.clone();
-            App::new()
-                .app_data(service_data.clone())
+            let mut app = App::new();
+            if let (Some(verifier), Some(unchecked)) = (&verifier, &unchecked) {
+                app = app.app_data(verifier.clone()).app_data(unchecked.clone());
+            }
+            app.app_data(service_data.clone())
                 .app_data(readiness.clone())
                 .app_data(metrics_data.clone())
                 .app_data(error::query_config())
@@ -189,7 +225,7 @@ impl Application {
             port,
             server,
             shutdown,
-            tasks: TaskTracker::new(),
+            tasks,
             drain_timeout: Duration::from_secs(settings.http.shutdown_timeout_secs),
         })
     }

@@ -1,31 +1,48 @@
 //! `query-api`: history, latest values, the machine registry, configuration and the dashboard.
 
+mod routes;
+
+use platform::auth::Verification;
 use platform::health::{Dependency, Probe, Readiness};
 use platform::influx::InfluxClient;
 use platform::metrics::Metrics;
+use platform::postgres::PgPool;
 use platform::redis::RedisClient;
 use platform::{Application, ServiceName, ServiceParts, Settings, StartupError};
 use std::time::Duration;
+
+/// What the handlers share.
+pub(crate) struct QueryState {
+    pub pg: PgPool,
+    pub redis: RedisClient,
+}
 
 /// Builds the service from configuration.
 pub async fn build(settings: &Settings) -> Result<Application, StartupError> {
     let pg = platform::postgres::build_pool(&settings.postgres)?;
     let redis = RedisClient::new(&settings.redis)?;
     let influx = InfluxClient::new(&settings.influx)?;
+    let metrics = Metrics::new(ServiceName::QueryApi.as_str());
+    let verification = Verification::from_settings(&settings.auth, redis.clone(), &metrics)?;
     let readiness = Readiness::new(
         vec![
-            Dependency::required("postgres", Probe::Postgres(pg)),
+            Dependency::required("postgres", Probe::Postgres(pg.clone())),
             Dependency::required("influxdb", Probe::Influx(influx)),
             // Reads go to the source while the cache is away.
-            Dependency::optional("redis", Probe::Redis(redis)),
+            Dependency::optional("redis", Probe::Redis(redis.clone())),
         ],
         Duration::from_secs(2),
     );
+    let state = actix_web::web::Data::new(QueryState { pg, redis });
     let parts = ServiceParts {
         service: ServiceName::QueryApi,
         readiness,
-        metrics: Metrics::new(ServiceName::QueryApi.as_str()),
-        routes: |_cfg: &mut actix_web::web::ServiceConfig| {},
+        metrics,
+        verification: Some(verification),
+        routes: move |cfg: &mut actix_web::web::ServiceConfig| {
+            cfg.app_data(state.clone());
+            routes::configure(cfg);
+        },
     };
     Ok(Application::build(settings, parts)?)
 }

@@ -197,6 +197,8 @@ pub struct TestContext {
     pub db: TestDatabase,
     /// MQTT topic prefix (`plantline_test/<id>/`).
     pub topic_prefix: String,
+    /// This test's token key pair.
+    pub key_dir: PathBuf,
     cleaned: bool,
 }
 
@@ -206,7 +208,25 @@ impl TestContext {
         let backends = Backends::from_env();
         let db = TestDatabase::create(&backends).await;
         let id = uuid::Uuid::new_v4().simple().to_string();
+        let key_dir = std::env::temp_dir().join(format!("plantline-test-keys-{id}"));
+        admin::keys::ensure_key_pair(&key_dir).expect("test key pair");
         let vars = [
+            (
+                "PLANTLINE_AUTH__SIGNING_KEY_FILE",
+                key_dir
+                    .join(admin::keys::PRIVATE_KEY_FILE)
+                    .display()
+                    .to_string(),
+            ),
+            (
+                "PLANTLINE_AUTH__PUBLIC_KEY_FILES",
+                key_dir
+                    .join(admin::keys::PUBLIC_KEY_FILE)
+                    .display()
+                    .to_string(),
+            ),
+            // Fast revocation polling keeps propagation tests short.
+            ("PLANTLINE_AUTH__REVOCATION_POLL_MS", "100".to_owned()),
             ("PLANTLINE_HTTP__PORT", "0".to_owned()),
             ("PLANTLINE_HTTP__WORKERS", "2".to_owned()),
             ("PLANTLINE_HTTP__SHUTDOWN_TIMEOUT_SECS", "5".to_owned()),
@@ -239,6 +259,7 @@ impl TestContext {
             topic_prefix: settings.mqtt.topic_prefix.clone(),
             settings,
             db,
+            key_dir,
             cleaned: false,
         }
     }
@@ -282,6 +303,7 @@ impl Drop for TestContext {
             return;
         }
         self.cleaned = true;
+        let _ = std::fs::remove_dir_all(&self.key_dir);
         let influx = self.influx();
         let redis = self.redis();
         run_detached(async move {

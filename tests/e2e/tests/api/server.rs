@@ -86,6 +86,7 @@ async fn shutdown_drains_in_flight_requests_and_background_tasks() {
         service: ServiceName::QueryApi,
         readiness: Readiness::new(Vec::new(), Duration::from_secs(1)),
         metrics: Metrics::new("drain-test"),
+        verification: None,
         routes: move |cfg: &mut web::ServiceConfig| {
             let started = handler_started.clone();
             cfg.route(

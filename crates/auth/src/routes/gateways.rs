@@ -1,0 +1,209 @@
+//! `/api/v1/gateways`: the shop-floor clients that send telemetry. Their secret is shown
+//! once, at creation, and stored only as an argon2id hash.
+
+use super::{blocking, conflict_on_duplicate, reject_if_any};
+use crate::AuthState;
+use crate::store::gateways;
+use actix_web::{HttpRequest, HttpResponse, web};
+use diesel_async::AsyncConnection;
+use platform::ApiError;
+use platform::audit::{self, Actor, Change};
+use platform::auth::{Authenticated, require};
+use platform::error::FieldError;
+use platform::password::{generate_secret, hash_secret};
+use platform::postgres::connection;
+use secrecy::ExposeSecret;
+use serde::Deserialize;
+use serde_json::json;
+use uuid::Uuid;
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CreateGateway {
+    client_id: String,
+    name: String,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct UpdateGateway {
+    #[serde(default)]
+    name: Option<String>,
+    #[serde(default)]
+    is_active: Option<bool>,
+}
+
+fn check_name(name: &str, errors: &mut Vec<FieldError>) {
+    if name.trim().is_empty() || name.chars().count() > 255 {
+        errors.push(FieldError::field("name", "must be 1 to 255 characters").with_value(name));
+    }
+}
+
+fn not_found() -> ApiError {
+    ApiError::not_found("no such gateway")
+}
+
+/// `GET /api/v1/gateways`
+pub async fn list(
+    state: web::Data<AuthState>,
+    _caller: Authenticated<require::ReadUsers>,
+) -> Result<HttpResponse, ApiError> {
+    let mut conn = connection(&state.pg).await?;
+    let all = gateways::list(&mut conn).await?;
+    Ok(HttpResponse::Ok().json(json!({
+        "status": "success",
+        "gateways": all.iter().map(gateways::Gateway::view).collect::<Vec<_>>(),
+    })))
+}
+
+/// `POST /api/v1/gateways`: answers the generated secret, once.
+pub async fn create(
+    state: web::Data<AuthState>,
+    caller: Authenticated<require::WriteUsers>,
+    req: HttpRequest,
+    body: web::Json<CreateGateway>,
+) -> Result<HttpResponse, ApiError> {
+    let body = body.into_inner();
+    let mut errors = Vec::new();
+    let client_id_ok = (3..=64).contains(&body.client_id.len())
+        && body
+            .client_id
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"._-".contains(&b));
+    if !client_id_ok {
+        errors.push(
+            FieldError::field(
+                "client_id",
+                "must be 3 to 64 characters of letters, digits, '.', '_' or '-'",
+            )
+            .with_value(body.client_id.as_str()),
+        );
+    }
+    check_name(&body.name, &mut errors);
+    reject_if_any(errors)?;
+
+    let secret = generate_secret(40);
+    let to_hash = secret.clone();
+    let hash = blocking(move || hash_secret(&to_hash))
+        .await?
+        .map_err(|err| {
+            tracing::error!(error = %err, "secret hashing failed");
+            ApiError::internal()
+        })?;
+    let actor = Actor::from_request(&caller, &req);
+    let mut conn = connection(&state.pg).await?;
+    let gateway = conn
+        .transaction::<_, ApiError, _>(async move |conn| {
+            let gateway = gateways::insert(conn, &body.client_id, body.name.trim(), &hash)
+                .await
+                .map_err(|e| conflict_on_duplicate(e, "a gateway with this client_id exists"))?;
+            audit::record(
+                conn,
+                &actor,
+                Change {
+                    action: "gateway.create",
+                    resource_type: "gateway",
+                    resource_id: Some(gateway.id.to_string()),
+                    before: None,
+                    after: Some(json!(gateway.view())),
+                },
+            )
+            .await?;
+            Ok(gateway)
+        })
+        .await?;
+    Ok(HttpResponse::Created().json(json!({
+        "status": "success",
+        "gateway": gateway.view(),
+        "client_secret": secret.expose_secret(),
+        "note": "store the client_secret now: it is not shown again",
+    })))
+}
+
+/// `PATCH /api/v1/gateways/{id}`: rename, activate, deactivate (which revokes its tokens).
+pub async fn update(
+    state: web::Data<AuthState>,
+    caller: Authenticated<require::WriteUsers>,
+    req: HttpRequest,
+    id: web::Path<Uuid>,
+    body: web::Json<UpdateGateway>,
+) -> Result<HttpResponse, ApiError> {
+    let id = id.into_inner();
+    let body = body.into_inner();
+    let mut errors = Vec::new();
+    if let Some(name) = &body.name {
+        check_name(name, &mut errors);
+    }
+    if body.name.is_none() && body.is_active.is_none() {
+        errors.push(FieldError::field(
+            "body",
+            "nothing to change: give name or is_active",
+        ));
+    }
+    reject_if_any(errors)?;
+    let actor = Actor::from_request(&caller, &req);
+    let revoker = state.revoker.clone();
+    let mut conn = connection(&state.pg).await?;
+    let gateway = conn
+        .transaction::<_, ApiError, _>(async move |conn| {
+            let before = gateways::find(conn, id).await?.ok_or_else(not_found)?;
+            let after = gateways::update(
+                conn,
+                id,
+                body.name.as_deref().map(str::trim),
+                body.is_active,
+            )
+            .await?;
+            audit::record(
+                conn,
+                &actor,
+                Change {
+                    action: "gateway.update",
+                    resource_type: "gateway",
+                    resource_id: Some(id.to_string()),
+                    before: Some(json!(before.view())),
+                    after: Some(json!(after.view())),
+                },
+            )
+            .await?;
+            if body.is_active == Some(false) {
+                revoker.revoke_subject(&id).await?;
+            }
+            Ok(after)
+        })
+        .await?;
+    Ok(HttpResponse::Ok().json(json!({"status": "success", "gateway": gateway.view()})))
+}
+
+/// `DELETE /api/v1/gateways/{id}`: its tokens stop working within a second.
+pub async fn delete(
+    state: web::Data<AuthState>,
+    caller: Authenticated<require::DeleteUsers>,
+    req: HttpRequest,
+    id: web::Path<Uuid>,
+) -> Result<HttpResponse, ApiError> {
+    let id = id.into_inner();
+    let actor = Actor::from_request(&caller, &req);
+    let revoker = state.revoker.clone();
+    let mut conn = connection(&state.pg).await?;
+    conn.transaction::<_, ApiError, _>(async move |conn| {
+        let before = gateways::find(conn, id).await?.ok_or_else(not_found)?;
+        gateways::delete(conn, id).await?;
+        audit::record(
+            conn,
+            &actor,
+            Change {
+                action: "gateway.delete",
+                resource_type: "gateway",
+                resource_id: Some(id.to_string()),
+                before: Some(json!(before.view())),
+                after: None,
+            },
+        )
+        .await?;
+        revoker.revoke_subject(&id).await?;
+        Ok(())
+    })
+    .await?;
+    Ok(HttpResponse::NoContent().finish())
+}

@@ -1,0 +1,101 @@
+//! HTTP routes of `auth`.
+
+mod gateways;
+mod session;
+mod users;
+
+use actix_web::web;
+use platform::ApiError;
+use platform::error::FieldError;
+
+pub fn configure(cfg: &mut web::ServiceConfig) {
+    cfg.route("/.well-known/jwks.json", web::get().to(session::jwks))
+        .service(
+            web::scope("/api/v1/auth")
+                .route("/login", web::post().to(session::login))
+                .route("/refresh", web::post().to(session::refresh))
+                .route("/logout", web::post().to(session::logout))
+                .route("/me", web::get().to(session::me))
+                .route("/token", web::post().to(session::client_credentials)),
+        )
+        .service(
+            web::resource("/api/v1/users")
+                .route(web::get().to(users::list))
+                .route(web::post().to(users::create)),
+        )
+        .service(
+            web::resource("/api/v1/users/{id}")
+                .route(web::get().to(users::get))
+                .route(web::patch().to(users::update))
+                .route(web::delete().to(users::delete)),
+        )
+        .service(
+            web::resource("/api/v1/gateways")
+                .route(web::get().to(gateways::list))
+                .route(web::post().to(gateways::create)),
+        )
+        .service(
+            web::resource("/api/v1/gateways/{id}")
+                .route(web::patch().to(gateways::update))
+                .route(web::delete().to(gateways::delete)),
+        );
+}
+
+/// Runs a CPU-heavy password hash/verify off the async workers.
+async fn blocking<T: Send + 'static>(
+    work: impl FnOnce() -> T + Send + 'static,
+) -> Result<T, ApiError> {
+    web::block(work).await.map_err(|err| {
+        tracing::error!(error = %err, "password hashing task failed");
+        ApiError::internal()
+    })
+}
+
+/// 400 listing every problem, or nothing.
+fn reject_if_any(errors: Vec<FieldError>) -> Result<(), ApiError> {
+    if errors.is_empty() {
+        Ok(())
+    } else {
+        Err(ApiError::validation("invalid request body", errors))
+    }
+}
+
+/// Pagination query: `limit` 1..=500 (default 50), `offset` ≥ 0.
+#[derive(Debug, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Page {
+    limit: Option<i64>,
+    offset: Option<i64>,
+}
+
+impl Page {
+    fn parse(&self) -> Result<(i64, i64), ApiError> {
+        let mut errors = Vec::new();
+        let limit = self.limit.unwrap_or(50);
+        if !(1..=500).contains(&limit) {
+            errors.push(FieldError::parameter("limit", "must be 1 to 500").with_value(limit));
+        }
+        let offset = self.offset.unwrap_or(0);
+        if offset < 0 {
+            errors.push(FieldError::parameter("offset", "must be 0 or more").with_value(offset));
+        }
+        if errors.is_empty() {
+            Ok((limit, offset))
+        } else {
+            Err(ApiError::validation("invalid query parameters", errors))
+        }
+    }
+}
+
+/// Maps a unique-constraint violation to 409 with the given message.
+fn conflict_on_duplicate(err: diesel::result::Error, message: &str) -> ApiError {
+    use diesel::result::{DatabaseErrorKind, Error};
+    match err {
+        Error::DatabaseError(DatabaseErrorKind::UniqueViolation, _) => ApiError::new(
+            actix_web::http::StatusCode::CONFLICT,
+            "conflict",
+            message.to_owned(),
+        ),
+        other => other.into(),
+    }
+}

@@ -1,0 +1,362 @@
+//! Logins, refresh rotation, logout, the current principal, gateway tokens, the JWKS.
+
+use super::{blocking, reject_if_any};
+use crate::AuthState;
+use crate::store::{gateways, refresh, users};
+use crate::tokens::{IssuedToken, new_refresh_token, refresh_token_hash};
+use actix_web::http::header;
+use actix_web::{HttpRequest, HttpResponse, web};
+use diesel_async::AsyncConnection;
+use domain::Role;
+use platform::ApiError;
+use platform::auth::{Authenticated, require};
+use platform::error::FieldError;
+use platform::password::verify_secret;
+use platform::postgres::connection;
+use platform::server::client_ip;
+use secrecy::SecretString;
+use serde::{Deserialize, Serialize};
+use serde_json::json;
+use uuid::Uuid;
+
+const BAD_CREDENTIALS: &str = "invalid username or password";
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LoginRequest {
+    username: String,
+    password: String,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RefreshRequest {
+    refresh_token: String,
+}
+
+#[derive(Serialize)]
+struct TokenResponse<'a, U: Serialize> {
+    status: &'static str,
+    access_token: &'a str,
+    token_type: &'static str,
+    expires_in: i64,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    refresh_token: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    user: Option<U>,
+}
+
+fn token_response<U: Serialize>(
+    access: &IssuedToken,
+    refresh_token: Option<&str>,
+    user: Option<U>,
+) -> HttpResponse {
+    HttpResponse::Ok()
+        // Tokens must never sit in a shared cache.
+        .insert_header((header::CACHE_CONTROL, "no-store"))
+        .json(TokenResponse {
+            status: "success",
+            access_token: &access.token,
+            token_type: "Bearer",
+            expires_in: access.expires_in,
+            refresh_token,
+            user,
+        })
+}
+
+fn sign_error(err: crate::tokens::SignError) -> ApiError {
+    tracing::error!(error = %err, "could not sign a token");
+    ApiError::internal()
+}
+
+/// `POST /api/v1/auth/login`
+pub async fn login(
+    state: web::Data<AuthState>,
+    req: HttpRequest,
+    body: web::Json<LoginRequest>,
+) -> Result<HttpResponse, ApiError> {
+    let LoginRequest { username, password } = body.into_inner();
+    let mut errors = Vec::new();
+    if username.trim().is_empty() || username.len() > 64 {
+        errors.push(FieldError::field("username", "must be 1 to 64 characters"));
+    }
+    if password.is_empty() || password.len() > 1024 {
+        errors.push(FieldError::field(
+            "password",
+            "must be 1 to 1024 characters",
+        ));
+    }
+    reject_if_any(errors)?;
+
+    let ip = client_ip(&req);
+    state.throttle.check(&username, &ip).await?;
+    let mut conn = connection(&state.pg).await?;
+    let user = users::find_by_username(&mut conn, &username).await?;
+    drop(conn);
+
+    // Unknown users are checked against a dummy hash: same work, same answer, no enumeration.
+    let hash = user
+        .as_ref()
+        .map(|u| u.password_hash.clone())
+        .unwrap_or_else(|| state.dummy_hash.clone());
+    let secret = SecretString::from(password);
+    let password_ok = blocking(move || verify_secret(&secret, &hash)).await?;
+    let user = match user {
+        Some(user) if password_ok && user.is_active => user,
+        _ => {
+            state.throttle.record_failure(&username, &ip).await;
+            tracing::info!(username = %username, client_ip = %ip, "login refused");
+            return Err(ApiError::unauthorized(BAD_CREDENTIALS));
+        }
+    };
+    state.throttle.reset(&username, &ip).await;
+
+    let family = Uuid::new_v4();
+    let refresh_token = new_refresh_token();
+    let mut conn = connection(&state.pg).await?;
+    refresh::insert(
+        &mut conn,
+        user.id,
+        family,
+        &refresh_token_hash(&refresh_token),
+        chrono::Utc::now() + state.refresh_ttl,
+    )
+    .await?;
+    users::touch_last_login(&mut conn, user.id).await?;
+    let user = users::find(&mut conn, user.id).await?.unwrap_or(user);
+    let access = state
+        .signer
+        .issue(user.id, &user.username, user.role(), Some(family))
+        .map_err(sign_error)?;
+    tracing::info!(user_id = %user.id, username = %user.username, "login");
+    Ok(token_response(
+        &access,
+        Some(&refresh_token),
+        Some(user.view()),
+    ))
+}
+
+/// `POST /api/v1/auth/refresh`: exchanges a refresh token for a new pair. A token that was
+/// already exchanged means two parties hold it; the whole session is revoked.
+pub async fn refresh(
+    state: web::Data<AuthState>,
+    body: web::Json<RefreshRequest>,
+) -> Result<HttpResponse, ApiError> {
+    let presented = body.into_inner().refresh_token;
+    if presented.is_empty() || presented.len() > 256 {
+        return Err(ApiError::validation(
+            "invalid request body",
+            vec![FieldError::field(
+                "refresh_token",
+                "must be 1 to 256 characters",
+            )],
+        ));
+    }
+    let hash = refresh_token_hash(&presented);
+    let invalid = || ApiError::unauthorized("invalid or expired refresh token");
+    let mut conn = connection(&state.pg).await?;
+    let outcome = conn
+        .transaction::<_, ApiError, _>(async move |conn| {
+            let Some(token) = refresh::find_for_update(conn, &hash).await? else {
+                return Err(invalid());
+            };
+            if token.revoked_at.is_some() {
+                return Err(invalid());
+            }
+            if token.rotated_at.is_some() {
+                refresh::revoke_family(conn, token.family_id, "reuse_detected").await?;
+                state.revoker.revoke_session(&token.family_id).await?;
+                tracing::warn!(
+                    security_event = "refresh_token_reuse",
+                    user_id = %token.user_id,
+                    family_id = %token.family_id,
+                    "a rotated refresh token was presented again; its session is revoked"
+                );
+                return Ok(None);
+            }
+            if token.expires_at <= chrono::Utc::now() {
+                return Err(invalid());
+            }
+            let user = users::find(conn, token.user_id)
+                .await?
+                .filter(|u| u.is_active)
+                .ok_or_else(invalid)?;
+            refresh::mark_rotated(conn, token.id).await?;
+            let next = new_refresh_token();
+            refresh::insert(
+                conn,
+                user.id,
+                token.family_id,
+                &refresh_token_hash(&next),
+                chrono::Utc::now() + state.refresh_ttl,
+            )
+            .await?;
+            let access = state
+                .signer
+                .issue(user.id, &user.username, user.role(), Some(token.family_id))
+                .map_err(sign_error)?;
+            Ok(Some((access, next, user)))
+        })
+        .await?;
+    match outcome {
+        Some((access, next, user)) => Ok(token_response(&access, Some(&next), Some(user.view()))),
+        // Committed the revocation; the caller learns only that the token is no good.
+        None => Err(invalid()),
+    }
+}
+
+/// `POST /api/v1/auth/logout`: ends the caller's session — its refresh tokens in Postgres,
+/// its access tokens everywhere (every service's revocation mirror picks it up).
+pub async fn logout(
+    state: web::Data<AuthState>,
+    caller: Authenticated<require::Any>,
+) -> Result<HttpResponse, ApiError> {
+    if let Some(session) = caller.session {
+        let mut conn = connection(&state.pg).await?;
+        refresh::revoke_family(&mut conn, session, "logout").await?;
+        state.revoker.revoke_session(&session).await?;
+    }
+    state
+        .revoker
+        .revoke_token(&caller.jti, caller.expires_at)
+        .await?;
+    tracing::info!(subject = %caller.subject, "logout");
+    Ok(HttpResponse::NoContent().finish())
+}
+
+/// `GET /api/v1/auth/me`
+pub async fn me(
+    state: web::Data<AuthState>,
+    caller: Authenticated<require::Any>,
+) -> Result<HttpResponse, ApiError> {
+    let mut conn = connection(&state.pg).await?;
+    if caller.role == Role::Gateway {
+        let gateway = gateways::find(&mut conn, caller.subject)
+            .await?
+            .ok_or_else(|| ApiError::unauthorized("gateway no longer exists"))?;
+        return Ok(HttpResponse::Ok().json(json!({
+            "status": "success",
+            "gateway": gateway.view(),
+            "role": "gateway",
+            "permissions": Role::Gateway.permissions().iter().map(|p| p.as_str()).collect::<Vec<_>>(),
+        })));
+    }
+    let user = users::find(&mut conn, caller.subject)
+        .await?
+        .ok_or_else(|| ApiError::unauthorized("user no longer exists"))?;
+    Ok(HttpResponse::Ok().json(json!({"status": "success", "user": user.view()})))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ClientCredentials {
+    grant_type: String,
+    client_id: Option<String>,
+    client_secret: Option<String>,
+}
+
+/// Client credentials from an HTTP Basic header (RFC 6749 §2.3.1), if present.
+fn basic_credentials(req: &HttpRequest) -> Option<(String, String)> {
+    use base64::Engine;
+    let value = req.headers().get(header::AUTHORIZATION)?.to_str().ok()?;
+    let encoded = value.strip_prefix("Basic ")?;
+    let decoded = base64::engine::general_purpose::STANDARD
+        .decode(encoded.trim())
+        .ok()?;
+    let text = String::from_utf8(decoded).ok()?;
+    let (id, secret) = text.split_once(':')?;
+    Some((id.to_owned(), secret.to_owned()))
+}
+
+/// `POST /api/v1/auth/token` with `grant_type=client_credentials`, as a form or JSON, the
+/// credentials in the body or an HTTP Basic header.
+pub async fn client_credentials(
+    state: web::Data<AuthState>,
+    req: HttpRequest,
+    body: web::Bytes,
+) -> Result<HttpResponse, ApiError> {
+    let content_type = req
+        .headers()
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("")
+        .to_ascii_lowercase();
+    let request: ClientCredentials = if content_type.starts_with("application/json") {
+        serde_json::from_slice(&body)
+            .map_err(|e| ApiError::malformed_body(format!("invalid JSON body: {e}")))?
+    } else if content_type.starts_with("application/x-www-form-urlencoded") {
+        serde_urlencoded::from_bytes(&body)
+            .map_err(|e| ApiError::malformed_body(format!("invalid form body: {e}")))?
+    } else {
+        return Err(ApiError::new(
+            actix_web::http::StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            "unsupported_media_type",
+            "Content-Type must be application/x-www-form-urlencoded or application/json",
+        ));
+    };
+    if request.grant_type != "client_credentials" {
+        return Err(ApiError::validation(
+            "unsupported grant type",
+            vec![
+                FieldError::field("grant_type", "must be client_credentials")
+                    .with_value(request.grant_type),
+            ],
+        ));
+    }
+    let (client_id, secret) = match (
+        request.client_id,
+        request.client_secret,
+        basic_credentials(&req),
+    ) {
+        (Some(id), Some(secret), _) => (id, secret),
+        (_, _, Some(basic)) => basic,
+        _ => {
+            return Err(ApiError::validation(
+                "client credentials missing",
+                vec![FieldError::field(
+                    "client_id",
+                    "client_id and client_secret are required (body or HTTP Basic)",
+                )],
+            ));
+        }
+    };
+    if client_id.is_empty() || client_id.len() > 64 || secret.len() > 256 {
+        return Err(ApiError::unauthorized("invalid client credentials"));
+    }
+
+    let ip = client_ip(&req);
+    let account = format!("gateway:{client_id}");
+    state.throttle.check(&account, &ip).await?;
+    let mut conn = connection(&state.pg).await?;
+    let gateway = gateways::find_by_client_id(&mut conn, &client_id).await?;
+    drop(conn);
+    let hash = gateway
+        .as_ref()
+        .map(|g| g.secret_hash.clone())
+        .unwrap_or_else(|| state.dummy_hash.clone());
+    let secret = SecretString::from(secret);
+    let secret_ok = blocking(move || verify_secret(&secret, &hash)).await?;
+    let gateway = match gateway {
+        Some(gateway) if secret_ok && gateway.is_active => gateway,
+        _ => {
+            state.throttle.record_failure(&account, &ip).await;
+            tracing::info!(client_id = %client_id, client_ip = %ip, "gateway token refused");
+            return Err(ApiError::unauthorized("invalid client credentials"));
+        }
+    };
+    state.throttle.reset(&account, &ip).await;
+    let mut conn = connection(&state.pg).await?;
+    gateways::touch_last_used(&mut conn, gateway.id).await?;
+    let access = state
+        .signer
+        .issue(gateway.id, &gateway.client_id, Role::Gateway, None)
+        .map_err(sign_error)?;
+    Ok(token_response::<()>(&access, None, None))
+}
+
+/// `GET /.well-known/jwks.json`
+pub async fn jwks(state: web::Data<AuthState>) -> HttpResponse {
+    HttpResponse::Ok()
+        .insert_header((header::CACHE_CONTROL, "public, max-age=300"))
+        .json(state.signer.jwks())
+}

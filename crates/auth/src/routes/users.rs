@@ -1,0 +1,312 @@
+//! `/api/v1/users`: management of people's accounts. Every change is audited in the same
+//! transaction and revokes the tokens it makes stale.
+
+use super::{Page, blocking, conflict_on_duplicate, reject_if_any};
+use crate::AuthState;
+use crate::store::{refresh, users};
+use actix_web::http::StatusCode;
+use actix_web::{HttpRequest, HttpResponse, web};
+use diesel_async::AsyncConnection;
+use domain::{Email, NewPassword, Role, Username};
+use platform::ApiError;
+use platform::audit::{self, Actor, Change};
+use platform::auth::{Authenticated, require};
+use platform::error::FieldError;
+use platform::password::hash_secret;
+use platform::postgres::connection;
+use secrecy::SecretString;
+use serde::Deserialize;
+use serde_json::json;
+use uuid::Uuid;
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CreateUser {
+    username: String,
+    #[serde(default)]
+    email: Option<String>,
+    password: String,
+    role: String,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct UpdateUser {
+    #[serde(default)]
+    email: Option<Option<String>>,
+    #[serde(default)]
+    role: Option<String>,
+    #[serde(default)]
+    is_active: Option<bool>,
+    #[serde(default)]
+    password: Option<String>,
+}
+
+fn parse_role(raw: &str, errors: &mut Vec<FieldError>) -> Option<Role> {
+    match raw.parse::<Role>() {
+        Ok(role) if role != Role::Gateway => Some(role),
+        _ => {
+            errors.push(
+                FieldError::field("role", "must be one of operator, supervisor, management")
+                    .with_value(raw),
+            );
+            None
+        }
+    }
+}
+
+fn parse_email(raw: &str, errors: &mut Vec<FieldError>) -> Option<Email> {
+    Email::parse(raw)
+        .map_err(|e| errors.push(FieldError::field("email", e.to_string()).with_value(raw)))
+        .ok()
+}
+
+fn parse_password(raw: &str, username: &str, errors: &mut Vec<FieldError>) -> Option<NewPassword> {
+    NewPassword::parse(raw, username)
+        .map_err(|e| errors.push(FieldError::field("password", e.to_string())))
+        .ok()
+}
+
+async fn hash_password(password: NewPassword) -> Result<String, ApiError> {
+    let secret = SecretString::from(password.expose().to_owned());
+    blocking(move || hash_secret(&secret))
+        .await?
+        .map_err(|err| {
+            tracing::error!(error = %err, "password hashing failed");
+            ApiError::internal()
+        })
+}
+
+fn not_found() -> ApiError {
+    ApiError::not_found("no such user")
+}
+
+fn last_manager() -> ApiError {
+    ApiError::new(
+        StatusCode::CONFLICT,
+        "last_manager",
+        "this is the last active management account; promote another one first",
+    )
+}
+
+/// `GET /api/v1/users`
+pub async fn list(
+    state: web::Data<AuthState>,
+    _caller: Authenticated<require::ReadUsers>,
+    page: web::Query<Page>,
+) -> Result<HttpResponse, ApiError> {
+    let (limit, offset) = page.parse()?;
+    let mut conn = connection(&state.pg).await?;
+    let (page, total) = users::list(&mut conn, limit, offset).await?;
+    Ok(HttpResponse::Ok().json(json!({
+        "status": "success",
+        "users": page.iter().map(users::User::view).collect::<Vec<_>>(),
+        "pagination": {"limit": limit, "offset": offset, "total": total},
+    })))
+}
+
+/// `GET /api/v1/users/{id}`
+pub async fn get(
+    state: web::Data<AuthState>,
+    _caller: Authenticated<require::ReadUsers>,
+    id: web::Path<Uuid>,
+) -> Result<HttpResponse, ApiError> {
+    let mut conn = connection(&state.pg).await?;
+    let user = users::find(&mut conn, *id).await?.ok_or_else(not_found)?;
+    Ok(HttpResponse::Ok().json(json!({"status": "success", "user": user.view()})))
+}
+
+/// `POST /api/v1/users`
+pub async fn create(
+    state: web::Data<AuthState>,
+    caller: Authenticated<require::WriteUsers>,
+    req: HttpRequest,
+    body: web::Json<CreateUser>,
+) -> Result<HttpResponse, ApiError> {
+    let body = body.into_inner();
+    let mut errors = Vec::new();
+    let username = Username::parse(&body.username)
+        .map_err(|e| {
+            errors.push(
+                FieldError::field("username", e.to_string()).with_value(body.username.as_str()),
+            )
+        })
+        .ok();
+    let email = body
+        .email
+        .as_deref()
+        .and_then(|e| parse_email(e, &mut errors));
+    let role = parse_role(&body.role, &mut errors);
+    let password = parse_password(&body.password, &body.username, &mut errors);
+    reject_if_any(errors)?;
+    let (Some(username), Some(role), Some(password)) = (username, role, password) else {
+        return Err(ApiError::validation("invalid request body", Vec::new()));
+    };
+    let hash = hash_password(password).await?;
+
+    let actor = Actor::from_request(&caller, &req);
+    let mut conn = connection(&state.pg).await?;
+    let user = conn
+        .transaction::<_, ApiError, _>(async move |conn| {
+            let user = users::insert(
+                conn,
+                users::NewUser {
+                    username: username.as_ref(),
+                    email: email.as_ref().map(AsRef::as_ref),
+                    password_hash: &hash,
+                    role: role.as_str(),
+                },
+            )
+            .await
+            .map_err(|e| conflict_on_duplicate(e, "a user with this username exists"))?;
+            audit::record(
+                conn,
+                &actor,
+                Change {
+                    action: "user.create",
+                    resource_type: "user",
+                    resource_id: Some(user.id.to_string()),
+                    before: None,
+                    after: Some(json!(user.view())),
+                },
+            )
+            .await?;
+            Ok(user)
+        })
+        .await?;
+    Ok(HttpResponse::Created().json(json!({"status": "success", "user": user.view()})))
+}
+
+/// `PATCH /api/v1/users/{id}`: email, role, activation, password reset. Role changes,
+/// deactivation and password resets end the user's sessions and revoke their tokens.
+pub async fn update(
+    state: web::Data<AuthState>,
+    caller: Authenticated<require::WriteUsers>,
+    req: HttpRequest,
+    id: web::Path<Uuid>,
+    body: web::Json<UpdateUser>,
+) -> Result<HttpResponse, ApiError> {
+    let id = id.into_inner();
+    let body = body.into_inner();
+    let mut conn = connection(&state.pg).await?;
+    let existing = users::find(&mut conn, id).await?.ok_or_else(not_found)?;
+
+    let mut errors = Vec::new();
+    let email = match &body.email {
+        Some(Some(raw)) => parse_email(raw, &mut errors).map(|e| Some(e.as_ref().to_owned())),
+        Some(None) => Some(None),
+        None => None,
+    };
+    let role = body
+        .role
+        .as_deref()
+        .and_then(|r| parse_role(r, &mut errors));
+    let password = body
+        .password
+        .as_deref()
+        .and_then(|p| parse_password(p, &existing.username, &mut errors));
+    if body.email.is_none()
+        && body.role.is_none()
+        && body.is_active.is_none()
+        && body.password.is_none()
+    {
+        errors.push(FieldError::field(
+            "body",
+            "nothing to change: give email, role, is_active or password",
+        ));
+    }
+    reject_if_any(errors)?;
+    let password_hash = match password {
+        Some(password) => Some(hash_password(password).await?),
+        None => None,
+    };
+    let sessions_end = password_hash.is_some()
+        || role.is_some_and(|r| r != existing.role())
+        || body.is_active == Some(false);
+    let changes = users::UserChanges {
+        email,
+        role: role.map(|r| r.as_str().to_owned()),
+        is_active: body.is_active,
+        password_hash,
+    };
+    let actor = Actor::from_request(&caller, &req);
+    let revoker = state.revoker.clone();
+    let user = conn
+        .transaction::<_, ApiError, _>(async move |conn| {
+            let before = users::find_for_update(conn, id)
+                .await?
+                .ok_or_else(not_found)?;
+            let loses_management = before.role() == Role::Management
+                && before.is_active
+                && (changes
+                    .role
+                    .as_deref()
+                    .is_some_and(|r| r != Role::Management.as_str())
+                    || changes.is_active == Some(false));
+            if loses_management && users::other_active_managers(conn, id).await? == 0 {
+                return Err(last_manager());
+            }
+            let after = users::update(conn, id, changes).await?;
+            audit::record(
+                conn,
+                &actor,
+                Change {
+                    action: "user.update",
+                    resource_type: "user",
+                    resource_id: Some(id.to_string()),
+                    before: Some(json!(before.view())),
+                    after: Some(json!(after.view())),
+                },
+            )
+            .await?;
+            if sessions_end {
+                refresh::revoke_user(conn, id, "account_changed").await?;
+                // Before commit: if Redis cannot take the revocation, nothing changes.
+                revoker.revoke_subject(&id).await?;
+            }
+            Ok(after)
+        })
+        .await?;
+    Ok(HttpResponse::Ok().json(json!({"status": "success", "user": user.view()})))
+}
+
+/// `DELETE /api/v1/users/{id}`
+pub async fn delete(
+    state: web::Data<AuthState>,
+    caller: Authenticated<require::DeleteUsers>,
+    req: HttpRequest,
+    id: web::Path<Uuid>,
+) -> Result<HttpResponse, ApiError> {
+    let id = id.into_inner();
+    let actor = Actor::from_request(&caller, &req);
+    let revoker = state.revoker.clone();
+    let mut conn = connection(&state.pg).await?;
+    conn.transaction::<_, ApiError, _>(async move |conn| {
+        let before = users::find_for_update(conn, id)
+            .await?
+            .ok_or_else(not_found)?;
+        if before.role() == Role::Management
+            && before.is_active
+            && users::other_active_managers(conn, id).await? == 0
+        {
+            return Err(last_manager());
+        }
+        users::delete(conn, id).await?;
+        audit::record(
+            conn,
+            &actor,
+            Change {
+                action: "user.delete",
+                resource_type: "user",
+                resource_id: Some(id.to_string()),
+                before: Some(json!(before.view())),
+                after: None,
+            },
+        )
+        .await?;
+        revoker.revoke_subject(&id).await?;
+        Ok(())
+    })
+    .await?;
+    Ok(HttpResponse::NoContent().finish())
+}

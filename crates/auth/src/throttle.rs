@@ -1,0 +1,110 @@
+//! Login throttling per username and per client address, counted in Redis. When Redis is
+//! away, logins are not throttled (logged): people must still be able to log in during a
+//! cache outage, and argon2 already makes each guess expensive.
+
+use deadpool_redis::redis;
+use platform::ApiError;
+use platform::config::AuthSettings;
+use platform::redis::RedisClient;
+
+/// Failed-attempt counters with a fixed window.
+#[derive(Clone)]
+pub struct LoginThrottle {
+    redis: RedisClient,
+    max_per_user: u32,
+    max_per_ip: u32,
+    window_secs: u64,
+}
+
+impl LoginThrottle {
+    /// Uses the limits from `settings`.
+    pub fn new(redis: RedisClient, settings: &AuthSettings) -> Self {
+        Self {
+            redis,
+            max_per_user: settings.login_max_failures_per_user,
+            max_per_ip: settings.login_max_failures_per_ip,
+            window_secs: settings.login_window_secs,
+        }
+    }
+
+    fn keys(&self, account: &str, ip: &str) -> (String, String) {
+        (
+            self.redis
+                .key(&format!("login:fail:account:{}", account.to_lowercase())),
+            self.redis.key(&format!("login:fail:ip:{ip}")),
+        )
+    }
+
+    /// 429 with `Retry-After` when either counter is at its limit.
+    pub async fn check(&self, account: &str, ip: &str) -> Result<(), ApiError> {
+        let (account_key, ip_key) = self.keys(account, ip);
+        let mut pipe = redis::pipe();
+        pipe.cmd("GET")
+            .arg(&account_key)
+            .cmd("TTL")
+            .arg(&account_key)
+            .cmd("GET")
+            .arg(&ip_key)
+            .cmd("TTL")
+            .arg(&ip_key);
+        let counts: (Option<u32>, i64, Option<u32>, i64) = match self
+            .redis
+            .query_pipeline(&pipe)
+            .await
+        {
+            Ok(counts) => counts,
+            Err(err) => {
+                tracing::warn!(error = %err, "Redis lost: login throttling skipped; retrying on the next login");
+                return Ok(());
+            }
+        };
+        let limited = |count: Option<u32>, max: u32| count.is_some_and(|c| c >= max);
+        let retry_after = if limited(counts.0, self.max_per_user) {
+            Some(counts.1)
+        } else if limited(counts.2, self.max_per_ip) {
+            Some(counts.3)
+        } else {
+            None
+        };
+        match retry_after {
+            Some(ttl) => Err(ApiError::new(
+                actix_web::http::StatusCode::TOO_MANY_REQUESTS,
+                "too_many_attempts",
+                "too many failed logins; wait before trying again",
+            )
+            .with_retry_after(ttl.max(1) as u64)),
+            None => Ok(()),
+        }
+    }
+
+    /// Counts a failure against both the account and the address.
+    pub async fn record_failure(&self, account: &str, ip: &str) {
+        let (account_key, ip_key) = self.keys(account, ip);
+        let mut pipe = redis::pipe();
+        for key in [&account_key, &ip_key] {
+            pipe.cmd("INCR")
+                .arg(key)
+                .ignore()
+                .cmd("EXPIRE")
+                .arg(key)
+                .arg(self.window_secs)
+                .arg("NX")
+                .ignore();
+        }
+        if let Err(err) = self.redis.query_pipeline::<()>(&pipe).await {
+            tracing::warn!(error = %err, "Redis lost: failed login not counted");
+        }
+    }
+
+    /// Clears the account's counter after a successful login.
+    pub async fn reset(&self, account: &str, ip: &str) {
+        let (account_key, _) = self.keys(account, ip);
+        if let Err(err) = self
+            .redis
+            .query::<()>(redis::cmd("DEL").arg(account_key))
+            .await
+        {
+            tracing::warn!(error = %err, "Redis lost: login counter not reset");
+        }
+    }
+}

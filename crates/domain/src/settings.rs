@@ -1,0 +1,372 @@
+//! The typed registry of system settings: every setting's name, type, bounds, default and
+//! meaning. Storage keeps only values that differ from the default; everything that reads or
+//! writes a setting goes through here, so an unknown name, a wrong type or an out-of-range
+//! value is refused the same way everywhere.
+
+use serde::Serialize;
+use serde_json::Value;
+
+/// A setting's type and allowed range.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+pub enum SettingKind {
+    /// A finite number within `[min, max]`.
+    Float {
+        /// Smallest allowed value.
+        min: f64,
+        /// Largest allowed value.
+        max: f64,
+    },
+    /// A whole number within `[min, max]`.
+    Integer {
+        /// Smallest allowed value.
+        min: i64,
+        /// Largest allowed value.
+        max: i64,
+    },
+    /// `true` or `false`.
+    Boolean,
+}
+
+/// A setting's value.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize)]
+#[serde(untagged)]
+pub enum SettingValue {
+    /// A number.
+    Float(f64),
+    /// A whole number.
+    Integer(i64),
+    /// A switch.
+    Boolean(bool),
+}
+
+impl SettingValue {
+    /// As JSON, for storage and answers.
+    pub fn to_json(&self) -> Value {
+        match self {
+            Self::Float(v) => Value::from(*v),
+            Self::Integer(v) => Value::from(*v),
+            Self::Boolean(v) => Value::from(*v),
+        }
+    }
+
+    /// The value as a float (integers widen).
+    pub fn as_f64(&self) -> Option<f64> {
+        match self {
+            Self::Float(v) => Some(*v),
+            Self::Integer(v) => Some(*v as f64),
+            Self::Boolean(_) => None,
+        }
+    }
+
+    /// The value as an integer.
+    pub fn as_i64(&self) -> Option<i64> {
+        match self {
+            Self::Integer(v) => Some(*v),
+            _ => None,
+        }
+    }
+}
+
+/// One entry of the registry.
+#[derive(Debug, Clone, Copy, Serialize)]
+pub struct SettingSpec {
+    /// Name, as clients send it.
+    pub name: &'static str,
+    /// Type and bounds.
+    #[serde(flatten)]
+    pub kind: SettingKind,
+    /// Value when never changed.
+    pub default: SettingValue,
+    /// Unit, for people.
+    pub unit: &'static str,
+    /// What it does.
+    pub description: &'static str,
+}
+
+/// Why a setting change was refused.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+pub enum SettingError {
+    /// No such setting.
+    #[error("unknown setting")]
+    Unknown,
+    /// Wrong JSON type.
+    #[error("must be {0}")]
+    WrongType(&'static str),
+    /// Outside the bounds.
+    #[error("must be between {min} and {max}")]
+    OutOfRange {
+        /// Lower bound, as text.
+        min: String,
+        /// Upper bound, as text.
+        max: String,
+    },
+    /// Contradicts another setting.
+    #[error("{0}")]
+    Inconsistent(String),
+}
+
+const fn float(
+    name: &'static str,
+    min: f64,
+    max: f64,
+    default: f64,
+    unit: &'static str,
+    description: &'static str,
+) -> SettingSpec {
+    SettingSpec {
+        name,
+        kind: SettingKind::Float { min, max },
+        default: SettingValue::Float(default),
+        unit,
+        description,
+    }
+}
+
+const fn integer(
+    name: &'static str,
+    min: i64,
+    max: i64,
+    default: i64,
+    unit: &'static str,
+    description: &'static str,
+) -> SettingSpec {
+    SettingSpec {
+        name,
+        kind: SettingKind::Integer { min, max },
+        default: SettingValue::Integer(default),
+        unit,
+        description,
+    }
+}
+
+/// Every setting Plantline knows.
+pub const SETTINGS: &[SettingSpec] = &[
+    float(
+        "max_temperature_threshold",
+        -273.15,
+        2000.0,
+        80.0,
+        "°C",
+        "warning above, critical above 1.1 × this",
+    ),
+    float(
+        "min_temperature_threshold",
+        -273.15,
+        2000.0,
+        50.0,
+        "°C",
+        "warning below this",
+    ),
+    float(
+        "max_pressure_threshold",
+        0.0,
+        1_000_000.0,
+        150.0,
+        "kPa",
+        "warning above, critical above 1.1 × this",
+    ),
+    integer(
+        "inactivity_timeout",
+        60,
+        604_800,
+        3600,
+        "s",
+        "a machine silent for longer raises an inactivity alert",
+    ),
+    float(
+        "temperature_min_c",
+        -273.15,
+        2000.0,
+        -273.15,
+        "°C",
+        "readings below are physically impossible and refused",
+    ),
+    float(
+        "temperature_max_c",
+        -273.15,
+        2000.0,
+        2000.0,
+        "°C",
+        "readings above are refused",
+    ),
+    float(
+        "pressure_max_kpa",
+        0.0,
+        1_000_000.0,
+        1_000_000.0,
+        "kPa",
+        "readings above are refused",
+    ),
+    float(
+        "speed_max_rpm",
+        0.0,
+        100_000.0,
+        100_000.0,
+        "RPM",
+        "readings above are refused",
+    ),
+    integer(
+        "ingest_max_future_skew_secs",
+        0,
+        86_400,
+        300,
+        "s",
+        "readings further in the future are refused",
+    ),
+    integer(
+        "ingest_max_machines_per_batch",
+        1,
+        10_000,
+        500,
+        "machines",
+        "machines in one ingest batch",
+    ),
+    integer(
+        "ingest_max_readings_per_batch",
+        1,
+        100_000,
+        20_000,
+        "readings",
+        "readings in one ingest batch",
+    ),
+    integer(
+        "ingest_max_body_bytes",
+        1024,
+        16_777_216,
+        8_388_608,
+        "bytes",
+        "largest ingest body, after decompression",
+    ),
+    integer(
+        "gateway_rate_limit_per_minute",
+        1,
+        1_000_000,
+        1200,
+        "requests/min",
+        "ingest requests per gateway per minute",
+    ),
+    integer(
+        "query_max_points",
+        100,
+        1_000_000,
+        50_000,
+        "points",
+        "largest history answer before a coarser interval is required",
+    ),
+];
+
+/// Looks a setting up by name.
+pub fn spec(name: &str) -> Option<&'static SettingSpec> {
+    SETTINGS.iter().find(|s| s.name == name)
+}
+
+impl SettingSpec {
+    /// Checks a proposed JSON value against the type and bounds.
+    pub fn parse(&self, value: &Value) -> Result<SettingValue, SettingError> {
+        match self.kind {
+            SettingKind::Float { min, max } => {
+                let v = value
+                    .as_f64()
+                    .filter(|v| v.is_finite())
+                    .ok_or(SettingError::WrongType("a number"))?;
+                if v < min || v > max {
+                    return Err(SettingError::OutOfRange {
+                        min: min.to_string(),
+                        max: max.to_string(),
+                    });
+                }
+                Ok(SettingValue::Float(v))
+            }
+            SettingKind::Integer { min, max } => {
+                let v = value
+                    .as_i64()
+                    .ok_or(SettingError::WrongType("a whole number"))?;
+                if v < min || v > max {
+                    return Err(SettingError::OutOfRange {
+                        min: min.to_string(),
+                        max: max.to_string(),
+                    });
+                }
+                Ok(SettingValue::Integer(v))
+            }
+            SettingKind::Boolean => value
+                .as_bool()
+                .map(SettingValue::Boolean)
+                .ok_or(SettingError::WrongType("true or false")),
+        }
+    }
+}
+
+/// Pairs that must stay ordered: (smaller, larger).
+const ORDERED: [(&str, &str); 2] = [
+    ("min_temperature_threshold", "max_temperature_threshold"),
+    ("temperature_min_c", "temperature_max_c"),
+];
+
+/// Checks rules across settings, given the effective value of each (after a change).
+pub fn check_consistency(
+    effective: impl Fn(&str) -> Option<SettingValue>,
+) -> Result<(), (&'static str, SettingError)> {
+    for (low, high) in ORDERED {
+        let (Some(l), Some(h)) = (
+            effective(low).and_then(|v| v.as_f64()),
+            effective(high).and_then(|v| v.as_f64()),
+        ) else {
+            continue;
+        };
+        if l >= h {
+            return Err((
+                low,
+                SettingError::Inconsistent(format!("must be less than {high} ({h})")),
+            ));
+        }
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn defaults_are_within_their_own_bounds_and_names_unique() {
+        for s in SETTINGS {
+            assert_eq!(s.parse(&s.default.to_json()), Ok(s.default), "{}", s.name);
+            assert_eq!(SETTINGS.iter().filter(|o| o.name == s.name).count(), 1);
+        }
+        assert!(check_consistency(|n| spec(n).map(|s| s.default)).is_ok());
+    }
+
+    #[test]
+    fn wrong_types_and_ranges_are_refused_with_the_rule() {
+        let threshold = spec("max_temperature_threshold").unwrap();
+        assert_eq!(threshold.parse(&json!(85)), Ok(SettingValue::Float(85.0)));
+        assert_eq!(
+            threshold.parse(&json!("85")),
+            Err(SettingError::WrongType("a number"))
+        );
+        assert!(matches!(
+            threshold.parse(&json!(2000.5)),
+            Err(SettingError::OutOfRange { .. })
+        ));
+        let timeout = spec("inactivity_timeout").unwrap();
+        assert_eq!(
+            timeout.parse(&json!(1.5)),
+            Err(SettingError::WrongType("a whole number"))
+        );
+        assert!(spec("flux_capacitor").is_none());
+    }
+
+    #[test]
+    fn thresholds_must_stay_ordered() {
+        let effective = |n: &str| match n {
+            "min_temperature_threshold" => Some(SettingValue::Float(90.0)),
+            other => spec(other).map(|s| s.default),
+        };
+        let (name, err) = check_consistency(effective).unwrap_err();
+        assert_eq!(name, "min_temperature_threshold");
+        assert!(err.to_string().contains("max_temperature_threshold"));
+    }
+}

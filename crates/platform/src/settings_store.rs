@@ -1,0 +1,102 @@
+//! Persistence of system settings (`system_config`) and the change announcements on Redis.
+//! Types, bounds and defaults live in `domain::settings`.
+
+use crate::redis::RedisClient;
+use crate::schema::system_config;
+use chrono::{DateTime, Utc};
+use deadpool_redis::redis;
+use diesel::prelude::*;
+use diesel::upsert::excluded;
+use diesel_async::{AsyncPgConnection, RunQueryDsl};
+use domain::settings::{SettingValue, spec};
+use serde_json::Value;
+use std::collections::HashMap;
+use uuid::Uuid;
+
+/// The pub/sub channel (under the deployment prefix) announcing setting changes.
+pub const CHANGES_CHANNEL: &str = "config:changed";
+
+/// A stored (non-default) setting.
+#[derive(Debug, Clone, Queryable, Selectable)]
+#[diesel(table_name = system_config)]
+pub struct StoredSetting {
+    /// Name.
+    pub name: String,
+    /// Value as JSON.
+    pub value: Value,
+    /// Grows by one with every change.
+    pub version: i64,
+    /// Who changed it last.
+    pub updated_by: Option<Uuid>,
+    /// When.
+    pub updated_at: DateTime<Utc>,
+}
+
+/// Every stored setting by name.
+pub async fn load_all(conn: &mut AsyncPgConnection) -> QueryResult<HashMap<String, StoredSetting>> {
+    let rows = system_config::table
+        .select(StoredSetting::as_select())
+        .load(conn)
+        .await?;
+    Ok(rows
+        .into_iter()
+        .map(|row| (row.name.clone(), row))
+        .collect())
+}
+
+/// The effective value of a setting: the stored one when valid, else the default.
+/// A stored value that no longer fits the registry (bounds tightened) falls back loudly.
+pub fn effective(stored: &HashMap<String, StoredSetting>, name: &str) -> Option<SettingValue> {
+    let spec = spec(name)?;
+    match stored.get(name) {
+        Some(row) => match spec.parse(&row.value) {
+            Ok(value) => Some(value),
+            Err(err) => {
+                tracing::warn!(setting = name, error = %err, "stored setting invalid; using the default");
+                Some(spec.default)
+            }
+        },
+        None => Some(spec.default),
+    }
+}
+
+/// Stores a new value, bumping its version; returns the row.
+pub async fn upsert(
+    conn: &mut AsyncPgConnection,
+    name: &str,
+    value: &SettingValue,
+    updated_by: Option<Uuid>,
+) -> QueryResult<StoredSetting> {
+    diesel::insert_into(system_config::table)
+        .values((
+            system_config::name.eq(name),
+            system_config::value.eq(value.to_json()),
+            system_config::updated_by.eq(updated_by),
+        ))
+        .on_conflict(system_config::name)
+        .do_update()
+        .set((
+            system_config::value.eq(excluded(system_config::value)),
+            system_config::version.eq(system_config::version + 1),
+            system_config::updated_by.eq(excluded(system_config::updated_by)),
+            system_config::updated_at.eq(diesel::dsl::now),
+        ))
+        .returning(StoredSetting::as_returning())
+        .get_result(conn)
+        .await
+}
+
+/// Tells every service that settings changed (best effort: they also re-read periodically).
+pub async fn announce(redis: &RedisClient, names: &[&str]) {
+    let payload = serde_json::json!({ "changed": names }).to_string();
+    if let Err(err) = redis
+        .query::<i64>(
+            redis::cmd("PUBLISH")
+                .arg(redis.key(CHANGES_CHANNEL))
+                .arg(payload),
+        )
+        .await
+    {
+        tracing::warn!(error = %err, "Redis lost: setting change not announced; services pick it up on their next refresh");
+    }
+}

@@ -1,0 +1,168 @@
+//! `/api/v1/config`: typed, versioned, audited system settings.
+
+use crate::QueryState;
+use actix_web::{HttpRequest, HttpResponse, web};
+use diesel_async::AsyncConnection;
+use domain::settings::{SETTINGS, SettingValue, check_consistency, spec};
+use platform::ApiError;
+use platform::audit::{self, Actor, Change};
+use platform::auth::{Authenticated, require};
+use platform::error::FieldError;
+use platform::postgres::connection;
+use platform::settings_store;
+use serde::Deserialize;
+use serde_json::{Value, json};
+
+/// One change: the seed's `{setting_name, setting_value}`.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SettingChange {
+    setting_name: String,
+    setting_value: Value,
+}
+
+/// A single change, or several applied together (all or nothing).
+#[derive(Deserialize)]
+#[serde(untagged)]
+pub enum UpdateRequest {
+    /// `{"settings": [{setting_name, setting_value}, ...]}`
+    Batch {
+        /// The changes.
+        settings: Vec<SettingChange>,
+    },
+    /// `{"setting_name": .., "setting_value": ..}`
+    Single(SettingChange),
+}
+
+/// `GET /api/v1/config`
+pub async fn show(
+    state: web::Data<QueryState>,
+    _caller: Authenticated<require::ReadConfig>,
+) -> Result<HttpResponse, ApiError> {
+    let mut conn = connection(&state.pg).await?;
+    let stored = settings_store::load_all(&mut conn).await?;
+    let version: i64 = stored.values().map(|s| s.version).sum();
+    let settings: Vec<Value> = SETTINGS
+        .iter()
+        .map(|spec| {
+            let row = stored.get(spec.name);
+            json!({
+                "name": spec.name,
+                "value": settings_store::effective(&stored, spec.name).map(|v| v.to_json()),
+                "default": spec.default.to_json(),
+                "kind": spec.kind,
+                "unit": spec.unit,
+                "description": spec.description,
+                "version": row.map(|r| r.version).unwrap_or(0),
+                "updated_at": row.map(|r| r.updated_at),
+                "updated_by": row.and_then(|r| r.updated_by),
+            })
+        })
+        .collect();
+    Ok(HttpResponse::Ok()
+        .json(json!({"status": "success", "version": version, "settings": settings})))
+}
+
+/// `POST /api/v1/config/update`
+pub async fn update(
+    state: web::Data<QueryState>,
+    caller: Authenticated<require::WriteConfig>,
+    req: HttpRequest,
+    body: web::Json<UpdateRequest>,
+) -> Result<HttpResponse, ApiError> {
+    let changes = match body.into_inner() {
+        UpdateRequest::Single(change) => vec![change],
+        UpdateRequest::Batch { settings } => settings,
+    };
+    if changes.is_empty() || changes.len() > 100 {
+        return Err(ApiError::validation(
+            "invalid request body",
+            vec![FieldError::field("settings", "must hold 1 to 100 changes")],
+        ));
+    }
+    let mut errors = Vec::new();
+    let mut parsed: Vec<(&'static str, SettingValue)> = Vec::new();
+    for (i, change) in changes.iter().enumerate() {
+        let path = |field: &str| {
+            if changes.len() == 1 {
+                field.to_owned()
+            } else {
+                format!("settings[{i}].{field}")
+            }
+        };
+        let Some(spec) = spec(&change.setting_name) else {
+            errors.push(
+                FieldError::field(path("setting_name"), "unknown setting")
+                    .with_value(change.setting_name.as_str()),
+            );
+            continue;
+        };
+        match spec.parse(&change.setting_value) {
+            Ok(value) => parsed.push((spec.name, value)),
+            Err(err) => errors.push(
+                FieldError::field(path("setting_value"), err.to_string())
+                    .with_value(change.setting_value.clone()),
+            ),
+        }
+    }
+    if !errors.is_empty() {
+        return Err(ApiError::validation("invalid settings", errors));
+    }
+
+    let actor = Actor::from_request(&caller, &req);
+    let mut conn = connection(&state.pg).await?;
+    let updated = conn
+        .transaction::<_, ApiError, _>(async move |conn| {
+            let stored = settings_store::load_all(conn).await?;
+            let effective = |name: &str| {
+                parsed
+                    .iter()
+                    .rev()
+                    .find(|(n, _)| *n == name)
+                    .map(|(_, v)| *v)
+                    .or_else(|| settings_store::effective(&stored, name))
+            };
+            if let Err((name, err)) = check_consistency(effective) {
+                return Err(ApiError::validation(
+                    "invalid settings",
+                    vec![FieldError::field(name, err.to_string())],
+                ));
+            }
+            let mut updated = Vec::new();
+            for (name, value) in &parsed {
+                let before = settings_store::effective(&stored, name).map(|v| v.to_json());
+                let row = settings_store::upsert(conn, name, value, actor.id).await?;
+                audit::record(
+                    conn,
+                    &actor,
+                    Change {
+                        action: "config.update",
+                        resource_type: "config",
+                        resource_id: Some((*name).to_owned()),
+                        before: before.clone().map(|v| json!({ *name: v })),
+                        after: Some(json!({ *name: row.value })),
+                    },
+                )
+                .await?;
+                updated.push(json!({
+                    "setting_name": name,
+                    "old_value": before,
+                    "new_value": row.value,
+                    "version": row.version,
+                }));
+            }
+            Ok(updated)
+        })
+        .await?;
+    let names: Vec<&str> = updated
+        .iter()
+        .filter_map(|u| u["setting_name"].as_str())
+        .collect();
+    settings_store::announce(&state.redis, &names).await;
+    tracing::info!(settings = ?names, by = %caller.username, "settings changed");
+    Ok(HttpResponse::Ok().json(json!({
+        "status": "success",
+        "message": "configuration updated",
+        "updated": updated,
+    })))
+}
