@@ -28,8 +28,16 @@ status: ## what is running
 services: ## make sure PostgreSQL, Redis, Mosquitto and InfluxDB answer on loopback
 	@deploy/local/backing.sh ensure
 
-test: services clean-test-dbs ## run every test against the real services
-	@status=0; cargo nextest run --workspace --profile $(NEXTEST_PROFILE) || status=$$?; \
+# An independent JWT implementation (PyJWT) for the interoperability test.
+PYTHON_VENV := .plantline/venv
+$(PYTHON_VENV)/bin/python:
+	@command -v python3 >/dev/null || (apt-get update -qq && apt-get install -y -qq python3 python3-venv)
+	@python3 -m venv $(PYTHON_VENV) || (apt-get install -y -qq python3-venv && python3 -m venv $(PYTHON_VENV))
+	@$(PYTHON_VENV)/bin/pip install -q 'pyjwt[crypto]>=2.8,<3'
+
+test: services clean-test-dbs $(PYTHON_VENV)/bin/python ## run every test against the real services
+	@export PLANTLINE_TEST_PYTHON=$(CURDIR)/$(PYTHON_VENV)/bin/python; \
+	status=0; cargo nextest run --workspace --profile $(NEXTEST_PROFILE) || status=$$?; \
 	if [ "$(CI)" = "true" ]; then deploy/local/backing.sh stop; fi; exit $$status
 
 lint: ## formatting and clippy, warnings are errors

@@ -393,3 +393,142 @@ pub fn closed_port() -> u16 {
     let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind probe port");
     listener.local_addr().expect("probe port").port()
 }
+
+/// A user created directly in a test's database.
+#[derive(Debug, Clone)]
+pub struct TestUser {
+    /// Id.
+    pub id: uuid::Uuid,
+    /// Login name.
+    pub username: String,
+    /// Plain password.
+    pub password: String,
+}
+
+/// A gateway client created directly in a test's database.
+#[derive(Debug, Clone)]
+pub struct TestGateway {
+    /// Id (the token's subject).
+    pub id: uuid::Uuid,
+    /// Client id.
+    pub client_id: String,
+    /// Plain secret.
+    pub secret: String,
+}
+
+impl TestContext {
+    /// Inserts an active user with `role` and a random password.
+    pub async fn create_user(&self, role: domain::Role) -> TestUser {
+        use diesel::ExpressionMethods;
+        use platform::schema::users;
+        let username = format!(
+            "{}-{}",
+            role.as_str(),
+            &uuid::Uuid::new_v4().simple().to_string()[..8]
+        );
+        let password = format!("pw-{}", uuid::Uuid::new_v4().simple());
+        let hash = platform::password::hash_secret(&SecretString::from(password.clone()))
+            .expect("hash test password");
+        let pool = self.pg_pool();
+        let mut conn = platform::postgres::connection(&pool)
+            .await
+            .expect("test connection");
+        let id = diesel::insert_into(users::table)
+            .values((
+                users::username.eq(&username),
+                users::password_hash.eq(hash),
+                users::role.eq(role.as_str()),
+            ))
+            .returning(users::id)
+            .get_result(&mut conn)
+            .await
+            .expect("insert test user");
+        TestUser {
+            id,
+            username,
+            password,
+        }
+    }
+
+    /// Inserts an active gateway client with a random secret.
+    pub async fn create_gateway(&self) -> TestGateway {
+        use diesel::ExpressionMethods;
+        use platform::schema::gateway_clients;
+        let client_id = format!("gw-{}", &uuid::Uuid::new_v4().simple().to_string()[..8]);
+        let secret = format!("secret-{}", uuid::Uuid::new_v4().simple());
+        let hash = platform::password::hash_secret(&SecretString::from(secret.clone()))
+            .expect("hash test secret");
+        let pool = self.pg_pool();
+        let mut conn = platform::postgres::connection(&pool)
+            .await
+            .expect("test connection");
+        let id = diesel::insert_into(gateway_clients::table)
+            .values((
+                gateway_clients::client_id.eq(&client_id),
+                gateway_clients::name.eq("test gateway"),
+                gateway_clients::secret_hash.eq(hash),
+            ))
+            .returning(gateway_clients::id)
+            .get_result(&mut conn)
+            .await
+            .expect("insert test gateway");
+        TestGateway {
+            id,
+            client_id,
+            secret,
+        }
+    }
+
+    /// The signing key services of this context trust.
+    pub fn signing_key(&self) -> platform::auth::SigningKey {
+        platform::auth::SigningKey::from_pem_file(&self.key_dir.join(admin::keys::PRIVATE_KEY_FILE))
+            .expect("test signing key")
+    }
+}
+
+impl TestApp {
+    /// A request to `path` on this service.
+    pub fn request(&self, method: reqwest::Method, path: &str) -> reqwest::RequestBuilder {
+        self.http.request(method, format!("{}{path}", self.address))
+    }
+
+    /// Logs in through this (auth) service and returns the JSON answer.
+    pub async fn login(&self, user: &TestUser) -> serde_json::Value {
+        let response = self
+            .request(reqwest::Method::POST, "/api/v1/auth/login")
+            .json(&serde_json::json!({"username": user.username, "password": user.password}))
+            .send()
+            .await
+            .expect("login request");
+        assert_eq!(response.status(), 200, "login of {}", user.username);
+        response.json().await.expect("login JSON")
+    }
+
+    /// An access token for `user`.
+    pub async fn token_for(&self, user: &TestUser) -> String {
+        self.login(user).await["access_token"]
+            .as_str()
+            .expect("access_token")
+            .to_owned()
+    }
+
+    /// A gateway token through client credentials.
+    pub async fn gateway_token(&self, gateway: &TestGateway) -> String {
+        let response = self
+            .request(reqwest::Method::POST, "/api/v1/auth/token")
+            .form(&[
+                ("grant_type", "client_credentials"),
+                ("client_id", gateway.client_id.as_str()),
+                ("client_secret", gateway.secret.as_str()),
+            ])
+            .send()
+            .await
+            .expect("token request");
+        assert_eq!(response.status(), 200, "gateway token");
+        let body: serde_json::Value = response.json().await.expect("token JSON");
+        body["access_token"]
+            .as_str()
+            .expect("access_token")
+            .to_owned()
+    }
+}

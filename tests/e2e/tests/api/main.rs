@@ -1,7 +1,11 @@
 //! End-to-end tests against real services; one binary, one module per capability.
 
+mod auth_forgery;
+mod auth_tokens;
 mod demo_seed;
 mod health;
 mod influx_schema;
 mod postgres_schema;
+mod rbac;
 mod server;
+mod users_admin;
