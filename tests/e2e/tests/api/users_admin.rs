@@ -104,7 +104,8 @@ async fn users_are_created_validated_changed_and_deleted_with_an_audit_trail() {
     use platform::schema::audit_log;
     let pool = ctx.pg_pool();
     let mut conn = platform::postgres::connection(&pool).await.unwrap();
-    let entries: Vec<(String, Option<String>, Option<Value>, Option<String>)> = audit_log::table
+    type AuditRow = (String, Option<String>, Option<Value>, Option<String>);
+    let entries: Vec<AuditRow> = audit_log::table
         .filter(audit_log::resource_type.eq("user"))
         .order(audit_log::id.asc())
         .select((
