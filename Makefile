@@ -8,7 +8,7 @@ export PROFILE
 # CI runs the nextest profile that never stops at the first failure.
 NEXTEST_PROFILE := $(if $(filter true,$(CI)),ci,default)
 
-.PHONY: help run up down status test lint fmt services clean-test-dbs
+.PHONY: help run up down status test lint fmt services clean-test-dbs bench
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
@@ -39,6 +39,10 @@ test: services clean-test-dbs $(PYTHON_VENV)/bin/python ## run every test agains
 	@export PLANTLINE_TEST_PYTHON=$(CURDIR)/$(PYTHON_VENV)/bin/python; \
 	status=0; cargo nextest run --workspace --profile $(NEXTEST_PROFILE) || status=$$?; \
 	if [ "$(CI)" = "true" ]; then deploy/local/backing.sh stop; fi; exit $$status
+
+bench: up ## measure against same-run baselines (brings the stack up first)
+	cargo build --profile $(PROFILE) --quiet -p plantline-bench
+	target/$(if $(filter dev,$(PROFILE)),debug,$(PROFILE))/plantline-bench --base-url http://127.0.0.1:8080 --demo-env .plantline/demo.env
 
 lint: ## formatting and clippy, warnings are errors
 	cargo fmt --all -- --check

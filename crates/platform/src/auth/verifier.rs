@@ -7,6 +7,7 @@ use domain::{Permission, PermissionSet, Role};
 use jsonwebtoken::{Algorithm, DecodingKey, Validation};
 use serde::{Deserialize, Serialize};
 use std::collections::HashMap;
+use std::sync::Mutex;
 use uuid::Uuid;
 
 /// The claims of a Plantline access token.
@@ -54,6 +55,8 @@ pub struct Principal {
     pub issued_at: i64,
     /// Expires at.
     pub expires_at: i64,
+    /// Not valid before.
+    pub not_before: i64,
     /// Login session (refresh family), for users.
     pub session: Option<Uuid>,
 }
@@ -91,11 +94,18 @@ pub enum AuthError {
     RevocationsUnavailable,
 }
 
+/// Tokens verified recently. A gateway sends the same token with every batch for 15
+/// minutes; checking its signature once is enough, since the same bytes always verify the
+/// same way. The time window is re-checked on every hit; revocation is checked separately.
+const VERIFIED_CACHE_CAPACITY: usize = 4096;
+
 /// Verifies access tokens with a fixed set of public keys.
 pub struct TokenVerifier {
     keys: HashMap<String, DecodingKey>,
     validation: Validation,
+    leeway_secs: i64,
     revocations: RevocationCache,
+    verified: Mutex<HashMap<String, Principal>>,
 }
 
 impl TokenVerifier {
@@ -124,7 +134,9 @@ impl TokenVerifier {
         Ok(Self {
             keys: decoding,
             validation,
+            leeway_secs: leeway_secs as i64,
             revocations,
+            verified: Mutex::new(HashMap::new()),
         })
     }
 
@@ -137,6 +149,33 @@ impl TokenVerifier {
     /// checked separately ([`check_revocation`](Self::check_revocation)) because what to do
     /// when it cannot be checked depends on the endpoint.
     pub fn verify(&self, token: &str) -> Result<Principal, AuthError> {
+        let cached = self
+            .verified
+            .lock()
+            .ok()
+            .and_then(|cache| cache.get(token).cloned());
+        if let Some(principal) = cached {
+            let now = chrono::Utc::now().timestamp();
+            if now > principal.expires_at + self.leeway_secs {
+                return Err(AuthError::Expired);
+            }
+            if now + self.leeway_secs < principal.not_before {
+                return Err(AuthError::NotYetValid);
+            }
+            return Ok(principal);
+        }
+        let principal = self.verify_uncached(token)?;
+        if let Ok(mut cache) = self.verified.lock() {
+            if cache.len() >= VERIFIED_CACHE_CAPACITY {
+                // Crude but bounded: start over rather than track recency.
+                cache.clear();
+            }
+            cache.insert(token.to_owned(), principal.clone());
+        }
+        Ok(principal)
+    }
+
+    fn verify_uncached(&self, token: &str) -> Result<Principal, AuthError> {
         let header =
             jsonwebtoken::decode_header(token).map_err(|e| AuthError::Invalid(e.to_string()))?;
         if header.alg != Algorithm::EdDSA {
@@ -208,9 +247,85 @@ fn principal_from(claims: AccessClaims) -> Result<Principal, AuthError> {
         jti: claims.jti,
         issued_at: claims.iat,
         expires_at: claims.exp,
+        not_before: claims.nbf,
         session: match claims.sid {
             Some(sid) => Some(sid.parse().map_err(|_| invalid("sid must be a UUID"))?),
             None => None,
         },
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::auth::SigningKey;
+    use jsonwebtoken::{EncodingKey, Header};
+    use std::time::{Duration, Instant};
+
+    fn token(key: &SigningKey, exp_in: i64) -> String {
+        let now = chrono::Utc::now().timestamp();
+        let claims = AccessClaims {
+            sub: Uuid::new_v4().to_string(),
+            username: "gw".to_owned(),
+            role: "gateway".to_owned(),
+            permissions: vec!["write:sensor_data".to_owned(), "write:config".to_owned()],
+            iss: "plantline".to_owned(),
+            aud: "plantline-api".to_owned(),
+            iat: now,
+            nbf: now,
+            exp: now + exp_in,
+            jti: Uuid::new_v4().to_string(),
+            sid: None,
+        };
+        let mut header = Header::new(Algorithm::EdDSA);
+        header.kid = Some(key.public_key().kid().to_owned());
+        jsonwebtoken::encode(
+            &header,
+            &claims,
+            &EncodingKey::from_ed_der(key.to_pkcs8_der()),
+        )
+        .unwrap()
+    }
+
+    fn verifier(key: &SigningKey) -> TokenVerifier {
+        TokenVerifier::new(
+            std::slice::from_ref(key.public_key()),
+            "plantline",
+            "plantline-api",
+            0,
+            RevocationCache::new(Duration::from_secs(3)),
+        )
+        .unwrap()
+    }
+
+    #[test]
+    fn permissions_beyond_the_role_are_dropped() {
+        let key = SigningKey::generate();
+        let principal = verifier(&key).verify(&token(&key, 60)).unwrap();
+        assert!(principal.can(Permission::WriteSensorData));
+        assert!(
+            !principal.can(Permission::WriteConfig),
+            "a gateway token cannot grant write:config"
+        );
+    }
+
+    #[test]
+    fn a_cached_token_still_expires() {
+        let key = SigningKey::generate();
+        let verifier = verifier(&key);
+        let short = token(&key, 1);
+        assert!(verifier.verify(&short).is_ok());
+        assert!(
+            verifier.verify(&short).is_ok(),
+            "second call answered from the cache"
+        );
+        let deadline = Instant::now() + Duration::from_secs(5);
+        loop {
+            match verifier.verify(&short) {
+                Err(AuthError::Expired) => break,
+                Ok(_) if Instant::now() < deadline => std::thread::sleep(Duration::from_millis(20)),
+                other => panic!("expected expiry, got {other:?}"),
+            }
+        }
+    }
 }

@@ -1,0 +1,227 @@
+//! Auth figures: token verification per request (in-process, the exact code every service
+//! runs) against a bare Ed25519 signature check, and login latency through nginx against the
+//! bare argon2id verification every login must do.
+
+use crate::Target;
+use crate::report::{Report, Row};
+use crate::stats::Samples;
+use domain::Role;
+use indicatif::{ProgressBar, ProgressStyle};
+use jsonwebtoken::{Algorithm, EncodingKey, Header};
+use platform::auth::{AccessClaims, RevocationCache, SigningKey, TokenVerifier};
+use std::time::{Duration, Instant};
+
+const VERIFICATIONS: u32 = 20_000;
+const LOGINS: usize = 40;
+
+fn progress(len: u64, what: &str) -> ProgressBar {
+    let bar = ProgressBar::new(len);
+    bar.set_style(
+        ProgressStyle::with_template("{msg:<28} [{bar:30}] {pos}/{len}")
+            .unwrap_or_else(|_| ProgressStyle::default_bar()),
+    );
+    bar.set_message(what.to_owned());
+    bar
+}
+
+fn micros(d: Duration) -> String {
+    format!("{:.1} µs", d.as_secs_f64() * 1e6)
+}
+
+fn millis(d: Duration) -> String {
+    format!("{:.1} ms", d.as_secs_f64() * 1e3)
+}
+
+/// Runs the auth section.
+pub async fn run(target: &Target, report: &mut Report) -> Result<(), String> {
+    verification(report)?;
+    login(target, report).await
+}
+
+fn verification(report: &mut Report) -> Result<(), String> {
+    let key = SigningKey::generate();
+    let now = chrono_now();
+    let claims = AccessClaims {
+        sub: uuid::Uuid::new_v4().to_string(),
+        username: "operator".to_owned(),
+        role: "operator".to_owned(),
+        permissions: Role::Operator
+            .permissions()
+            .iter()
+            .map(|p| p.as_str().to_owned())
+            .collect(),
+        iss: "plantline".to_owned(),
+        aud: "plantline-api".to_owned(),
+        iat: now,
+        nbf: now,
+        exp: now + 900,
+        jti: uuid::Uuid::new_v4().to_string(),
+        sid: Some(uuid::Uuid::new_v4().to_string()),
+    };
+    let mut header = Header::new(Algorithm::EdDSA);
+    header.kid = Some(key.public_key().kid().to_owned());
+    let token = jsonwebtoken::encode(
+        &header,
+        &claims,
+        &EncodingKey::from_ed_der(key.to_pkcs8_der()),
+    )
+    .map_err(|e| e.to_string())?;
+    let verifier = TokenVerifier::new(
+        std::slice::from_ref(key.public_key()),
+        "plantline",
+        "plantline-api",
+        30,
+        RevocationCache::new(Duration::from_secs(3)),
+    )
+    .map_err(|e| e.to_string())?;
+
+    // Baseline: the Ed25519 check alone, on the same signing input and signature.
+    let (signing_input, signature_b64) = token.rsplit_once('.').ok_or("token shape")?;
+    let signature =
+        ed25519_dalek::Signature::from_slice(&decode(signature_b64)?).map_err(|e| e.to_string())?;
+    let public = ed25519_dalek::VerifyingKey::from_bytes(
+        &decode(&key.public_key().x())?
+            .try_into()
+            .map_err(|_| "key length")?,
+    )
+    .map_err(|e| e.to_string())?;
+
+    // Distinct tokens (first sight of each: full signature check) and one token repeated (a
+    // gateway's steady state: the verified-token cache answers).
+    let mint = |jti: String| {
+        jsonwebtoken::encode(
+            &header,
+            &AccessClaims {
+                jti,
+                ..claims.clone()
+            },
+            &EncodingKey::from_ed_der(key.to_pkcs8_der()),
+        )
+    };
+    let distinct = (0..VERIFICATIONS)
+        .map(|_| mint(uuid::Uuid::new_v4().to_string()))
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|e| e.to_string())?;
+
+    let bar = progress(u64::from(VERIFICATIONS) * 3, "token verification");
+    let started = Instant::now();
+    for _ in 0..VERIFICATIONS {
+        public
+            .verify_strict(signing_input.as_bytes(), &signature)
+            .map_err(|e| e.to_string())?;
+    }
+    let baseline = started.elapsed() / VERIFICATIONS;
+    bar.inc(u64::from(VERIFICATIONS));
+    let verify_all = |tokens: &mut dyn Iterator<Item = &String>| -> Result<Duration, String> {
+        let started = Instant::now();
+        let mut count = 0u32;
+        for token in tokens {
+            let principal = verifier.verify(token).map_err(|e| e.to_string())?;
+            // The revocation lookup every request also does.
+            let _ = verifier.check_revocation(&principal);
+            count += 1;
+        }
+        Ok(started.elapsed() / count.max(1))
+    };
+    let first_sight = verify_all(&mut distinct.iter())?;
+    bar.inc(u64::from(VERIFICATIONS));
+    let repeated = verify_all(&mut std::iter::repeat_n(&token, VERIFICATIONS as usize))?;
+    bar.finish_and_clear();
+    report.add(Row {
+        figure: "token verification, first sight (in-process)".to_owned(),
+        value: micros(first_sight),
+        baseline: format!("{} Ed25519 alone", micros(baseline)),
+        ratio: Some(first_sight.as_secs_f64() / baseline.as_secs_f64()),
+        note: "parse + signature + claims + revocation lookup".to_owned(),
+    });
+    report.add(Row {
+        figure: "token verification, same token again".to_owned(),
+        value: micros(repeated),
+        baseline: format!("{} Ed25519 alone", micros(baseline)),
+        ratio: Some(repeated.as_secs_f64() / baseline.as_secs_f64()),
+        note: "verified-token cache; what a gateway's batches cost".to_owned(),
+    });
+    Ok(())
+}
+
+async fn login(target: &Target, report: &mut Report) -> Result<(), String> {
+    let username = target
+        .demo_env
+        .get("OPERATOR_USER")
+        .ok_or("OPERATOR_USER missing")?;
+    let password = target
+        .demo_env
+        .get("OPERATOR_PASSWORD")
+        .ok_or("OPERATOR_PASSWORD missing")?;
+    let http = reqwest::Client::new();
+    let url = format!("{}/api/v1/auth/login", target.base_url);
+    let body = serde_json::json!({"username": username, "password": password});
+
+    // Baseline: one argon2id verification with the production parameters, in-process.
+    let hash = platform::password::hash_secret(&secrecy::SecretString::from(password.clone()))
+        .map_err(|e| e.to_string())?;
+    let bar = progress(LOGINS as u64 * 2, "login latency");
+    let mut argon = Vec::with_capacity(LOGINS);
+    for _ in 0..LOGINS {
+        let started = Instant::now();
+        let ok = platform::password::verify_secret(
+            &secrecy::SecretString::from(password.clone()),
+            &hash,
+        );
+        argon.push(started.elapsed());
+        if !ok {
+            return Err("argon2 baseline did not verify".to_owned());
+        }
+        bar.inc(1);
+    }
+    // Warm the connection pool and the services once.
+    http.post(&url)
+        .json(&body)
+        .send()
+        .await
+        .map_err(|e| e.to_string())?;
+    let mut logins = Vec::with_capacity(LOGINS);
+    for _ in 0..LOGINS {
+        let started = Instant::now();
+        let response = http
+            .post(&url)
+            .json(&body)
+            .send()
+            .await
+            .map_err(|e| e.to_string())?;
+        let status = response.status();
+        response.bytes().await.map_err(|e| e.to_string())?;
+        logins.push(started.elapsed());
+        if status != 200 {
+            return Err(format!("login answered {status}"));
+        }
+        bar.inc(1);
+    }
+    bar.finish_and_clear();
+    let (argon, logins) = (Samples::new(argon), Samples::new(logins));
+    for (label, q) in [("p50", 0.5), ("p99", 0.99)] {
+        report.add(Row {
+            figure: format!("login through nginx, {label}"),
+            value: millis(logins.quantile(q)),
+            baseline: format!("{} argon2id alone", millis(argon.quantile(q))),
+            ratio: Some(logins.quantile(q).as_secs_f64() / argon.quantile(q).as_secs_f64()),
+            note: "argon2id (19 MiB, t=2) dominates by design".to_owned(),
+        });
+    }
+    Ok(())
+}
+
+fn chrono_now() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs() as i64)
+        .unwrap_or_default()
+}
+
+/// base64url without padding, as JWTs use.
+fn decode(text: &str) -> Result<Vec<u8>, String> {
+    use base64::Engine;
+    base64::engine::general_purpose::URL_SAFE_NO_PAD
+        .decode(text)
+        .map_err(|e| e.to_string())
+}

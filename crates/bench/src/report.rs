@@ -1,0 +1,76 @@
+//! The printed table: each figure, its baseline from the same run, and the ratio.
+
+/// One line of the report.
+pub struct Row {
+    /// What was measured.
+    pub figure: String,
+    /// Plantline's value, formatted.
+    pub value: String,
+    /// The baseline it is compared with.
+    pub baseline: String,
+    /// value / baseline (or the ratio that matters for this figure).
+    pub ratio: Option<f64>,
+    /// How to read the ratio.
+    pub note: String,
+}
+
+/// All rows of one run.
+pub struct Report {
+    rows: Vec<Row>,
+}
+
+impl Report {
+    /// An empty report.
+    pub fn new() -> Self {
+        Self { rows: Vec::new() }
+    }
+
+    /// Adds a row.
+    pub fn add(&mut self, row: Row) {
+        self.rows.push(row);
+    }
+
+    /// Prints the table to stdout.
+    pub fn print(&self) {
+        let machine = std::fs::read_to_string("/proc/cpuinfo")
+            .ok()
+            .and_then(|info| {
+                info.lines()
+                    .find(|l| l.starts_with("model name"))
+                    .and_then(|l| l.split_once(':'))
+                    .map(|(_, m)| m.trim().to_owned())
+            })
+            .unwrap_or_else(|| "unknown CPU".to_owned());
+        let cores = std::thread::available_parallelism()
+            .map(|n| n.get())
+            .unwrap_or(1);
+        println!("\nPlantline benchmark — {machine}, {cores} cores\n");
+        let widths = [48, 20, 28, 9];
+        println!(
+            "{:<w0$} {:>w1$} {:>w2$} {:>w3$}  note",
+            "figure",
+            "plantline",
+            "baseline (same run)",
+            "ratio",
+            w0 = widths[0],
+            w1 = widths[1],
+            w2 = widths[2],
+            w3 = widths[3]
+        );
+        println!("{}", "-".repeat(widths.iter().sum::<usize>() + 10));
+        for row in &self.rows {
+            println!(
+                "{:<w0$} {:>w1$} {:>w2$} {:>w3$}  {}",
+                row.figure,
+                row.value,
+                row.baseline,
+                row.ratio.map(|r| format!("{r:.2}")).unwrap_or_default(),
+                row.note,
+                w0 = widths[0],
+                w1 = widths[1],
+                w2 = widths[2],
+                w3 = widths[3]
+            );
+        }
+    }
+}
