@@ -4,8 +4,11 @@
 //! share one definition of what a machine, a reading or a permission is.
 
 pub mod ids;
+pub mod ingest;
+pub mod line_protocol;
 pub mod machine;
 pub mod rbac;
+pub mod reading;
 pub mod settings;
 pub mod user;
 

@@ -1,12 +1,34 @@
 //! `ingest-api`: the gateways' HTTP write path into InfluxDB.
+//!
+//! Validate (domain), look the machines up (registry cache), encode one line-protocol body,
+//! write it once with bounded retries, and only then answer 2xx; afterwards update the
+//! latest values and tell live dashboards.
+
+mod body;
+mod metrics;
+mod rate_limit;
+mod routes;
 
 use platform::auth::Verification;
 use platform::health::{Dependency, Probe, Readiness};
 use platform::influx::InfluxClient;
 use platform::metrics::Metrics;
 use platform::redis::RedisClient;
+use platform::registry::MachineRegistry;
+use platform::settings_store::LiveSettings;
 use platform::{Application, ServiceName, ServiceParts, Settings, StartupError};
 use std::time::Duration;
+
+/// What the handler shares.
+pub(crate) struct IngestState {
+    pub registry: MachineRegistry,
+    pub influx: InfluxClient,
+    pub redis: RedisClient,
+    pub settings: LiveSettings,
+    pub metrics: metrics::IngestMetrics,
+    /// The whole request, retries included, must finish within this.
+    pub deadline: Duration,
+}
 
 /// Builds the service from configuration.
 pub async fn build(settings: &Settings) -> Result<Application, StartupError> {
@@ -15,11 +37,24 @@ pub async fn build(settings: &Settings) -> Result<Application, StartupError> {
     let influx = InfluxClient::new(&settings.influx)?;
     let metrics = Metrics::new(ServiceName::IngestApi.as_str());
     let verification = Verification::from_settings(&settings.auth, redis.clone(), &metrics)?;
+    let live_settings = LiveSettings::new();
+    // Start with the stored settings when Postgres is there; the refresh task keeps trying.
+    if let Err(err) = live_settings.refresh(&pg).await {
+        tracing::warn!(error = %err, "settings not loaded at start; using defaults until Postgres answers");
+    }
+    let state = actix_web::web::Data::new(IngestState {
+        registry: MachineRegistry::new(pg.clone(), redis.clone(), 300, 30),
+        influx: influx.clone(),
+        redis: redis.clone(),
+        settings: live_settings.clone(),
+        metrics: metrics::IngestMetrics::register(&metrics),
+        deadline: settings.influx.timeout(),
+    });
     let readiness = Readiness::new(
         vec![
             Dependency::required("influxdb", Probe::Influx(influx)),
             // Cached machines keep flowing while Postgres or Redis is away.
-            Dependency::optional("postgres", Probe::Postgres(pg)),
+            Dependency::optional("postgres", Probe::Postgres(pg.clone())),
             Dependency::optional("redis", Probe::Redis(redis.clone())),
         ],
         Duration::from_secs(2),
@@ -29,7 +64,16 @@ pub async fn build(settings: &Settings) -> Result<Application, StartupError> {
         readiness,
         metrics,
         verification: Some(verification),
-        routes: |_cfg: &mut actix_web::web::ServiceConfig| {},
+        routes: move |cfg: &mut actix_web::web::ServiceConfig| {
+            cfg.app_data(state.clone());
+            routes::configure(cfg);
+        },
     };
-    Ok(Application::build(settings, parts)?)
+    let app = Application::build(settings, parts)?;
+    app.spawn_background(live_settings.run_refresh(
+        pg,
+        Duration::from_secs(1),
+        app.shutdown_token(),
+    ));
+    Ok(app)
 }

@@ -203,7 +203,12 @@ impl InfluxClient {
 
     /// `POST /write` of line protocol with nanosecond timestamps into `rp` (default policy
     /// when `None`). InfluxDB answers 204 only once the points are durable in its WAL.
-    pub async fn write_lines(&self, lines: String, rp: Option<&str>) -> Result<(), InfluxError> {
+    pub async fn write_lines(
+        &self,
+        lines: impl Into<bytes::Bytes>,
+        rp: Option<&str>,
+    ) -> Result<(), InfluxError> {
+        let lines: bytes::Bytes = lines.into();
         let mut params = vec![("db", self.database.as_str()), ("precision", "ns")];
         if let Some(rp) = rp {
             validate_identifier(rp)?;
@@ -217,6 +222,46 @@ impl InfluxClient {
             .await
             .map_err(InfluxError::Unreachable)?;
         check_status(response).await.map(|_| ())
+    }
+
+    /// Writes with bounded retries (exponential backoff with jitter) for transient failures,
+    /// never past `deadline`. Returns how many attempts it took.
+    pub async fn write_with_retry(
+        &self,
+        lines: bytes::Bytes,
+        deadline: std::time::Instant,
+        max_attempts: u32,
+    ) -> Result<u32, InfluxError> {
+        let mut attempt = 0;
+        loop {
+            attempt += 1;
+            let remaining = deadline.saturating_duration_since(std::time::Instant::now());
+            let outcome = match tokio::time::timeout(
+                remaining,
+                self.write_lines(lines.clone(), None),
+            )
+            .await
+            {
+                Ok(outcome) => outcome,
+                Err(_) => Err(InfluxError::Status {
+                    status: 504,
+                    body: "no answer before the request deadline".to_owned(),
+                }),
+            };
+            let err = match outcome {
+                Ok(()) => return Ok(attempt),
+                Err(err) if !err.is_transient() || attempt >= max_attempts => return Err(err),
+                Err(err) => err,
+            };
+            let base = Duration::from_millis(50 * (1 << (attempt - 1).min(6)));
+            let jitter = base.mul_f64(rand::random::<f64>() * 0.5);
+            let pause = base + jitter;
+            if std::time::Instant::now() + pause >= deadline {
+                return Err(err);
+            }
+            tracing::warn!(attempt, error = %err, retry_in_ms = pause.as_millis() as u64, "InfluxDB write failed; retrying");
+            tokio::time::sleep(pause).await;
+        }
     }
 
     /// Creates the database, retention policies and continuous queries, or brings existing

@@ -100,3 +100,86 @@ pub async fn announce(redis: &RedisClient, names: &[&str]) {
         tracing::warn!(error = %err, "Redis lost: setting change not announced; services pick it up on their next refresh");
     }
 }
+
+/// The current settings of a running service, refreshed from Postgres in the background so a
+/// change made through query-api applies within about a second, without a restart.
+#[derive(Clone, Default)]
+pub struct LiveSettings {
+    stored: std::sync::Arc<std::sync::RwLock<HashMap<String, StoredSetting>>>,
+}
+
+impl LiveSettings {
+    /// Starts from the defaults until the first refresh.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// The effective value of a known setting (the default while unset).
+    pub fn value(&self, name: &str) -> SettingValue {
+        let stored = self
+            .stored
+            .read()
+            .map(|s| effective(&s, name))
+            .ok()
+            .flatten();
+        stored
+            .or_else(|| spec(name).map(|s| s.default))
+            .unwrap_or(SettingValue::Integer(0))
+    }
+
+    /// A numeric setting as `f64`.
+    pub fn f64(&self, name: &str) -> f64 {
+        self.value(name).as_f64().unwrap_or_default()
+    }
+
+    /// An integer setting.
+    pub fn i64(&self, name: &str) -> i64 {
+        match self.value(name) {
+            SettingValue::Integer(v) => v,
+            SettingValue::Float(v) => v as i64,
+            SettingValue::Boolean(v) => i64::from(v),
+        }
+    }
+
+    /// Reloads every stored setting.
+    pub async fn refresh(
+        &self,
+        pg: &crate::postgres::PgPool,
+    ) -> Result<(), crate::postgres::DbError> {
+        let mut conn = crate::postgres::connection(pg).await?;
+        let rows = load_all(&mut conn).await?;
+        if let Ok(mut stored) = self.stored.write() {
+            *stored = rows;
+        }
+        Ok(())
+    }
+
+    /// Refreshes every `every` until `shutdown`; keeps the last known values while Postgres
+    /// is away (logged once per outage).
+    pub async fn run_refresh(
+        self,
+        pg: crate::postgres::PgPool,
+        every: std::time::Duration,
+        shutdown: tokio_util::sync::CancellationToken,
+    ) {
+        let mut failing = false;
+        loop {
+            match self.refresh(&pg).await {
+                Ok(()) if failing => {
+                    failing = false;
+                    tracing::info!("settings refresh works again");
+                }
+                Ok(()) => {}
+                Err(err) if !failing => {
+                    failing = true;
+                    tracing::warn!(error = %err, "settings not refreshed; keeping the last known values and retrying");
+                }
+                Err(_) => {}
+            }
+            tokio::select! {
+                () = shutdown.cancelled() => return,
+                () = tokio::time::sleep(every) => {}
+            }
+        }
+    }
+}

@@ -532,3 +532,56 @@ impl TestApp {
             .to_owned()
     }
 }
+
+impl TestContext {
+    /// Registers a machine with `status` in factory `A`; returns its id.
+    pub async fn create_machine(&self, status: domain::MachineStatus) -> uuid::Uuid {
+        use diesel::ExpressionMethods;
+        use platform::schema::machine_metadata;
+        let pool = self.pg_pool();
+        let mut conn = platform::postgres::connection(&pool)
+            .await
+            .expect("test connection");
+        diesel::insert_into(machine_metadata::table)
+            .values((
+                machine_metadata::name.eq(format!("Machine {}", uuid::Uuid::new_v4().simple())),
+                machine_metadata::location.eq("Hall 1"),
+                machine_metadata::sensor_type.eq("multi"),
+                machine_metadata::status.eq(status.as_str()),
+                machine_metadata::factory_id.eq("A"),
+            ))
+            .returning(machine_metadata::id)
+            .get_result(&mut conn)
+            .await
+            .expect("insert test machine")
+    }
+
+    /// Stores a setting before services start (they read settings at start and every second).
+    pub async fn set_setting(&self, name: &str, value: serde_json::Value) {
+        let spec = domain::settings::spec(name).expect("known setting");
+        let value = spec.parse(&value).expect("valid setting value");
+        let pool = self.pg_pool();
+        let mut conn = platform::postgres::connection(&pool)
+            .await
+            .expect("test connection");
+        platform::settings_store::upsert(&mut conn, name, &value, None)
+            .await
+            .expect("store setting");
+    }
+
+    /// Every raw point of this test's Influx database, as rows of
+    /// (time ns, factory_id, location, machine_id, sensor_type, temperature, pressure, speed).
+    pub async fn influx_points(&self) -> Vec<serde_json::Value> {
+        let answer = self
+            .influx()
+            .query("SELECT factory_id, location, machine_id, sensor_type, temperature, pressure, speed FROM sensor_readings ORDER BY time")
+            .await
+            .expect("query points");
+        answer
+            .into_iter()
+            .flatten()
+            .flat_map(|series| series.values)
+            .map(serde_json::Value::from)
+            .collect()
+    }
+}

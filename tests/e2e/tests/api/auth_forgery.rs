@@ -140,37 +140,36 @@ async fn forged_and_broken_tokens_are_refused_by_every_service() {
     cases.push(("garbage", "not-a-jwt".to_owned()));
 
     // One authenticated route per service (they all share the one extractor).
-    for (service, path) in [
-        (ServiceName::Auth, "/api/v1/auth/me"),
-        (ServiceName::QueryApi, "/api/v1/config"),
+    for (service, method, path) in [
+        (ServiceName::Auth, Method::GET, "/api/v1/auth/me"),
+        (ServiceName::QueryApi, Method::GET, "/api/v1/config"),
+        (ServiceName::IngestApi, Method::POST, "/api/v1/data/ingest"),
     ] {
         let app = ctx.spawn(service).await;
-        let genuine_status = app
-            .request(Method::GET, path)
-            .bearer_auth(&genuine)
-            .send()
-            .await
-            .unwrap()
-            .status();
-        // auth's /me looks the (invented) user up: 401 "no longer exists"; query-api: 200.
-        if service == ServiceName::QueryApi {
-            assert_eq!(genuine_status, 200, "the genuine token must pass");
+        let call = |token: Option<&str>| {
+            let mut request = app.request(method.clone(), path).json(&json!({}));
+            if let Some(token) = token {
+                request = request.bearer_auth(token);
+            }
+            request
+        };
+        let genuine_status = call(Some(&genuine)).send().await.unwrap().status();
+        // The genuine token passes authentication: query-api answers 200, ingest-api 400 for
+        // the empty body; auth's /me looks the invented user up and finds nobody (401).
+        match service {
+            ServiceName::QueryApi => assert_eq!(genuine_status, 200),
+            ServiceName::IngestApi => assert_eq!(genuine_status, 400),
+            _ => {}
         }
         for (what, token) in &cases {
-            let response = app
-                .request(Method::GET, path)
-                .bearer_auth(token)
-                .send()
-                .await
-                .unwrap();
+            let response = call(Some(token)).send().await.unwrap();
             assert_eq!(response.status(), 401, "{service:?}: {what}");
             assert_eq!(response.headers()["www-authenticate"], "Bearer", "{what}");
             let body: serde_json::Value = response.json().await.unwrap();
             assert_eq!(body["code"], "unauthorized", "{what}");
         }
         for header in ["Token abc", "Bearer", "Basic dXNlcjpwdw==", &genuine] {
-            let response = app
-                .request(Method::GET, path)
+            let response = call(None)
                 .header("authorization", header)
                 .send()
                 .await
@@ -181,7 +180,7 @@ async fn forged_and_broken_tokens_are_refused_by_every_service() {
                 "{service:?}: authorization {header:.20}"
             );
         }
-        let missing = app.request(Method::GET, path).send().await.unwrap();
+        let missing = call(None).send().await.unwrap();
         assert_eq!(missing.status(), 401);
     }
 }

@@ -241,6 +241,14 @@ async fn logout_kills_the_access_token_in_other_services_within_a_second() {
     let ctx = TestContext::new().await;
     let auth = ctx.spawn(ServiceName::Auth).await;
     let query = ctx.spawn(ServiceName::QueryApi).await;
+    let ingest = ctx.spawn(ServiceName::IngestApi).await;
+    let ingest_status = |token: &str| {
+        let request = ingest
+            .request(Method::POST, "/api/v1/data/ingest")
+            .bearer_auth(token)
+            .json(&json!({}));
+        async move { request.send().await.unwrap().status().as_u16() }
+    };
     let manager = ctx.create_user(Role::Management).await;
     let login = auth.login(&manager).await;
     let access = login["access_token"].as_str().unwrap();
@@ -248,6 +256,11 @@ async fn logout_kills_the_access_token_in_other_services_within_a_second() {
     assert_eq!(
         status_with(&query, Method::GET, "/api/v1/config", access).await,
         200
+    );
+    assert_eq!(
+        ingest_status(access).await,
+        400,
+        "authenticated; the empty body is refused"
     );
 
     assert_eq!(
@@ -257,9 +270,11 @@ async fn logout_kills_the_access_token_in_other_services_within_a_second() {
     let started = std::time::Instant::now();
     eventually(
         Duration::from_secs(1),
-        "logout visible at query-api",
+        "logout visible at query-api and ingest-api",
         || async {
-            (status_with(&query, Method::GET, "/api/v1/config", access).await == 401).then_some(())
+            (status_with(&query, Method::GET, "/api/v1/config", access).await == 401
+                && ingest_status(access).await == 401)
+                .then_some(())
         },
     )
     .await;

@@ -5,6 +5,7 @@ mod auth_tokens;
 mod demo_seed;
 mod health;
 mod influx_schema;
+mod ingest;
 mod postgres_schema;
 mod rbac;
 mod server;

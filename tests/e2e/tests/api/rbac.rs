@@ -29,6 +29,7 @@ async fn every_protected_endpoint_answers_exactly_what_the_role_table_implies() 
     let ctx = TestContext::new().await;
     let auth = ctx.spawn(ServiceName::Auth).await;
     let query = ctx.spawn(ServiceName::QueryApi).await;
+    let ingest = ctx.spawn(ServiceName::IngestApi).await;
     let missing = uuid::Uuid::new_v4();
     use Permission::*;
     let endpoints = vec![
@@ -114,6 +115,16 @@ async fn every_protected_endpoint_answers_exactly_what_the_role_table_implies() 
             allowed_status: 404,
         },
         Endpoint {
+            service: ServiceName::IngestApi,
+            method: Method::POST,
+            path: "/api/v1/data/ingest".into(),
+            body: Some(
+                json!({"gateway_id": "g", "timestamp": "2026-01-01T00:00:00Z", "batch": []}),
+            ),
+            needs: Some(WriteSensorData),
+            allowed_status: 400,
+        },
+        Endpoint {
             service: ServiceName::QueryApi,
             method: Method::GET,
             path: "/api/v1/config".into(),
@@ -146,6 +157,7 @@ async fn every_protected_endpoint_answers_exactly_what_the_role_table_implies() 
     let app_for = |service: ServiceName| -> &TestApp {
         match service {
             ServiceName::Auth => &auth,
+            ServiceName::IngestApi => &ingest,
             _ => &query,
         }
     };

@@ -1,0 +1,399 @@
+//! The gateway batch: parsed from JSON (the seed's body) or line protocol, validated reading
+//! by reading, so one bad reading rejects only itself and one bad machine only its readings.
+
+use crate::ids::MachineId;
+use crate::machine::SensorType;
+use crate::reading::{Field, Reading, ReadingRules, Timestamp, Violation};
+use serde::Deserialize;
+use serde_json::Value;
+
+/// Size limits of one request, from the typed settings.
+#[derive(Debug, Clone, Copy)]
+pub struct BatchLimits {
+    /// Machines per request.
+    pub max_machines: usize,
+    /// Readings per request, all machines together.
+    pub max_readings: usize,
+}
+
+/// Why a whole request was refused before looking at readings.
+#[derive(Debug, Clone, PartialEq)]
+pub enum BatchError {
+    /// Not the expected document (bad JSON, wrong types, unknown fields, duplicate keys).
+    Malformed(Violation),
+    /// More machines or readings than allowed.
+    TooLarge(Violation),
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawIngest {
+    gateway_id: String,
+    timestamp: String,
+    batch: Vec<RawMachineBatch>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawMachineBatch {
+    machine_id: Value,
+    #[serde(default)]
+    sensor_type: Option<Value>,
+    #[serde(default)]
+    location: Option<Value>,
+    readings: Vec<RawReading>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawReading {
+    #[serde(default)]
+    timestamp: Option<Value>,
+    #[serde(default)]
+    temperature: Option<Value>,
+    #[serde(default)]
+    pressure: Option<Value>,
+    #[serde(default)]
+    speed: Option<Value>,
+}
+
+/// One machine's part of a batch after validation.
+#[derive(Debug, Clone)]
+pub struct MachineBatch {
+    /// Position in the request (`batch[i]`, or the first line naming the machine).
+    pub index: usize,
+    /// How the request spelled the machine id (echoed in the answer).
+    pub raw_machine_id: String,
+    /// The parsed id, if it is one.
+    pub machine_id: Option<MachineId>,
+    /// Valid readings.
+    pub readings: Vec<Reading>,
+    /// Readings refused by validation.
+    pub rejected: usize,
+    /// The request's path prefix for this machine's machine-level errors.
+    pub path: String,
+}
+
+/// A validated request: the good readings grouped by machine, and every violation.
+#[derive(Debug, Clone)]
+pub struct ParsedBatch {
+    /// The sending gateway, as it names itself.
+    pub gateway_id: Option<String>,
+    /// Machines in request order.
+    pub machines: Vec<MachineBatch>,
+    /// Every problem found, with paths.
+    pub violations: Vec<Violation>,
+}
+
+impl ParsedBatch {
+    /// Readings that passed validation.
+    pub fn valid_readings(&self) -> usize {
+        self.machines.iter().map(|m| m.readings.len()).sum()
+    }
+
+    /// Readings refused so far.
+    pub fn rejected_readings(&self) -> usize {
+        self.machines.iter().map(|m| m.rejected).sum()
+    }
+
+    /// Rejects every reading of machine `index` (unknown or inactive machine).
+    pub fn reject_machine(&mut self, index: usize, message: &str) {
+        if let Some(machine) = self.machines.get_mut(index) {
+            machine.rejected += machine.readings.len();
+            machine.readings.clear();
+            self.violations.push(Violation::new(
+                format!("{}.machine_id", machine.path),
+                message,
+                Some(Value::from(machine.raw_machine_id.clone())),
+            ));
+        }
+    }
+}
+
+fn number(value: Option<Value>, path: &str, violations: &mut Vec<Violation>) -> Option<f64> {
+    match value {
+        None | Some(Value::Null) => None,
+        Some(Value::Number(n)) => n.as_f64(),
+        Some(other) => {
+            violations.push(Violation::new(path, "must be a number", Some(other)));
+            None
+        }
+    }
+}
+
+/// Parses and validates the seed's JSON batch.
+pub fn parse_json(
+    body: &[u8],
+    rules: &ReadingRules,
+    limits: &BatchLimits,
+) -> Result<ParsedBatch, BatchError> {
+    let deserializer = &mut serde_json::Deserializer::from_slice(body);
+    let raw: RawIngest = serde_path_to_error::deserialize(deserializer).map_err(|err| {
+        let path = err.path().to_string();
+        BatchError::Malformed(Violation::new(
+            if path == "." { "body".to_owned() } else { path },
+            err.into_inner().to_string(),
+            None,
+        ))
+    })?;
+    let mut violations = Vec::new();
+    if raw.gateway_id.trim().is_empty() || raw.gateway_id.len() > 128 {
+        violations.push(Violation::new(
+            "gateway_id",
+            "must be 1 to 128 characters",
+            Some(Value::from(raw.gateway_id.clone())),
+        ));
+    }
+    if let Err(message) = Timestamp::parse_rfc3339(&raw.timestamp) {
+        violations.push(Violation::new(
+            "timestamp",
+            message,
+            Some(Value::from(raw.timestamp.clone())),
+        ));
+    }
+    if !violations.is_empty() {
+        return Err(BatchError::Malformed(violations.remove(0)));
+    }
+    if raw.batch.is_empty() {
+        return Err(BatchError::Malformed(Violation::new(
+            "batch",
+            "must hold at least one machine",
+            None,
+        )));
+    }
+    if raw.batch.len() > limits.max_machines {
+        return Err(BatchError::TooLarge(Violation::new(
+            "batch",
+            format!(
+                "holds {} machines; at most {} per request",
+                raw.batch.len(),
+                limits.max_machines
+            ),
+            None,
+        )));
+    }
+    let total: usize = raw.batch.iter().map(|m| m.readings.len()).sum();
+    if total > limits.max_readings {
+        return Err(BatchError::TooLarge(Violation::new(
+            "batch",
+            format!(
+                "holds {total} readings; at most {} per request",
+                limits.max_readings
+            ),
+            None,
+        )));
+    }
+
+    let mut machines = Vec::with_capacity(raw.batch.len());
+    for (i, item) in raw.batch.into_iter().enumerate() {
+        let path = format!("batch[{i}]");
+        let before = violations.len();
+        let raw_machine_id = match &item.machine_id {
+            Value::String(s) => s.clone(),
+            other => other.to_string(),
+        };
+        let machine_id = match &item.machine_id {
+            Value::String(s) => s.parse::<MachineId>().ok(),
+            _ => None,
+        };
+        if machine_id.is_none() {
+            violations.push(Violation::new(
+                format!("{path}.machine_id"),
+                "must be a UUID",
+                Some(item.machine_id.clone()),
+            ));
+        }
+        if let Some(kind) = &item.sensor_type
+            && kind
+                .as_str()
+                .and_then(|k| k.parse::<SensorType>().ok())
+                .is_none()
+        {
+            violations.push(Violation::new(
+                format!("{path}.sensor_type"),
+                "must be one of temperature, pressure, speed, multi",
+                Some(kind.clone()),
+            ));
+        }
+        if let Some(location) = &item.location
+            && !location
+                .as_str()
+                .is_some_and(|l| !l.trim().is_empty() && l.len() <= 255)
+        {
+            violations.push(Violation::new(
+                format!("{path}.location"),
+                "must be 1 to 255 characters",
+                Some(location.clone()),
+            ));
+        }
+        if item.readings.is_empty() {
+            violations.push(Violation::new(
+                format!("{path}.readings"),
+                "must hold at least one reading",
+                None,
+            ));
+        }
+        let machine_ok = violations.len() == before;
+        let mut readings = Vec::with_capacity(item.readings.len());
+        let mut rejected = 0;
+        for (j, reading) in item.readings.into_iter().enumerate() {
+            let prefix = format!("{path}.readings[{j}]");
+            let timestamp = match reading.timestamp {
+                Some(Value::String(text)) => Timestamp::parse_rfc3339(&text).map_err(|m| {
+                    Violation::new(format!("{prefix}.timestamp"), m, Some(Value::from(text)))
+                }),
+                Some(other) => Err(Violation::new(
+                    format!("{prefix}.timestamp"),
+                    "must be an RFC 3339 string",
+                    Some(other),
+                )),
+                None => Err(Violation::new(
+                    format!("{prefix}.timestamp"),
+                    "is required",
+                    None,
+                )),
+            };
+            let count = violations.len();
+            let values = [
+                number(
+                    reading.temperature,
+                    &format!("{prefix}.temperature"),
+                    &mut violations,
+                ),
+                number(
+                    reading.pressure,
+                    &format!("{prefix}.pressure"),
+                    &mut violations,
+                ),
+                number(reading.speed, &format!("{prefix}.speed"), &mut violations),
+            ];
+            let typed_ok = violations.len() == count;
+            match rules.reading(&prefix, timestamp, values, &mut violations) {
+                Some(reading) if typed_ok && machine_ok => readings.push(reading),
+                _ => rejected += 1,
+            }
+        }
+        machines.push(MachineBatch {
+            index: i,
+            raw_machine_id,
+            machine_id: if machine_ok { machine_id } else { None },
+            readings,
+            rejected,
+            path,
+        });
+    }
+    Ok(ParsedBatch {
+        gateway_id: Some(raw.gateway_id),
+        machines,
+        violations,
+    })
+}
+
+/// Values of one reading, in [`Field::ALL`] order, from field name/value pairs.
+pub(crate) fn values_from(pairs: &[(Field, f64)]) -> [Option<f64>; 3] {
+    let mut values = [None; 3];
+    for (field, value) in pairs {
+        values[*field as usize] = Some(*value);
+    }
+    values
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn rules() -> ReadingRules {
+        ReadingRules::defaults(Timestamp::parse_rfc3339("2025-01-15T12:00:00Z").unwrap())
+    }
+
+    const LIMITS: BatchLimits = BatchLimits {
+        max_machines: 10,
+        max_readings: 100,
+    };
+    const M1: &str = "550e8400-e29b-41d4-a716-446655440000";
+    const M2: &str = "550e8400-e29b-41d4-a716-446655440001";
+
+    fn parse(body: Value) -> Result<ParsedBatch, BatchError> {
+        parse_json(body.to_string().as_bytes(), &rules(), &LIMITS)
+    }
+
+    #[test]
+    fn a_bad_reading_rejects_only_itself_and_a_bad_machine_only_its_readings() {
+        let parsed = parse(json!({
+            "gateway_id": "gw-1", "timestamp": "2025-01-15T10:30:00Z",
+            "batch": [
+                {"machine_id": M1, "sensor_type": "multi", "location": "Hall 1", "readings": [
+                    {"timestamp": "2025-01-15T10:30:00Z", "temperature": 72.5, "pressure": 101.3, "speed": 1500},
+                    {"timestamp": "2025-13-45T10:30:00Z", "temperature": 72.5}
+                ]},
+                {"machine_id": "machine-2", "readings": [{"timestamp": "2025-01-15T10:30:00Z", "speed": 10}]},
+                {"machine_id": M2, "readings": [{"timestamp": "2025-01-15T10:30:00Z", "temperature": "hot"}]}
+            ]
+        }))
+        .unwrap();
+        assert_eq!(parsed.valid_readings(), 1);
+        assert_eq!(parsed.rejected_readings(), 3);
+        let paths: Vec<_> = parsed.violations.iter().map(|v| v.path.as_str()).collect();
+        assert_eq!(
+            paths,
+            [
+                "batch[0].readings[1].timestamp",
+                "batch[1].machine_id",
+                "batch[2].readings[0].temperature",
+                "batch[2].readings[0]",
+            ]
+        );
+        assert_eq!(
+            parsed.violations[0].value,
+            Some(json!("2025-13-45T10:30:00Z"))
+        );
+    }
+
+    #[test]
+    fn unknown_fields_duplicates_and_wrong_shapes_name_their_path() {
+        let err = parse(json!({"gateway_id": "g", "timestamp": "2025-01-15T10:30:00Z",
+            "batch": [{"machine_id": M1, "readings": [{"timestamp": "2025-01-15T10:30:00Z", "humidity": 3}]}]}))
+        .unwrap_err();
+        let BatchError::Malformed(v) = err else {
+            panic!()
+        };
+        assert_eq!(v.path, "batch[0].readings[0].humidity");
+        assert!(
+            v.message.contains("unknown field `humidity`"),
+            "{}",
+            v.message
+        );
+
+        let body =
+            br#"{"gateway_id":"g","gateway_id":"h","timestamp":"2025-01-15T10:30:00Z","batch":[]}"#;
+        let BatchError::Malformed(v) = parse_json(body, &rules(), &LIMITS).unwrap_err() else {
+            panic!()
+        };
+        assert!(v.message.contains("duplicate field"), "{}", v.message);
+
+        let BatchError::Malformed(v) =
+            parse_json(b"{\"batch\": NaN}", &rules(), &LIMITS).unwrap_err()
+        else {
+            panic!()
+        };
+        assert_eq!(v.path, "batch");
+    }
+
+    #[test]
+    fn limits_are_enforced_before_validation() {
+        let readings: Vec<Value> = (0..101)
+            .map(|_| json!({"timestamp": "2025-01-15T10:30:00Z", "speed": 1}))
+            .collect();
+        let err = parse(
+            json!({"gateway_id": "g", "timestamp": "2025-01-15T10:30:00Z",
+            "batch": [{"machine_id": M1, "readings": readings}]}),
+        )
+        .unwrap_err();
+        assert!(matches!(err, BatchError::TooLarge(_)));
+        let err =
+            parse(json!({"gateway_id": "g", "timestamp": "2025-01-15T10:30:00Z", "batch": []}))
+                .unwrap_err();
+        assert!(matches!(err, BatchError::Malformed(_)));
+    }
+}

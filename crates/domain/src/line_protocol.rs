@@ -1,0 +1,536 @@
+//! InfluxDB line protocol for `sensor_readings`: the encoder every write path uses, and the
+//! parser that lets Telegraf/Node-RED style gateways push without a translator.
+//!
+//! `sensor_readings,factory_id=A,location=Hall\ 1,machine_id=<uuid>,sensor_type=multi temperature=72.5,speed=1500 1736937000000000000`
+
+use crate::ids::MachineId;
+use crate::ingest::{BatchError, BatchLimits, MachineBatch, ParsedBatch, values_from};
+use crate::reading::{Field, Reading, ReadingRules, Timestamp, Violation};
+use serde_json::Value;
+use std::collections::HashMap;
+use std::fmt::Write;
+
+/// The measurement every reading is written to.
+pub const MEASUREMENT: &str = "sensor_readings";
+
+/// The series a reading belongs to: the tags InfluxDB indexes.
+#[derive(Debug, Clone, Copy)]
+pub struct SeriesTags<'a> {
+    /// The machine.
+    pub machine_id: &'a MachineId,
+    /// Its factory.
+    pub factory_id: &'a str,
+    /// Its sensor package.
+    pub sensor_type: &'a str,
+    /// Where it stands.
+    pub location: &'a str,
+}
+
+/// Escapes a tag key or value: `,` `=` space and `\` get a backslash; newlines cannot be
+/// represented and become spaces.
+fn escape_tag(out: &mut String, text: &str) {
+    for c in text.chars() {
+        match c {
+            ',' | '=' | ' ' | '\\' => {
+                out.push('\\');
+                out.push(c);
+            }
+            '\n' | '\r' => out.push_str("\\ "),
+            _ => out.push(c),
+        }
+    }
+}
+
+/// Appends one line for `reading` (tags in key order, as InfluxDB stores them).
+pub fn encode(out: &mut String, tags: &SeriesTags<'_>, reading: &Reading) {
+    out.push_str(MEASUREMENT);
+    for (key, value) in [
+        ("factory_id", tags.factory_id),
+        ("location", tags.location),
+        ("machine_id", ""),
+        ("sensor_type", tags.sensor_type),
+    ] {
+        if key == "machine_id" {
+            let _ = write!(out, ",machine_id={}", tags.machine_id);
+            continue;
+        }
+        // InfluxDB refuses empty tag values; an empty tag is the same as no tag.
+        if !value.is_empty() {
+            out.push(',');
+            out.push_str(key);
+            out.push('=');
+            escape_tag(out, value);
+        }
+    }
+    let mut separator = ' ';
+    for (field, value) in reading.values() {
+        // `{}` prints the shortest text that reads back as the same f64, never an exponent
+        // and never an integer suffix, so InfluxDB stores a float every time.
+        let _ = write!(out, "{separator}{}={value}", field.as_str());
+        separator = ',';
+    }
+    let _ = writeln!(out, " {}", reading.timestamp().nanos());
+}
+
+/// Timestamp unit of a line-protocol body (`?precision=` of InfluxDB's API).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Precision {
+    /// Nanoseconds (the default).
+    Nanoseconds,
+    /// Microseconds.
+    Microseconds,
+    /// Milliseconds.
+    Milliseconds,
+    /// Seconds.
+    Seconds,
+}
+
+impl Precision {
+    /// Parses `ns`, `us`/`u`, `ms`, `s`.
+    pub fn parse(text: &str) -> Option<Self> {
+        match text {
+            "ns" | "n" => Some(Self::Nanoseconds),
+            "us" | "u" => Some(Self::Microseconds),
+            "ms" => Some(Self::Milliseconds),
+            "s" => Some(Self::Seconds),
+            _ => None,
+        }
+    }
+
+    fn to_nanos(self, value: i64) -> Option<i64> {
+        let factor = match self {
+            Self::Nanoseconds => 1,
+            Self::Microseconds => 1_000,
+            Self::Milliseconds => 1_000_000,
+            Self::Seconds => 1_000_000_000,
+        };
+        value.checked_mul(factor)
+    }
+}
+
+/// Splits at unescaped `separator`s outside double quotes; `\x` escapes are resolved.
+fn split_unescaped(text: &str, separator: char) -> Vec<String> {
+    let mut parts = Vec::new();
+    let mut current = String::new();
+    let mut chars = text.chars();
+    let mut quoted = false;
+    while let Some(c) = chars.next() {
+        match c {
+            '\\' => match chars.next() {
+                Some(next) => {
+                    if !matches!(next, ',' | ' ' | '=' | '\\' | '"') {
+                        current.push('\\');
+                    }
+                    current.push(next);
+                }
+                None => current.push('\\'),
+            },
+            '"' => {
+                quoted = !quoted;
+                current.push(c);
+            }
+            c if c == separator && !quoted => parts.push(std::mem::take(&mut current)),
+            c => current.push(c),
+        }
+    }
+    parts.push(current);
+    parts
+}
+
+/// Splits a line into its three space-separated sections, honouring escapes and quotes.
+fn sections(line: &str) -> Vec<&str> {
+    let mut sections = Vec::new();
+    let mut start = 0;
+    let mut escaped = false;
+    let mut quoted = false;
+    for (i, c) in line.char_indices() {
+        match c {
+            _ if escaped => escaped = false,
+            '\\' => escaped = true,
+            '"' => quoted = !quoted,
+            ' ' if !quoted => {
+                if i > start {
+                    sections.push(&line[start..i]);
+                }
+                start = i + 1;
+            }
+            _ => {}
+        }
+    }
+    if start < line.len() {
+        sections.push(&line[start..]);
+    }
+    sections
+}
+
+fn field_value(text: &str) -> Result<f64, &'static str> {
+    let numeric = text
+        .strip_suffix('i')
+        .or_else(|| text.strip_suffix('u'))
+        .unwrap_or(text);
+    if text.starts_with('"')
+        || matches!(
+            text,
+            "t" | "T" | "true" | "True" | "TRUE" | "f" | "F" | "false" | "False" | "FALSE"
+        )
+    {
+        return Err("must be a number");
+    }
+    match numeric.parse::<f64>() {
+        Ok(v) if v.is_finite() => Ok(v),
+        Ok(_) => Err("must be a finite number"),
+        Err(_) => Err("must be a number"),
+    }
+}
+
+struct Line {
+    machine: String,
+    timestamp: Result<Timestamp, Violation>,
+    values: [Option<f64>; 3],
+}
+
+fn parse_line(
+    line: &str,
+    path: &str,
+    precision: Precision,
+    now: Timestamp,
+    violations: &mut Vec<Violation>,
+) -> Option<Line> {
+    let parts = sections(line);
+    if !(2..=3).contains(&parts.len()) {
+        violations.push(Violation::new(
+            path,
+            "must be `measurement,tags fields [timestamp]`",
+            Some(Value::from(line)),
+        ));
+        return None;
+    }
+    let series = split_unescaped(parts[0], ',');
+    if series[0] != MEASUREMENT {
+        violations.push(Violation::new(
+            format!("{path}.measurement"),
+            "must be sensor_readings",
+            Some(Value::from(series[0].clone())),
+        ));
+        return None;
+    }
+    let mut machine = None;
+    for tag in &series[1..] {
+        match tag.split_once('=') {
+            Some(("machine_id", value)) => machine = Some(value.to_owned()),
+            // factory_id, sensor_type, location (and a Telegraf `host`) come from the registry.
+            Some((_, _)) => {}
+            None => {
+                violations.push(Violation::new(
+                    format!("{path}.tags"),
+                    "must be key=value pairs",
+                    Some(Value::from(tag.clone())),
+                ));
+                return None;
+            }
+        }
+    }
+    let Some(machine) = machine else {
+        violations.push(Violation::new(
+            format!("{path}.machine_id"),
+            "tag machine_id is required",
+            None,
+        ));
+        return None;
+    };
+    let before = violations.len();
+    let mut pairs = Vec::new();
+    for field in split_unescaped(parts[1], ',') {
+        let Some((key, value)) = field.split_once('=') else {
+            violations.push(Violation::new(
+                format!("{path}.fields"),
+                "must be key=value pairs",
+                Some(Value::from(field.clone())),
+            ));
+            continue;
+        };
+        let Some(known) = Field::parse(key) else {
+            violations.push(Violation::new(
+                format!("{path}.{key}"),
+                "unknown field; expected temperature, pressure or speed",
+                None,
+            ));
+            continue;
+        };
+        match field_value(value) {
+            Ok(v) => pairs.push((known, v)),
+            Err(message) => violations.push(Violation::new(
+                format!("{path}.{key}"),
+                message,
+                Some(Value::from(value)),
+            )),
+        }
+    }
+    if violations.len() > before {
+        return None;
+    }
+    let timestamp = match parts.get(2) {
+        None => Ok(now),
+        Some(text) => text
+            .parse::<i64>()
+            .ok()
+            .and_then(|v| precision.to_nanos(v))
+            .map(Timestamp::from_nanos)
+            .ok_or_else(|| {
+                Violation::new(
+                    format!("{path}.timestamp"),
+                    "must be an integer in the request's precision",
+                    Some(Value::from(*text)),
+                )
+            }),
+    };
+    Some(Line {
+        machine,
+        timestamp,
+        values: values_from(&pairs),
+    })
+}
+
+/// Parses and validates a line-protocol body with the same rules as the JSON batch.
+/// Lines without a timestamp take the server's time, as InfluxDB does.
+pub fn parse(
+    body: &str,
+    precision: Precision,
+    rules: &ReadingRules,
+    limits: &BatchLimits,
+) -> Result<ParsedBatch, BatchError> {
+    let lines: Vec<(usize, &str)> = body
+        .lines()
+        .enumerate()
+        .map(|(i, l)| (i, l.trim()))
+        .filter(|(_, l)| !l.is_empty() && !l.starts_with('#'))
+        .collect();
+    if lines.is_empty() {
+        return Err(BatchError::Malformed(Violation::new(
+            "body",
+            "holds no lines",
+            None,
+        )));
+    }
+    if lines.len() > limits.max_readings {
+        return Err(BatchError::TooLarge(Violation::new(
+            "body",
+            format!(
+                "holds {} lines; at most {} per request",
+                lines.len(),
+                limits.max_readings
+            ),
+            None,
+        )));
+    }
+    let mut violations = Vec::new();
+    let mut machines: Vec<MachineBatch> = Vec::new();
+    let mut by_machine: HashMap<String, usize> = HashMap::new();
+    let mut unattributed = 0;
+    for (i, line) in lines {
+        let path = format!("line[{i}]");
+        let Some(parsed) = parse_line(line, &path, precision, rules.now, &mut violations) else {
+            unattributed += 1;
+            continue;
+        };
+        let slot = match by_machine.get(&parsed.machine) {
+            Some(slot) => *slot,
+            None => {
+                if machines.len() >= limits.max_machines {
+                    return Err(BatchError::TooLarge(Violation::new(
+                        "body",
+                        format!(
+                            "names more than {} machines; at most {} per request",
+                            limits.max_machines, limits.max_machines
+                        ),
+                        None,
+                    )));
+                }
+                let machine_id = parsed.machine.parse::<MachineId>().ok();
+                if machine_id.is_none() {
+                    violations.push(Violation::new(
+                        format!("{path}.machine_id"),
+                        "must be a UUID",
+                        Some(Value::from(parsed.machine.clone())),
+                    ));
+                }
+                machines.push(MachineBatch {
+                    index: machines.len(),
+                    raw_machine_id: parsed.machine.clone(),
+                    machine_id,
+                    readings: Vec::new(),
+                    rejected: 0,
+                    path: path.clone(),
+                });
+                by_machine.insert(parsed.machine.clone(), machines.len() - 1);
+                machines.len() - 1
+            }
+        };
+        let machine = &mut machines[slot];
+        match rules.reading(&path, parsed.timestamp, parsed.values, &mut violations) {
+            Some(reading) if machine.machine_id.is_some() => machine.readings.push(reading),
+            _ => machine.rejected += 1,
+        }
+    }
+    if unattributed > 0 {
+        // Lines too broken to name a machine still count as rejected readings.
+        machines.push(MachineBatch {
+            index: machines.len(),
+            raw_machine_id: String::new(),
+            machine_id: None,
+            readings: Vec::new(),
+            rejected: unattributed,
+            path: "body".to_owned(),
+        });
+    }
+    Ok(ParsedBatch {
+        gateway_id: None,
+        machines,
+        violations,
+    })
+}
+
+/// Reads back one encoded line (tests, and tools that replay what was written).
+pub fn decode_reading(line: &str) -> Option<(String, Reading)> {
+    let mut violations = Vec::new();
+    let parsed = parse_line(
+        line.trim(),
+        "line",
+        Precision::Nanoseconds,
+        Timestamp::from_nanos(0),
+        &mut violations,
+    )?;
+    // Only the shape is checked here: the window is centred on the line's own timestamp.
+    let now = parsed.timestamp.clone().ok()?;
+    let rules = ReadingRules {
+        bounds: [(f64::MIN, f64::MAX); 3],
+        max_future_skew_secs: 0,
+        max_age_secs: 7200,
+        now,
+    };
+    let reading = rules.reading("line", parsed.timestamp, parsed.values, &mut violations)?;
+    Some((parsed.machine, reading))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const M1: &str = "550e8400-e29b-41d4-a716-446655440000";
+
+    fn rules() -> ReadingRules {
+        ReadingRules::defaults(Timestamp::parse_rfc3339("2025-01-15T12:00:00Z").unwrap())
+    }
+
+    const LIMITS: BatchLimits = BatchLimits {
+        max_machines: 10,
+        max_readings: 100,
+    };
+
+    fn reading(values: [Option<f64>; 3]) -> Reading {
+        let mut violations = Vec::new();
+        rules()
+            .reading(
+                "r",
+                Ok(Timestamp::parse_rfc3339("2025-01-15T10:30:00.123456789Z").unwrap()),
+                values,
+                &mut violations,
+            )
+            .unwrap()
+    }
+
+    #[test]
+    fn encodes_sorted_escaped_tags_and_float_fields() {
+        let id: MachineId = M1.parse().unwrap();
+        let mut out = String::new();
+        let tags = SeriesTags {
+            machine_id: &id,
+            factory_id: "A",
+            sensor_type: "multi",
+            location: "Hall 1, bay=3",
+        };
+        encode(&mut out, &tags, &reading([Some(72.5), None, Some(1500.0)]));
+        assert_eq!(
+            out,
+            format!(
+                "sensor_readings,factory_id=A,location=Hall\\ 1\\,\\ bay\\=3,machine_id={M1},sensor_type=multi temperature=72.5,speed=1500 1736937000123456789\n"
+            )
+        );
+        let tags = SeriesTags {
+            location: "",
+            ..tags
+        };
+        out.clear();
+        encode(&mut out, &tags, &reading([None, Some(0.1), None]));
+        assert!(out.starts_with(&format!(
+            "sensor_readings,factory_id=A,machine_id={M1},sensor_type=multi pressure=0.1 "
+        )));
+    }
+
+    #[test]
+    fn round_trips_through_the_parser() {
+        let id: MachineId = M1.parse().unwrap();
+        let original = reading([Some(-12.345678901234), Some(999_999.999), Some(0.0)]);
+        let mut out = String::new();
+        encode(
+            &mut out,
+            &SeriesTags {
+                machine_id: &id,
+                factory_id: "B",
+                sensor_type: "speed",
+                location: "a=b c,d\\e",
+            },
+            &original,
+        );
+        let (machine, back) = decode_reading(&out).unwrap();
+        assert_eq!(machine, M1);
+        assert_eq!(back, original);
+    }
+
+    #[test]
+    fn parses_gateway_lines_with_the_same_rules() {
+        let body = format!(
+            "# telegraf\n\
+             sensor_readings,machine_id={M1},host=gw1 temperature=70.5,speed=1200i 1736937000\n\
+             sensor_readings,machine_id={M1} temperature=9000 1736937001\n\
+             sensor_readings,machine_id=oops speed=1 1736937002\n\
+             cpu,host=x usage=3 1736937003\n\
+             sensor_readings,machine_id={M1} status=\"ok\" 1736937004\n"
+        );
+        let parsed = parse(&body, Precision::Seconds, &rules(), &LIMITS).unwrap();
+        assert_eq!(parsed.valid_readings(), 1);
+        assert_eq!(
+            parsed.machines[0].readings[0].value(Field::Speed),
+            Some(1200.0)
+        );
+        assert_eq!(
+            parsed.machines[0].readings[0].timestamp().nanos(),
+            1_736_937_000_000_000_000
+        );
+        let paths: Vec<_> = parsed.violations.iter().map(|v| v.path.as_str()).collect();
+        assert_eq!(
+            paths,
+            [
+                "line[2].temperature",
+                "line[3].machine_id",
+                "line[4].measurement",
+                "line[5].status"
+            ]
+        );
+        assert_eq!(parsed.rejected_readings(), 4);
+    }
+
+    #[test]
+    fn precision_and_missing_timestamps() {
+        assert_eq!(Precision::parse("ms"), Some(Precision::Milliseconds));
+        assert_eq!(Precision::parse("h"), None);
+        let parsed = parse(
+            &format!("sensor_readings,machine_id={M1} speed=3"),
+            Precision::Nanoseconds,
+            &rules(),
+            &LIMITS,
+        )
+        .unwrap();
+        assert_eq!(parsed.machines[0].readings[0].timestamp(), rules().now);
+    }
+}

@@ -1,0 +1,265 @@
+//! `POST /api/v1/data/ingest`
+
+use crate::IngestState;
+use crate::body::{self, Format};
+use crate::rate_limit;
+use actix_web::http::StatusCode;
+use actix_web::{HttpRequest, HttpResponse, web};
+use domain::ingest::{BatchError, BatchLimits, ParsedBatch};
+use domain::line_protocol::{self, SeriesTags};
+use domain::reading::{ReadingRules, Timestamp, Violation};
+use domain::{MachineId, MachineStatus};
+use platform::ApiError;
+use platform::auth::{Authenticated, require};
+use platform::error::FieldError;
+use platform::registry::MachineInfo;
+use serde_json::json;
+use std::collections::HashMap;
+use std::time::Instant;
+
+/// Raw bodies up to this size are read; the `ingest_max_body_bytes` setting (≤ 16 MiB)
+/// decides what is accepted, after decompression.
+pub const MAX_RAW_BODY: usize = 16 * 1024 * 1024;
+
+pub fn configure(cfg: &mut web::ServiceConfig) {
+    cfg.service(
+        web::resource("/api/v1/data/ingest")
+            .app_data(web::PayloadConfig::new(MAX_RAW_BODY))
+            .route(web::post().to(ingest)),
+    );
+}
+
+fn field_errors(violations: &[Violation]) -> Vec<FieldError> {
+    violations
+        .iter()
+        .map(|v| {
+            let error = FieldError::field(v.path.clone(), v.message.clone());
+            match &v.value {
+                Some(value) => error.with_value(value.clone()),
+                None => error,
+            }
+        })
+        .collect()
+}
+
+fn rules_and_limits(state: &IngestState) -> (ReadingRules, BatchLimits, usize) {
+    let s = &state.settings;
+    let now = Timestamp::from_nanos(chrono::Utc::now().timestamp_nanos_opt().unwrap_or_default());
+    let rules = ReadingRules {
+        bounds: [
+            (s.f64("temperature_min_c"), s.f64("temperature_max_c")),
+            (0.0, s.f64("pressure_max_kpa")),
+            (0.0, s.f64("speed_max_rpm")),
+        ],
+        max_future_skew_secs: s.i64("ingest_max_future_skew_secs"),
+        max_age_secs: ReadingRules::RAW_RETENTION_SECS,
+        now,
+    };
+    let limits = BatchLimits {
+        max_machines: s.i64("ingest_max_machines_per_batch") as usize,
+        max_readings: s.i64("ingest_max_readings_per_batch") as usize,
+    };
+    (rules, limits, s.i64("ingest_max_body_bytes") as usize)
+}
+
+/// Rejects machines the registry does not know or has switched off; returns the known ones.
+async fn check_registry(
+    state: &IngestState,
+    parsed: &mut ParsedBatch,
+) -> Result<HashMap<MachineId, MachineInfo>, ApiError> {
+    let ids: Vec<MachineId> = parsed
+        .machines
+        .iter()
+        .filter(|m| !m.readings.is_empty())
+        .filter_map(|m| m.machine_id)
+        .collect();
+    let found = state.registry.lookup(&ids).await.map_err(|err| {
+        tracing::error!(error = %err, "machine registry unavailable (Redis and Postgres)");
+        ApiError::unavailable("the machine registry is unavailable, retry shortly", 5)
+    })?;
+    let mut known = HashMap::new();
+    let mut unknown = Vec::new();
+    let mut inactive = Vec::new();
+    for (index, machine) in parsed.machines.iter().enumerate() {
+        let Some(id) = machine.machine_id else {
+            continue;
+        };
+        if machine.readings.is_empty() {
+            continue;
+        }
+        match found.get(&id).cloned().flatten() {
+            None => unknown.push(index),
+            Some(info) if info.status() == MachineStatus::Inactive => inactive.push(index),
+            Some(info) => {
+                known.insert(id, info);
+            }
+        }
+    }
+    for index in &unknown {
+        let count = parsed.machines[*index].readings.len();
+        state.metrics.rejected("unknown_machine", count);
+        parsed.reject_machine(*index, "unknown machine: not in the registry");
+    }
+    for index in &inactive {
+        let count = parsed.machines[*index].readings.len();
+        state.metrics.rejected("inactive_machine", count);
+        parsed.reject_machine(*index, "machine is inactive");
+    }
+    Ok(known)
+}
+
+async fn ingest(
+    state: web::Data<IngestState>,
+    caller: Authenticated<require::WriteSensorData>,
+    req: HttpRequest,
+    raw: web::Bytes,
+) -> Result<HttpResponse, ApiError> {
+    let deadline = Instant::now() + state.deadline;
+    rate_limit::check(
+        &state.redis,
+        &caller.subject,
+        state.settings.i64("gateway_rate_limit_per_minute"),
+    )
+    .await?;
+    let format = body::format(&req)?;
+    let (rules, limits, max_body) = rules_and_limits(&state);
+    let body = body::decode(&req, raw, max_body)?;
+
+    let started = Instant::now();
+    let parsed = match format {
+        Format::Json => domain::ingest::parse_json(&body, &rules, &limits),
+        Format::LineProtocol(precision) => match std::str::from_utf8(&body) {
+            Ok(text) => line_protocol::parse(text, precision, &rules, &limits),
+            Err(_) => return Err(ApiError::malformed_body("line protocol must be UTF-8")),
+        },
+    };
+    let mut parsed = match parsed {
+        Ok(parsed) => parsed,
+        Err(BatchError::Malformed(v)) => {
+            return Err(
+                ApiError::malformed_body(format!("invalid request body: {}", v.message))
+                    .with_errors(field_errors(&[v])),
+            );
+        }
+        Err(BatchError::TooLarge(v)) => {
+            return Err(ApiError::new(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                "payload_too_large",
+                v.message.clone(),
+            )
+            .with_errors(field_errors(&[v])));
+        }
+    };
+    state
+        .metrics
+        .rejected("validation", parsed.rejected_readings());
+    tracing::debug!(
+        gateway_id = parsed.gateway_id.as_deref().unwrap_or(&caller.username),
+        machines = parsed.machines.len(),
+        readings = parsed.valid_readings(),
+        rejected = parsed.rejected_readings(),
+        validation_us = started.elapsed().as_micros() as u64,
+        "payload validated"
+    );
+
+    let known = check_registry(&state, &mut parsed).await?;
+    let stored = parsed.valid_readings();
+    if stored == 0 {
+        return Err(ApiError::validation(
+            "no valid readings in the request; nothing was stored",
+            field_errors(&parsed.violations),
+        ));
+    }
+
+    let mut lines = String::with_capacity(stored * 160);
+    let mut written: Vec<(&MachineInfo, &[domain::reading::Reading])> = Vec::new();
+    for machine in &parsed.machines {
+        let Some((id, info)) = machine
+            .machine_id
+            .and_then(|id| known.get(&id).map(|info| (id, info)))
+        else {
+            continue;
+        };
+        if machine.readings.is_empty() {
+            continue;
+        }
+        let tags = SeriesTags {
+            machine_id: &id,
+            factory_id: &info.factory_id,
+            sensor_type: &info.sensor_type,
+            location: &info.location,
+        };
+        for reading in &machine.readings {
+            line_protocol::encode(&mut lines, &tags, reading);
+        }
+        written.push((info, &machine.readings));
+    }
+
+    let write_started = Instant::now();
+    let outcome = state
+        .influx
+        .write_with_retry(bytes::Bytes::from(lines), deadline, 3)
+        .await;
+    state
+        .metrics
+        .write_seconds
+        .observe(write_started.elapsed().as_secs_f64());
+    match outcome {
+        Ok(_) => {}
+        Err(err) => {
+            state.metrics.rejected("store_unavailable", stored);
+            tracing::error!(
+                error = %err,
+                readings = stored,
+                attempts = 3,
+                "InfluxDB write failed after the final attempt; nothing acknowledged"
+            );
+            return Err(ApiError::unavailable(
+                "the time-series store did not acknowledge the write; nothing was stored, retry",
+                5,
+            ));
+        }
+    }
+    state
+        .metrics
+        .readings
+        .with_label_values(&["stored", ""])
+        .inc_by(stored as u64);
+    state.metrics.batch_readings.observe(stored as f64);
+
+    if let Err(err) = platform::latest::record(&state.redis, &written).await {
+        tracing::warn!(error = %err, "Redis lost: latest values and live updates skipped; retrying on the next batch");
+    }
+
+    let rejected = parsed.rejected_readings();
+    let details: Vec<_> = parsed
+        .machines
+        .iter()
+        .map(|m| {
+            json!({
+                "machine_id": if m.raw_machine_id.is_empty() { serde_json::Value::Null } else { m.raw_machine_id.clone().into() },
+                "stored": m.readings.len(),
+                "rejected": m.rejected,
+            })
+        })
+        .collect();
+    let (status, word) = if rejected == 0 {
+        (StatusCode::CREATED, "success")
+    } else {
+        (StatusCode::MULTI_STATUS, "partial")
+    };
+    let mut body = json!({
+        "status": word,
+        "message": format!("stored {stored} readings, rejected {rejected}"),
+        "stored": stored,
+        "rejected": rejected,
+        "details": details,
+    });
+    if let Some(gateway) = &parsed.gateway_id {
+        body["gateway_id"] = gateway.clone().into();
+    }
+    if rejected > 0 {
+        body["errors"] = serde_json::to_value(field_errors(&parsed.violations)).unwrap_or_default();
+    }
+    Ok(HttpResponse::build(status).json(body))
+}

@@ -1,0 +1,159 @@
+//! The machine registry as the write paths see it: Postgres is the truth, Redis a
+//! cache-aside copy (`machine:{id}`, TTL, explicit invalidation on every registry write,
+//! a short negative entry for unknown ids). One Redis round trip per batch, however many
+//! machines it names.
+
+use crate::postgres::{DbError, PgPool, connection};
+use crate::redis::RedisClient;
+use crate::schema::machine_metadata;
+use deadpool_redis::redis;
+use diesel::prelude::*;
+use diesel_async::RunQueryDsl;
+use domain::{MachineId, MachineStatus};
+use serde::{Deserialize, Serialize};
+use std::collections::HashMap;
+use uuid::Uuid;
+
+/// What the write paths need to know about a machine.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Queryable, Selectable)]
+#[diesel(table_name = machine_metadata)]
+pub struct MachineInfo {
+    /// Id.
+    pub id: Uuid,
+    /// Display name.
+    pub name: String,
+    /// Where it stands (a tag).
+    pub location: String,
+    /// Its sensor package (a tag).
+    pub sensor_type: String,
+    /// Registry status.
+    pub status: String,
+    /// Its factory (a tag).
+    pub factory_id: String,
+}
+
+impl MachineInfo {
+    /// The status, `Error` if the stored one is unknown (cannot happen under the CHECK).
+    pub fn status(&self) -> MachineStatus {
+        self.status.parse().unwrap_or(MachineStatus::Error)
+    }
+}
+
+/// Why the registry could not answer.
+#[derive(Debug, thiserror::Error)]
+#[error("machine registry unavailable: {0}")]
+pub struct RegistryError(#[from] DbError);
+
+const NEGATIVE: &str = "-";
+
+/// Cache-aside reader (and invalidator) of `machine_metadata`.
+#[derive(Clone)]
+pub struct MachineRegistry {
+    pg: PgPool,
+    redis: RedisClient,
+    ttl_secs: u64,
+    negative_ttl_secs: u64,
+}
+
+/// The cache key of a machine.
+pub fn cache_key(redis: &RedisClient, id: &MachineId) -> String {
+    redis.key(&format!("machine:{id}"))
+}
+
+impl MachineRegistry {
+    /// Entries live `ttl_secs`; unknown ids are remembered for `negative_ttl_secs`.
+    pub fn new(pg: PgPool, redis: RedisClient, ttl_secs: u64, negative_ttl_secs: u64) -> Self {
+        Self {
+            pg,
+            redis,
+            ttl_secs,
+            negative_ttl_secs,
+        }
+    }
+
+    /// Looks up every id; `None` for ids the registry does not know.
+    pub async fn lookup(
+        &self,
+        ids: &[MachineId],
+    ) -> Result<HashMap<MachineId, Option<MachineInfo>>, RegistryError> {
+        let mut found = HashMap::with_capacity(ids.len());
+        if ids.is_empty() {
+            return Ok(found);
+        }
+        let keys: Vec<String> = ids.iter().map(|id| cache_key(&self.redis, id)).collect();
+        let cached: Option<Vec<Option<String>>> = match self
+            .redis
+            .query(redis::cmd("MGET").arg(&keys))
+            .await
+        {
+            Ok(values) => Some(values),
+            Err(err) => {
+                tracing::warn!(error = %err, "Redis lost: reading machines from Postgres; retrying Redis on the next request");
+                None
+            }
+        };
+        let mut missing = Vec::new();
+        for (i, id) in ids.iter().enumerate() {
+            match cached
+                .as_ref()
+                .and_then(|c| c.get(i))
+                .and_then(Option::as_ref)
+            {
+                Some(text) if text == NEGATIVE => {
+                    found.insert(*id, None);
+                }
+                Some(text) => match serde_json::from_str::<MachineInfo>(text) {
+                    Ok(info) => {
+                        found.insert(*id, Some(info));
+                    }
+                    Err(_) => missing.push(*id),
+                },
+                None => missing.push(*id),
+            }
+        }
+        if missing.is_empty() {
+            return Ok(found);
+        }
+        let uuids: Vec<Uuid> = missing.iter().map(|id| *id.as_uuid()).collect();
+        let mut conn = connection(&self.pg).await?;
+        let rows: Vec<MachineInfo> = machine_metadata::table
+            .filter(machine_metadata::id.eq_any(&uuids))
+            .select(MachineInfo::as_select())
+            .load(&mut conn)
+            .await
+            .map_err(DbError::Query)?;
+        let mut by_id: HashMap<Uuid, MachineInfo> =
+            rows.into_iter().map(|row| (row.id, row)).collect();
+        let mut pipe = redis::pipe();
+        for id in &missing {
+            let info = by_id.remove(id.as_uuid());
+            let (value, ttl) = match &info {
+                Some(info) => (
+                    serde_json::to_string(info).unwrap_or_default(),
+                    self.ttl_secs,
+                ),
+                None => (NEGATIVE.to_owned(), self.negative_ttl_secs),
+            };
+            pipe.cmd("SET")
+                .arg(cache_key(&self.redis, id))
+                .arg(value)
+                .arg("EX")
+                .arg(ttl)
+                .ignore();
+            found.insert(*id, info);
+        }
+        if cached.is_some()
+            && let Err(err) = self.redis.query_pipeline::<()>(&pipe).await
+        {
+            tracing::warn!(error = %err, "Redis lost: machine cache not filled");
+        }
+        Ok(found)
+    }
+
+    /// Drops a machine's cache entry (every registry write calls this).
+    pub async fn invalidate(&self, id: &MachineId) -> Result<(), crate::redis::RedisError> {
+        self.redis
+            .query::<()>(redis::cmd("DEL").arg(cache_key(&self.redis, id)))
+            .await
+    }
+}
