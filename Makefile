@@ -8,7 +8,7 @@ export PROFILE
 # CI runs the nextest profile that never stops at the first failure.
 NEXTEST_PROFILE := $(if $(filter true,$(CI)),ci,default)
 
-.PHONY: help run up down status test lint fmt services clean-test-dbs bench
+.PHONY: help run up down status test lint fmt services clean-test-dbs bench simulate
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
@@ -39,6 +39,10 @@ test: services clean-test-dbs $(PYTHON_VENV)/bin/python ## run every test agains
 	@export PLANTLINE_TEST_PYTHON=$(CURDIR)/$(PYTHON_VENV)/bin/python; \
 	status=0; cargo nextest run --workspace --profile $(NEXTEST_PROFILE) || status=$$?; \
 	if [ "$(CI)" = "true" ]; then deploy/local/backing.sh stop; fi; exit $$status
+
+simulate: up ## send live telemetry for the demo machines (RATE readings/s, Ctrl-C stops)
+	cargo build --profile $(PROFILE) --quiet -p plantline-simulator
+	target/$(if $(filter dev,$(PROFILE)),debug,$(PROFILE))/plantline-sim --rate $(or $(RATE),20) $(if $(OVERHEAT),--overheat $(OVERHEAT))
 
 bench: up ## measure against same-run baselines (brings the stack up first)
 	cargo build --profile $(PROFILE) --quiet -p plantline-bench

@@ -2,6 +2,7 @@
 //! taken in the same run on the same machine, and prints each figure with its ratio.
 
 mod auth;
+mod ingest;
 mod report;
 mod stats;
 
@@ -13,6 +14,16 @@ pub struct Target {
     pub base_url: String,
     /// `KEY=value` lines written by `make run`.
     pub demo_env: std::collections::HashMap<String, String>,
+}
+
+impl Target {
+    /// A value from the demo env file.
+    pub fn env(&self, key: &str) -> Result<&str, String> {
+        self.demo_env
+            .get(key)
+            .map(String::as_str)
+            .ok_or_else(|| format!("{key} missing from the demo env file"))
+    }
 }
 
 fn parse_args() -> Result<Target, String> {
@@ -48,6 +59,10 @@ async fn main() -> ExitCode {
     let mut report = report::Report::new();
     if let Err(err) = auth::run(&target, &mut report).await {
         eprintln!("plantline-bench: auth: {err}");
+        return ExitCode::FAILURE;
+    }
+    if let Err(err) = ingest::run(&target, &mut report).await {
+        eprintln!("plantline-bench: ingest: {err}");
         return ExitCode::FAILURE;
     }
     report.print();

@@ -41,35 +41,52 @@ fn escape_tag(out: &mut String, text: &str) {
     }
 }
 
-/// Appends one line for `reading` (tags in key order, as InfluxDB stores them).
-pub fn encode(out: &mut String, tags: &SeriesTags<'_>, reading: &Reading) {
+/// The measurement and tag set of a series, escaped, ready to prefix each of its lines
+/// (tags in key order, as InfluxDB stores them). Build it once per machine per batch.
+pub fn series_key(tags: &SeriesTags<'_>) -> String {
+    let mut out = String::with_capacity(128);
     out.push_str(MEASUREMENT);
-    for (key, value) in [
-        ("factory_id", tags.factory_id),
-        ("location", tags.location),
-        ("machine_id", ""),
-        ("sensor_type", tags.sensor_type),
-    ] {
-        if key == "machine_id" {
-            let _ = write!(out, ",machine_id={}", tags.machine_id);
-            continue;
-        }
+    for (key, value) in [("factory_id", tags.factory_id), ("location", tags.location)] {
         // InfluxDB refuses empty tag values; an empty tag is the same as no tag.
         if !value.is_empty() {
             out.push(',');
             out.push_str(key);
             out.push('=');
-            escape_tag(out, value);
+            escape_tag(&mut out, value);
         }
     }
+    let _ = write!(out, ",machine_id={}", tags.machine_id);
+    if !tags.sensor_type.is_empty() {
+        out.push_str(",sensor_type=");
+        escape_tag(&mut out, tags.sensor_type);
+    }
+    out
+}
+
+/// Appends one line: `series_key`, the fields, the timestamp in nanoseconds.
+pub fn encode_line(out: &mut String, series_key: &str, reading: &Reading) {
+    out.push_str(series_key);
     let mut separator = ' ';
+    // The shortest text that reads back as the same f64, always with a `.0` or an exponent,
+    // never an integer suffix: InfluxDB stores a float every time. (zmij and itoa are what
+    // serde_json formats numbers with; this is the hot loop of every write.)
+    let mut float = zmij::Buffer::new();
     for (field, value) in reading.values() {
-        // `{}` prints the shortest text that reads back as the same f64, never an exponent
-        // and never an integer suffix, so InfluxDB stores a float every time.
-        let _ = write!(out, "{separator}{}={value}", field.as_str());
+        out.push(separator);
+        out.push_str(field.as_str());
+        out.push('=');
+        out.push_str(float.format_finite(value));
         separator = ',';
     }
-    let _ = writeln!(out, " {}", reading.timestamp().nanos());
+    out.push(' ');
+    out.push_str(itoa::Buffer::new().format(reading.timestamp().nanos()));
+    out.push('\n');
+}
+
+/// Appends one line for `reading` (convenience for single readings; batches reuse
+/// [`series_key`]).
+pub fn encode(out: &mut String, tags: &SeriesTags<'_>, reading: &Reading) {
+    encode_line(out, &series_key(tags), reading);
 }
 
 /// Timestamp unit of a line-protocol body (`?precision=` of InfluxDB's API).
@@ -367,7 +384,12 @@ pub fn parse(
             }
         };
         let machine = &mut machines[slot];
-        match rules.reading(&path, parsed.timestamp, parsed.values, &mut violations) {
+        match rules.reading(
+            || path.clone(),
+            parsed.timestamp,
+            parsed.values,
+            &mut violations,
+        ) {
             Some(reading) if machine.machine_id.is_some() => machine.readings.push(reading),
             _ => machine.rejected += 1,
         }
@@ -408,7 +430,12 @@ pub fn decode_reading(line: &str) -> Option<(String, Reading)> {
         max_age_secs: 7200,
         now,
     };
-    let reading = rules.reading("line", parsed.timestamp, parsed.values, &mut violations)?;
+    let reading = rules.reading(
+        || "line".to_owned(),
+        parsed.timestamp,
+        parsed.values,
+        &mut violations,
+    )?;
     Some((parsed.machine, reading))
 }
 
@@ -431,7 +458,7 @@ mod tests {
         let mut violations = Vec::new();
         rules()
             .reading(
-                "r",
+                || "r".to_owned(),
                 Ok(Timestamp::parse_rfc3339("2025-01-15T10:30:00.123456789Z").unwrap()),
                 values,
                 &mut violations,
@@ -453,7 +480,7 @@ mod tests {
         assert_eq!(
             out,
             format!(
-                "sensor_readings,factory_id=A,location=Hall\\ 1\\,\\ bay\\=3,machine_id={M1},sensor_type=multi temperature=72.5,speed=1500 1736937000123456789\n"
+                "sensor_readings,factory_id=A,location=Hall\\ 1\\,\\ bay\\=3,machine_id={M1},sensor_type=multi temperature=72.5,speed=1500.0 1736937000123456789\n"
             )
         );
         let tags = SeriesTags {

@@ -182,10 +182,11 @@ impl ReadingRules {
     }
 
     /// Builds a reading from already-typed parts, collecting every violation (paths are
-    /// `{prefix}.timestamp`, `{prefix}.temperature`, ...).
+    /// `{prefix}.timestamp`, `{prefix}.temperature`, ...). The prefix is only built when
+    /// there is something to report: valid readings cost no allocation here.
     pub fn reading(
         &self,
-        prefix: &str,
+        prefix: impl Fn() -> String,
         timestamp: Result<Timestamp, Violation>,
         values: [Option<f64>; 3],
         violations: &mut Vec<Violation>,
@@ -196,7 +197,7 @@ impl ReadingRules {
                 Ok(()) => Some(ts),
                 Err(message) => {
                     violations.push(Violation::new(
-                        format!("{prefix}.timestamp"),
+                        format!("{}.timestamp", prefix()),
                         message,
                         Some(Value::from(ts.to_datetime().to_rfc3339())),
                     ));
@@ -213,7 +214,7 @@ impl ReadingRules {
                 && let Err(message) = self.check_value(field, v)
             {
                 violations.push(Violation::new(
-                    format!("{prefix}.{}", field.as_str()),
+                    format!("{}.{}", prefix(), field.as_str()),
                     message,
                     serde_json::Number::from_f64(v).map(Value::Number),
                 ));
@@ -221,7 +222,7 @@ impl ReadingRules {
         }
         if values.iter().all(Option::is_none) {
             violations.push(Violation::new(
-                prefix.to_owned(),
+                prefix(),
                 "needs at least one of temperature, pressure, speed",
                 None,
             ));
@@ -284,13 +285,18 @@ mod tests {
         let mut violations = Vec::new();
         let ts = Ok(r.now);
         assert!(
-            r.reading("r", ts.clone(), [None, None, None], &mut violations)
-                .is_none()
+            r.reading(
+                || "r".to_owned(),
+                ts.clone(),
+                [None, None, None],
+                &mut violations
+            )
+            .is_none()
         );
         assert_eq!(violations[0].path, "r");
         violations.clear();
         let bad = r.reading(
-            "r",
+            || "r".to_owned(),
             ts.clone(),
             [Some(9999.0), Some(-1.0), None],
             &mut violations,
@@ -300,7 +306,12 @@ mod tests {
         assert_eq!(paths, ["r.temperature", "r.pressure"]);
         violations.clear();
         let good = r
-            .reading("r", ts, [Some(72.5), None, Some(1500.0)], &mut violations)
+            .reading(
+                || "r".to_owned(),
+                ts,
+                [Some(72.5), None, Some(1500.0)],
+                &mut violations,
+            )
             .unwrap();
         assert_eq!(good.value(Field::Temperature), Some(72.5));
         assert_eq!(good.values().count(), 2);

@@ -25,6 +25,7 @@ pub(crate) struct IngestState {
     pub influx: InfluxClient,
     pub redis: RedisClient,
     pub settings: LiveSettings,
+    pub audience: platform::latest::LiveAudience,
     pub metrics: metrics::IngestMetrics,
     /// The whole request, retries included, must finish within this.
     pub deadline: Duration,
@@ -38,18 +39,36 @@ pub async fn build(settings: &Settings) -> Result<Application, StartupError> {
     let metrics = Metrics::new(ServiceName::IngestApi.as_str());
     let verification = Verification::from_settings(&settings.auth, redis.clone(), &metrics)?;
     let live_settings = LiveSettings::new();
+    let audience = platform::latest::LiveAudience::default();
     // Start with the stored settings when Postgres is there; the refresh task keeps trying.
     if let Err(err) = live_settings.refresh(&pg).await {
         tracing::warn!(error = %err, "settings not loaded at start; using defaults until Postgres answers");
     }
-    let state = actix_web::web::Data::new(IngestState {
-        registry: MachineRegistry::new(pg.clone(), redis.clone(), 300, 30),
-        influx: influx.clone(),
-        redis: redis.clone(),
-        settings: live_settings.clone(),
-        metrics: metrics::IngestMetrics::register(&metrics),
-        deadline: settings.influx.timeout(),
-    });
+    let ingest_metrics = metrics::IngestMetrics::register(&metrics);
+    let worker_settings = settings.clone();
+    let (worker_live, worker_audience) = (live_settings.clone(), audience.clone());
+    // Each actix worker (one thread, one runtime) gets its own connection pools, so the
+    // connections' I/O is driven on the thread that uses them: no cross-thread wake-ups on
+    // every request. The settings were validated above; building from them cannot fail.
+    let worker_state = move || -> Result<IngestState, StartupError> {
+        let redis = RedisClient::new(&worker_settings.redis)?;
+        Ok(IngestState {
+            registry: MachineRegistry::new(
+                platform::postgres::build_pool(&worker_settings.postgres)?,
+                redis.clone(),
+                300,
+                30,
+            ),
+            influx: InfluxClient::new(&worker_settings.influx)?,
+            redis,
+            settings: worker_live.clone(),
+            audience: worker_audience.clone(),
+            metrics: ingest_metrics.clone(),
+            deadline: worker_settings.influx.timeout(),
+        })
+    };
+    // Fail at start, not in a worker, if anything about them is wrong.
+    let fallback = actix_web::web::Data::new(worker_state()?);
     let readiness = Readiness::new(
         vec![
             Dependency::required("influxdb", Probe::Influx(influx)),
@@ -65,7 +84,10 @@ pub async fn build(settings: &Settings) -> Result<Application, StartupError> {
         metrics,
         verification: Some(verification),
         routes: move |cfg: &mut actix_web::web::ServiceConfig| {
-            cfg.app_data(state.clone());
+            let state = worker_state()
+                .map(actix_web::web::Data::new)
+                .unwrap_or_else(|_| fallback.clone());
+            cfg.app_data(state);
             routes::configure(cfg);
         },
     };

@@ -2,7 +2,7 @@
 
 use crate::IngestState;
 use crate::body::{self, Format};
-use crate::rate_limit;
+use crate::rate_limit::RateWindow;
 use actix_web::http::StatusCode;
 use actix_web::{HttpRequest, HttpResponse, web};
 use domain::ingest::{BatchError, BatchLimits, ParsedBatch};
@@ -63,9 +63,11 @@ fn rules_and_limits(state: &IngestState) -> (ReadingRules, BatchLimits, usize) {
 }
 
 /// Rejects machines the registry does not know or has switched off; returns the known ones.
+/// The caller's rate window is checked in the same Redis round trip.
 async fn check_registry(
     state: &IngestState,
     parsed: &mut ParsedBatch,
+    window: &RateWindow,
 ) -> Result<HashMap<MachineId, MachineInfo>, ApiError> {
     let ids: Vec<MachineId> = parsed
         .machines
@@ -73,10 +75,18 @@ async fn check_registry(
         .filter(|m| !m.readings.is_empty())
         .filter_map(|m| m.machine_id)
         .collect();
-    let found = state.registry.lookup(&ids).await.map_err(|err| {
-        tracing::error!(error = %err, "machine registry unavailable (Redis and Postgres)");
-        ApiError::unavailable("the machine registry is unavailable, retry shortly", 5)
-    })?;
+    let (found, counters) = state
+        .registry
+        .lookup_with(&ids, std::slice::from_ref(&window.key))
+        .await
+        .map_err(|err| {
+            tracing::error!(error = %err, "machine registry unavailable (Redis and Postgres)");
+            ApiError::unavailable("the machine registry is unavailable, retry shortly", 5)
+        })?;
+    window.check(
+        counters.first().and_then(Option::as_deref),
+        state.settings.i64("gateway_rate_limit_per_minute"),
+    )?;
     let mut known = HashMap::new();
     let mut unknown = Vec::new();
     let mut inactive = Vec::new();
@@ -115,12 +125,7 @@ async fn ingest(
     raw: web::Bytes,
 ) -> Result<HttpResponse, ApiError> {
     let deadline = Instant::now() + state.deadline;
-    rate_limit::check(
-        &state.redis,
-        &caller.subject,
-        state.settings.i64("gateway_rate_limit_per_minute"),
-    )
-    .await?;
+    let window = RateWindow::current(&state.redis, &caller.subject);
     let format = body::format(&req)?;
     let (rules, limits, max_body) = rules_and_limits(&state);
     let body = body::decode(&req, raw, max_body)?;
@@ -162,7 +167,7 @@ async fn ingest(
         "payload validated"
     );
 
-    let known = check_registry(&state, &mut parsed).await?;
+    let known = check_registry(&state, &mut parsed, &window).await?;
     let stored = parsed.valid_readings();
     if stored == 0 {
         return Err(ApiError::validation(
@@ -183,14 +188,14 @@ async fn ingest(
         if machine.readings.is_empty() {
             continue;
         }
-        let tags = SeriesTags {
+        let series = line_protocol::series_key(&SeriesTags {
             machine_id: &id,
             factory_id: &info.factory_id,
             sensor_type: &info.sensor_type,
             location: &info.location,
-        };
+        });
         for reading in &machine.readings {
-            line_protocol::encode(&mut lines, &tags, reading);
+            line_protocol::encode_line(&mut lines, &series, reading);
         }
         written.push((info, &machine.readings));
     }
@@ -227,7 +232,15 @@ async fn ingest(
         .inc_by(stored as u64);
     state.metrics.batch_readings.observe(stored as f64);
 
-    if let Err(err) = platform::latest::record(&state.redis, &written).await {
+    let mut pipe = deadpool_redis::redis::pipe();
+    window.count(&mut pipe);
+    platform::latest::queue(
+        &mut pipe,
+        &state.redis,
+        &written,
+        state.audience.listening(),
+    );
+    if let Err(err) = state.redis.query_pipeline::<()>(&pipe).await {
         tracing::warn!(error = %err, "Redis lost: latest values and live updates skipped; retrying on the next batch");
     }
 

@@ -103,7 +103,7 @@ pub struct HttpSettings {
     pub host: String,
     /// Port; 0 picks a free one (tests). Unset means the service's own default.
     pub port: Option<u16>,
-    /// actix worker threads; 0 means one per core.
+    /// actix worker threads; 0 means half the cores, at least one.
     pub workers: usize,
     /// How long in-flight requests may take to finish after SIGTERM.
     pub shutdown_timeout_secs: u64,

@@ -5,6 +5,7 @@ use crate::redis::{RedisClient, RedisError};
 use crate::registry::MachineInfo;
 use deadpool_redis::redis;
 use domain::reading::{Field, Reading};
+use serde::Serialize;
 
 /// Sets `field` and `field_ts` only when the new timestamp is newer, so a late or
 /// backfilled batch never overwrites a newer value. Timestamps are compared as decimal
@@ -25,18 +26,89 @@ return changed
 /// The channel (under the deployment prefix) carrying stored readings to live streams.
 pub const LIVE_CHANNEL: &str = "live:readings";
 
+/// What live subscribers receive for each machine of a stored batch.
+#[derive(Serialize)]
+struct LiveMessage<'a> {
+    machine_id: &'a uuid::Uuid,
+    factory_id: &'a str,
+    location: &'a str,
+    readings: Vec<LiveReading>,
+}
+
+/// One reading on the live channel; `time_ms` is milliseconds since the epoch.
+#[derive(Serialize)]
+struct LiveReading {
+    time_ms: i64,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    temperature: Option<f64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pressure: Option<f64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    speed: Option<f64>,
+}
+
+impl From<&Reading> for LiveReading {
+    fn from(reading: &Reading) -> Self {
+        Self {
+            time_ms: reading.timestamp().nanos() / 1_000_000,
+            temperature: reading.value(Field::Temperature),
+            pressure: reading.value(Field::Pressure),
+            speed: reading.value(Field::Speed),
+        }
+    }
+}
+
 /// The Redis key holding a machine's latest values.
 pub fn latest_key(redis: &RedisClient, machine: &uuid::Uuid) -> String {
     redis.key(&format!("latest:{machine}"))
 }
 
-/// Records the newest value of each field per machine and publishes the readings, in one
-/// pipeline per request.
-pub async fn record(
+/// Whether anyone listens on the live channel, refreshed in the background: serialising every
+/// reading for a channel nobody reads would be the write path's largest avoidable cost.
+#[derive(Clone, Default)]
+pub struct LiveAudience(std::sync::Arc<std::sync::atomic::AtomicBool>);
+
+impl LiveAudience {
+    /// True when at least one subscriber was seen on the last check (or Redis is unknown).
+    pub fn listening(&self) -> bool {
+        self.0.load(std::sync::atomic::Ordering::Relaxed)
+    }
+
+    /// Polls `PUBSUB NUMSUB` every `every` until `shutdown`.
+    pub async fn run(
+        self,
+        redis: RedisClient,
+        every: std::time::Duration,
+        shutdown: tokio_util::sync::CancellationToken,
+    ) {
+        loop {
+            let answer: Result<(String, i64), RedisError> = redis
+                .query(
+                    redis::cmd("PUBSUB")
+                        .arg("NUMSUB")
+                        .arg(redis.key(LIVE_CHANNEL)),
+                )
+                .await;
+            // Unknown (Redis away) counts as listening: publishing will fail and be logged.
+            let listening = answer.map(|(_, count)| count > 0).unwrap_or(true);
+            self.0
+                .store(listening, std::sync::atomic::Ordering::Relaxed);
+            tokio::select! {
+                () = shutdown.cancelled() => return,
+                () = tokio::time::sleep(every) => {}
+            }
+        }
+    }
+}
+
+/// Queues, on `pipe`, the newest value of each field per machine and (when `publish`) the
+/// readings for live subscribers; the caller runs the pipeline (one round trip per request).
+pub fn queue(
+    pipe: &mut redis::Pipeline,
     redis: &RedisClient,
     batches: &[(&MachineInfo, &[Reading])],
-) -> Result<(), RedisError> {
-    let mut pipe = redis::pipe();
+    publish: bool,
+) {
     for (machine, readings) in batches {
         let mut newest: [Option<(i64, f64)>; 3] = [None; 3];
         for reading in readings.iter() {
@@ -58,23 +130,18 @@ pub async fn record(
             }
         }
         pipe.add_command(call).ignore();
-        let message = serde_json::json!({
-            "machine_id": machine.id,
-            "factory_id": machine.factory_id,
-            "location": machine.location,
-            "readings": readings.iter().map(|r| {
-                let mut object = serde_json::Map::new();
-                object.insert("timestamp".into(), r.timestamp().to_datetime().to_rfc3339_opts(chrono::SecondsFormat::AutoSi, true).into());
-                for (field, value) in r.values() {
-                    object.insert(field.as_str().into(), value.into());
-                }
-                serde_json::Value::Object(object)
-            }).collect::<Vec<_>>(),
-        });
+        if !publish {
+            continue;
+        }
+        let message = LiveMessage {
+            machine_id: &machine.id,
+            factory_id: &machine.factory_id,
+            location: &machine.location,
+            readings: readings.iter().map(LiveReading::from).collect(),
+        };
         pipe.cmd("PUBLISH")
             .arg(redis.key(LIVE_CHANNEL))
-            .arg(message.to_string())
+            .arg(serde_json::to_string(&message).unwrap_or_default())
             .ignore();
     }
-    redis.query_pipeline::<()>(&pipe).await
 }

@@ -76,11 +76,23 @@ impl MachineRegistry {
         &self,
         ids: &[MachineId],
     ) -> Result<HashMap<MachineId, Option<MachineInfo>>, RegistryError> {
+        self.lookup_with(ids, &[]).await.map(|(found, _)| found)
+    }
+
+    /// Like [`lookup`](Self::lookup), reading `also` (full keys) in the same Redis round
+    /// trip — the write paths fetch their rate counter with it. `also`'s values are `None`
+    /// when Redis is away.
+    pub async fn lookup_with(
+        &self,
+        ids: &[MachineId],
+        also: &[String],
+    ) -> Result<(HashMap<MachineId, Option<MachineInfo>>, Vec<Option<String>>), RegistryError> {
         let mut found = HashMap::with_capacity(ids.len());
-        if ids.is_empty() {
-            return Ok(found);
+        if ids.is_empty() && also.is_empty() {
+            return Ok((found, Vec::new()));
         }
-        let keys: Vec<String> = ids.iter().map(|id| cache_key(&self.redis, id)).collect();
+        let mut keys: Vec<String> = ids.iter().map(|id| cache_key(&self.redis, id)).collect();
+        keys.extend(also.iter().cloned());
         let cached: Option<Vec<Option<String>>> = match self
             .redis
             .query(redis::cmd("MGET").arg(&keys))
@@ -111,8 +123,12 @@ impl MachineRegistry {
                 None => missing.push(*id),
             }
         }
+        let extra = match &cached {
+            Some(values) => values.iter().skip(ids.len()).cloned().collect(),
+            None => vec![None; also.len()],
+        };
         if missing.is_empty() {
-            return Ok(found);
+            return Ok((found, extra));
         }
         let uuids: Vec<Uuid> = missing.iter().map(|id| *id.as_uuid()).collect();
         let mut conn = connection(&self.pg).await?;
@@ -147,7 +163,7 @@ impl MachineRegistry {
         {
             tracing::warn!(error = %err, "Redis lost: machine cache not filled");
         }
-        Ok(found)
+        Ok((found, extra))
     }
 
     /// Drops a machine's cache entry (every registry write calls this).

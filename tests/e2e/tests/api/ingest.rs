@@ -292,6 +292,10 @@ async fn limits_hold_at_the_edge_and_refuse_just_past_it() {
         .ctx
         .set_setting("ingest_max_future_skew_secs", json!(60))
         .await;
+    first
+        .ctx
+        .set_setting("ingest_max_body_bytes", json!(2048))
+        .await;
     // A fresh ingest-api starts from the stored settings.
     let Rig { ctx, token, .. } = first;
     let ingest = ctx.spawn(ServiceName::IngestApi).await;
@@ -302,6 +306,18 @@ async fn limits_hold_at_the_edge_and_refuse_just_past_it() {
     let reading = |s: i64| json!({"timestamp": now_minus(s), "speed": 1});
     let batch =
         |items: Vec<Value>| json!({"gateway_id": "g", "timestamp": now_minus(0), "batch": items});
+
+    // Body size: exactly the limit passes (whitespace pads valid JSON), one byte more is 413.
+    let padded = |size: usize| {
+        let mut body = batch(vec![json!({"machine_id": a, "readings": [reading(1)]})])
+            .to_string()
+            .into_bytes();
+        body.resize(size, b' ');
+        body
+    };
+    let json_type = [("content-type", "application/json")];
+    assert_eq!(rig.post_raw(padded(2048), &json_type).await.status(), 201);
+    assert_eq!(rig.post_raw(padded(2049), &json_type).await.status(), 413);
 
     let at_edge = batch(vec![
         json!({"machine_id": a, "readings": [reading(1), reading(2)]}),

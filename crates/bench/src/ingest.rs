@@ -1,0 +1,325 @@
+//! Ingest figures: (a) the same readings written straight to InfluxDB as line protocol, same
+//! batch size, same concurrency — the baseline; (b) Plantline end to end through nginx with
+//! JSON batches; (c) latency at half of (b)'s rate; (d) ingest-api's peak RSS.
+
+use crate::Target;
+use crate::report::{Report, Row};
+use crate::stats::Samples;
+use domain::ingest::BatchLimits;
+use domain::line_protocol::{SeriesTags, encode};
+use domain::reading::{ReadingRules, Timestamp};
+use indicatif::{ProgressBar, ProgressStyle};
+use serde_json::json;
+use simulator::{GatewayClient, SimMachine, batch};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+use tokio::sync::Mutex;
+
+const BATCH: usize = 500;
+const BATCHES: usize = 400;
+const CONCURRENCY: usize = 8;
+const ROUNDS: usize = 3;
+const LATENCY_SECONDS: f64 = 6.0;
+
+fn bar(len: u64, what: &str) -> ProgressBar {
+    let bar = ProgressBar::new(len);
+    bar.set_style(
+        ProgressStyle::with_template("{msg:<28} [{bar:30}] {pos}/{len}")
+            .unwrap_or_else(|_| ProgressStyle::default_bar()),
+    );
+    bar.set_message(what.to_owned());
+    bar
+}
+
+/// Request bodies, one per batch.
+type Bodies = Vec<Vec<u8>>;
+
+/// The same readings as JSON batches and as line-protocol bodies.
+fn bodies() -> Result<(Bodies, Bodies), String> {
+    let mut machines = SimMachine::demo_fleet();
+    let tags: std::collections::HashMap<&str, (&str, &str, &str)> = admin::demo::MACHINES
+        .iter()
+        .map(|(id, _, location, sensor_type, _, factory)| {
+            (*id, (*factory, *sensor_type, *location))
+        })
+        .collect();
+    let now = chrono::Utc::now();
+    let rules = ReadingRules::defaults(Timestamp::from_nanos(
+        now.timestamp_nanos_opt().unwrap_or_default(),
+    ));
+    let limits = BatchLimits {
+        max_machines: 1000,
+        max_readings: 100_000,
+    };
+    let mut json_bodies = Vec::with_capacity(BATCHES);
+    let mut line_bodies = Vec::with_capacity(BATCHES);
+    // Distinct timestamps an hour apart per batch, readings 1 ms apart within it, so every
+    // reading is a new point (no overwrites flattering either side).
+    for i in 0..BATCHES {
+        let end = now - chrono::Duration::minutes(10) - chrono::Duration::seconds(i as i64 * 5);
+        let body = batch(
+            &mut machines,
+            BATCH,
+            end,
+            Duration::from_millis(1),
+            "bench-gateway",
+        );
+        let bytes = body.to_string().into_bytes();
+        let parsed =
+            domain::ingest::parse_json(&bytes, &rules, &limits).map_err(|e| format!("{e:?}"))?;
+        let mut lines = String::with_capacity(BATCH * 160);
+        for machine in &parsed.machines {
+            let id = machine.machine_id.ok_or("machine id")?;
+            let (factory, sensor_type, location) = tags
+                .get(machine.raw_machine_id.as_str())
+                .copied()
+                .ok_or("demo machine")?;
+            let series = SeriesTags {
+                machine_id: &id,
+                factory_id: factory,
+                sensor_type,
+                location,
+            };
+            for reading in &machine.readings {
+                encode(&mut lines, &series, reading);
+            }
+        }
+        json_bodies.push(bytes);
+        line_bodies.push(lines.into_bytes());
+    }
+    Ok((json_bodies, line_bodies))
+}
+
+/// Sends every body with `CONCURRENCY` workers; returns elapsed time and per-request latencies.
+async fn blast<F, Fut>(
+    bodies: Vec<Vec<u8>>,
+    what: &str,
+    send: F,
+) -> Result<(Duration, Vec<Duration>), String>
+where
+    F: Fn(Vec<u8>) -> Fut + Clone + Send + 'static,
+    Fut: Future<Output = Result<(), String>> + Send,
+{
+    let progress = bar(bodies.len() as u64, what);
+    let queue = Arc::new(Mutex::new(bodies));
+    let started = Instant::now();
+    let mut workers = Vec::new();
+    for _ in 0..CONCURRENCY {
+        let (queue, send, progress) = (queue.clone(), send.clone(), progress.clone());
+        workers.push(tokio::spawn(async move {
+            let mut latencies = Vec::new();
+            loop {
+                let Some(body) = queue.lock().await.pop() else {
+                    break;
+                };
+                let t = Instant::now();
+                send(body).await?;
+                latencies.push(t.elapsed());
+                progress.inc(1);
+            }
+            Ok::<_, String>(latencies)
+        }));
+    }
+    let mut latencies = Vec::new();
+    for worker in workers {
+        latencies.extend(worker.await.map_err(|e| e.to_string())??);
+    }
+    let elapsed = started.elapsed();
+    progress.finish_and_clear();
+    Ok((elapsed, latencies))
+}
+
+async fn set_rate_limit(
+    target: &Target,
+    http: &reqwest::Client,
+    value: i64,
+) -> Result<i64, String> {
+    let login = http
+        .post(format!("{}/api/v1/auth/login", target.base_url))
+        .json(&json!({"username": target.env("MANAGEMENT_USER")?, "password": target.env("MANAGEMENT_PASSWORD")?}))
+        .send().await.map_err(|e| e.to_string())?
+        .json::<serde_json::Value>().await.map_err(|e| e.to_string())?;
+    let token = login["access_token"]
+        .as_str()
+        .ok_or("manager login failed")?
+        .to_owned();
+    let config: serde_json::Value = http
+        .get(format!("{}/api/v1/config", target.base_url))
+        .bearer_auth(&token)
+        .send()
+        .await
+        .map_err(|e| e.to_string())?
+        .json()
+        .await
+        .map_err(|e| e.to_string())?;
+    let previous = config["settings"]
+        .as_array()
+        .and_then(|s| {
+            s.iter()
+                .find(|s| s["name"] == "gateway_rate_limit_per_minute")
+        })
+        .and_then(|s| s["value"].as_i64())
+        .unwrap_or(1200);
+    let response = http
+        .post(format!("{}/api/v1/config/update", target.base_url))
+        .bearer_auth(&token)
+        .json(&json!({"setting_name": "gateway_rate_limit_per_minute", "setting_value": value}))
+        .send()
+        .await
+        .map_err(|e| e.to_string())?;
+    if !response.status().is_success() {
+        return Err(format!(
+            "raising the rate limit answered {}",
+            response.status()
+        ));
+    }
+    // Services re-read settings every second.
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    Ok(previous)
+}
+
+fn peak_rss_kib(service: &str) -> Option<u64> {
+    let pid = std::fs::read_to_string(format!(".plantline/run/{service}.pid")).ok()?;
+    let status = std::fs::read_to_string(format!("/proc/{}/status", pid.trim())).ok()?;
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmHWM:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+}
+
+/// Runs the ingest section.
+pub async fn run(target: &Target, report: &mut Report) -> Result<(), String> {
+    let (json_bodies, line_bodies) = bodies()?;
+    let influx_url = std::env::var("PLANTLINE_INFLUX__URL")
+        .unwrap_or_else(|_| "http://127.0.0.1:8086".to_owned());
+    let http = reqwest::Client::builder()
+        .pool_max_idle_per_host(CONCURRENCY * 2)
+        .build()
+        .map_err(|e| e.to_string())?;
+    let previous_limit = set_rate_limit(target, &http, 1_000_000).await?;
+
+    // (a) the baseline: line protocol straight to InfluxDB — measured before and after (b)
+    // and averaged, because InfluxDB's own background work (compactions) drifts over a run.
+    let write_url = format!("{influx_url}/write?db=telemetry&precision=ns");
+    let client = http.clone();
+    let send_lines = move |body: Vec<u8>| {
+        let (client, url) = (client.clone(), write_url.clone());
+        async move {
+            let response = client
+                .post(url)
+                .body(body)
+                .send()
+                .await
+                .map_err(|e| e.to_string())?;
+            if response.status().as_u16() != 204 {
+                return Err(format!("InfluxDB answered {}", response.status()));
+            }
+            Ok(())
+        }
+    };
+    let readings = (ROUNDS * BATCHES * BATCH) as f64;
+
+    // (b) Plantline end to end through nginx.
+    let token = GatewayClient::new(
+        &target.base_url,
+        target.env("GATEWAY_CLIENT_ID")?,
+        target.env("GATEWAY_CLIENT_SECRET")?,
+    )
+    .token()
+    .await?;
+    let ingest_url = format!("{}/api/v1/data/ingest", target.base_url);
+    let (client, url, bearer) = (http.clone(), ingest_url.clone(), token.clone());
+    let send_json = move |body: Vec<u8>| {
+        let (client, url, bearer) = (client.clone(), url.clone(), bearer.clone());
+        async move {
+            let response = client
+                .post(url)
+                .bearer_auth(bearer)
+                .header("content-type", "application/json")
+                .body(body)
+                .send()
+                .await
+                .map_err(|e| e.to_string())?;
+            let status = response.status().as_u16();
+            let _ = response.bytes().await;
+            if status != 201 {
+                return Err(format!("ingest answered {status}"));
+            }
+            Ok(())
+        }
+    };
+    // Alternate baseline and Plantline rounds and sum each side's time: InfluxDB's own
+    // background work (compactions) drifts during a run and would otherwise favour one side.
+    let (mut baseline_time, mut plantline_time) = (Duration::ZERO, Duration::ZERO);
+    for round in 1..=ROUNDS {
+        baseline_time += blast(
+            line_bodies.clone(),
+            &format!("baseline {round}/{ROUNDS}: Influx"),
+            send_lines.clone(),
+        )
+        .await?
+        .0;
+        plantline_time += blast(
+            json_bodies.clone(),
+            &format!("plantline {round}/{ROUNDS}: nginx"),
+            send_json.clone(),
+        )
+        .await?
+        .0;
+    }
+    let baseline_rate = readings / baseline_time.as_secs_f64();
+    let plantline_rate = readings / plantline_time.as_secs_f64();
+
+    // (c) latency at half the measured maximum, paced open-loop.
+    let pace = plantline_rate / 2.0 / BATCH as f64;
+    let count = ((pace * LATENCY_SECONDS) as usize).clamp(10, json_bodies.len());
+    let interval = Duration::from_secs_f64(1.0 / pace);
+    let progress = bar(count as u64, "latency at half rate");
+    let mut tasks = Vec::with_capacity(count);
+    let mut ticker = tokio::time::interval(interval);
+    for body in json_bodies.into_iter().take(count) {
+        ticker.tick().await;
+        let send = send_json.clone();
+        let progress = progress.clone();
+        tasks.push(tokio::spawn(async move {
+            let t = Instant::now();
+            let outcome = send(body).await;
+            progress.inc(1);
+            outcome.map(|()| t.elapsed())
+        }));
+    }
+    let mut latencies = Vec::with_capacity(count);
+    for task in tasks {
+        latencies.push(task.await.map_err(|e| e.to_string())??);
+    }
+    progress.finish_and_clear();
+    let latencies = Samples::new(latencies);
+    set_rate_limit(target, &http, previous_limit).await?;
+
+    report.add(Row {
+        figure: format!("ingest throughput, {BATCH}-reading batches, {CONCURRENCY} senders"),
+        value: format!("{plantline_rate:.0} readings/s"),
+        baseline: format!("{baseline_rate:.0}/s Influx direct"),
+        ratio: Some(plantline_rate / baseline_rate),
+        note: "JSON through nginx, auth, validation, registry, write, latest values".to_owned(),
+    });
+    for (label, q) in [("p50", 0.5), ("p99", 0.99)] {
+        report.add(Row {
+            figure: format!("ingest latency at half max rate, {label}"),
+            value: format!("{:.1} ms", latencies.quantile(q).as_secs_f64() * 1e3),
+            baseline: format!("{pace:.1} batches/s"),
+            ratio: None,
+            note: format!("{count} batches of {BATCH}, open loop"),
+        });
+    }
+    if let Some(kib) = peak_rss_kib("ingest-api") {
+        report.add(Row {
+            figure: "ingest-api peak RSS".to_owned(),
+            value: format!("{:.1} MiB", kib as f64 / 1024.0),
+            baseline: "64 MiB budget".to_owned(),
+            ratio: Some(kib as f64 / 1024.0 / 64.0),
+            note: "VmHWM since the service started".to_owned(),
+        });
+    }
+    Ok(())
+}

@@ -1,0 +1,155 @@
+//! `plantline-sim`: a shop-floor gateway sending telemetry for the demo machines.
+//!
+//! `plantline-sim [--rate READINGS_PER_S] [--batch READINGS] [--duration SECONDS]
+//!                [--overheat MACHINE_ID] [--base-url URL] [--demo-env FILE]`
+//! Runs until Ctrl-C (or the duration); rejected batches are retried, never dropped.
+
+use indicatif::{ProgressBar, ProgressStyle};
+use plantline_simulator::{GatewayClient, SimMachine, batch};
+use std::process::ExitCode;
+use std::time::{Duration, Instant};
+
+struct Options {
+    rate: f64,
+    batch: usize,
+    duration: Option<Duration>,
+    overheat: Option<String>,
+    base_url: String,
+    demo_env: String,
+}
+
+fn parse() -> Result<Options, String> {
+    let mut options = Options {
+        rate: 20.0,
+        batch: 40,
+        duration: None,
+        overheat: None,
+        base_url: "http://127.0.0.1:8080".to_owned(),
+        demo_env: ".plantline/demo.env".to_owned(),
+    };
+    let mut args = std::env::args().skip(1);
+    while let Some(arg) = args.next() {
+        let mut value = || args.next().ok_or(format!("{arg} needs a value"));
+        match arg.as_str() {
+            "--rate" => options.rate = value()?.parse().map_err(|_| "--rate: a number")?,
+            "--batch" => options.batch = value()?.parse().map_err(|_| "--batch: a whole number")?,
+            "--duration" => {
+                options.duration = Some(Duration::from_secs(
+                    value()?.parse().map_err(|_| "--duration: seconds")?,
+                ))
+            }
+            "--overheat" => options.overheat = Some(value()?),
+            "--base-url" => options.base_url = value()?,
+            "--demo-env" => options.demo_env = value()?,
+            other => return Err(format!("unknown argument {other}")),
+        }
+    }
+    if options.rate <= 0.0 || options.batch == 0 {
+        return Err("--rate and --batch must be positive".to_owned());
+    }
+    Ok(options)
+}
+
+fn credentials(path: &str) -> Result<(String, String), String> {
+    let text =
+        std::fs::read_to_string(path).map_err(|e| format!("{path}: {e} (run `make up` first)"))?;
+    let value = |key: &str| {
+        text.lines()
+            .find_map(|l| l.strip_prefix(&format!("{key}=")))
+            .map(str::to_owned)
+            .ok_or(format!("{key} missing in {path}"))
+    };
+    Ok((value("GATEWAY_CLIENT_ID")?, value("GATEWAY_CLIENT_SECRET")?))
+}
+
+#[tokio::main]
+async fn main() -> ExitCode {
+    let options = match parse() {
+        Ok(options) => options,
+        Err(err) => {
+            eprintln!("plantline-sim: {err}");
+            return ExitCode::from(2);
+        }
+    };
+    let (client_id, secret) = match credentials(&options.demo_env) {
+        Ok(c) => c,
+        Err(err) => {
+            eprintln!("plantline-sim: {err}");
+            return ExitCode::from(2);
+        }
+    };
+    let mut machines = SimMachine::demo_fleet();
+    if let Some(target) = &options.overheat {
+        match machines.iter_mut().find(|m| &m.id == target) {
+            Some(machine) => machine.overheat_to = Some(120.0),
+            None => {
+                eprintln!("plantline-sim: --overheat {target}: not one of the demo machines");
+                return ExitCode::from(2);
+            }
+        }
+    }
+    let mut client = GatewayClient::new(&options.base_url, &client_id, &secret);
+    let interval = Duration::from_secs_f64(options.batch as f64 / options.rate);
+    let spacing = Duration::from_secs_f64(machines.len() as f64 / options.rate);
+    let bar = ProgressBar::new_spinner();
+    bar.set_style(
+        ProgressStyle::with_template("{spinner} {elapsed_precise} {msg}")
+            .unwrap_or_else(|_| ProgressStyle::default_spinner()),
+    );
+    let started = Instant::now();
+    let (mut sent, mut retries) = (0u64, 0u64);
+    let mut ticker = tokio::time::interval(interval);
+    ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            _ = tokio::signal::ctrl_c() => break,
+            _ = ticker.tick() => {}
+        }
+        if options.duration.is_some_and(|d| started.elapsed() >= d) {
+            break;
+        }
+        let body = batch(
+            &mut machines,
+            options.batch,
+            chrono::Utc::now(),
+            spacing,
+            &client_id,
+        )
+        .to_string()
+        .into_bytes();
+        // Keep the batch until it is stored: 429/503/network errors are retried.
+        loop {
+            match client.send(body.clone()).await {
+                Ok(outcome) if outcome.status == 201 || outcome.status == 207 => break,
+                Ok(outcome) if outcome.status == 429 || outcome.status >= 500 => {
+                    retries += 1;
+                    tokio::time::sleep(Duration::from_secs(
+                        outcome.retry_after.unwrap_or(1).min(10),
+                    ))
+                    .await;
+                }
+                Ok(outcome) => {
+                    bar.println(format!(
+                        "batch refused with {}; skipping it",
+                        outcome.status
+                    ));
+                    break;
+                }
+                Err(err) => {
+                    retries += 1;
+                    bar.println(format!("send failed: {err}; retrying"));
+                    tokio::time::sleep(Duration::from_secs(1)).await;
+                }
+            }
+        }
+        sent += options.batch as u64;
+        let rate = sent as f64 / started.elapsed().as_secs_f64().max(0.001);
+        bar.set_message(format!(
+            "{sent} readings sent ({rate:.0}/s), {retries} retries, {} machines",
+            machines.len()
+        ));
+        bar.tick();
+    }
+    bar.finish_with_message(format!("{sent} readings sent, {retries} retries"));
+    ExitCode::SUCCESS
+}
