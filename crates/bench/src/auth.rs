@@ -3,26 +3,15 @@
 //! bare argon2id verification every login must do.
 
 use crate::Target;
-use crate::report::{Report, Row};
+use crate::report::{Report, Row, progress};
 use crate::stats::Samples;
 use domain::Role;
-use indicatif::{ProgressBar, ProgressStyle};
 use jsonwebtoken::{Algorithm, EncodingKey, Header};
 use platform::auth::{AccessClaims, RevocationCache, SigningKey, TokenVerifier};
 use std::time::{Duration, Instant};
 
 const VERIFICATIONS: u32 = 20_000;
 const LOGINS: usize = 40;
-
-fn progress(len: u64, what: &str) -> ProgressBar {
-    let bar = ProgressBar::new(len);
-    bar.set_style(
-        ProgressStyle::with_template("{msg:<28} [{bar:30}] {pos}/{len}")
-            .unwrap_or_else(|_| ProgressStyle::default_bar()),
-    );
-    bar.set_message(what.to_owned());
-    bar
-}
 
 fn micros(d: Duration) -> String {
     format!("{:.1} µs", d.as_secs_f64() * 1e6)

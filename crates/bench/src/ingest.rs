@@ -3,12 +3,11 @@
 //! JSON batches; (c) latency at half of (b)'s rate; (d) ingest-api's peak RSS.
 
 use crate::Target;
-use crate::report::{Report, Row};
+use crate::report::{Report, Row, progress};
 use crate::stats::Samples;
 use domain::ingest::BatchLimits;
 use domain::line_protocol::{SeriesTags, encode};
 use domain::reading::{ReadingRules, Timestamp};
-use indicatif::{ProgressBar, ProgressStyle};
 use serde_json::json;
 use simulator::{GatewayClient, SimMachine, batch};
 use std::sync::Arc;
@@ -20,16 +19,6 @@ const BATCHES: usize = 400;
 const CONCURRENCY: usize = 8;
 const ROUNDS: usize = 3;
 const LATENCY_SECONDS: f64 = 6.0;
-
-fn bar(len: u64, what: &str) -> ProgressBar {
-    let bar = ProgressBar::new(len);
-    bar.set_style(
-        ProgressStyle::with_template("{msg:<28} [{bar:30}] {pos}/{len}")
-            .unwrap_or_else(|_| ProgressStyle::default_bar()),
-    );
-    bar.set_message(what.to_owned());
-    bar
-}
 
 /// Request bodies, one per batch.
 type Bodies = Vec<Vec<u8>>;
@@ -100,7 +89,7 @@ where
     F: Fn(Vec<u8>) -> Fut + Clone + Send + 'static,
     Fut: Future<Output = Result<(), String>> + Send,
 {
-    let progress = bar(bodies.len() as u64, what);
+    let progress = progress(bodies.len() as u64, what);
     let queue = Arc::new(Mutex::new(bodies));
     let started = Instant::now();
     let mut workers = Vec::new();
@@ -274,7 +263,7 @@ pub async fn run(target: &Target, report: &mut Report) -> Result<(), String> {
     let pace = plantline_rate / 2.0 / BATCH as f64;
     let count = ((pace * LATENCY_SECONDS) as usize).clamp(10, json_bodies.len());
     let interval = Duration::from_secs_f64(1.0 / pace);
-    let progress = bar(count as u64, "latency at half rate");
+    let progress = progress(count as u64, "latency at half rate");
     let mut tasks = Vec::with_capacity(count);
     let mut ticker = tokio::time::interval(interval);
     for body in json_bodies.into_iter().take(count) {

@@ -65,17 +65,10 @@ impl RedisClient {
         &self.prefix
     }
 
-    /// Runs one command (or pipeline) within the configured time bound.
+    /// Runs one command within the configured time bound.
     pub async fn query<T: FromRedisValue>(&self, cmd: &redis::Cmd) -> Result<T, RedisError> {
-        self.bounded(async {
-            let mut conn = self
-                .pool
-                .get()
-                .await
-                .map_err(|e| RedisError::Pool(e.to_string()))?;
-            Ok(cmd.query_async(&mut conn).await?)
-        })
-        .await
+        self.bounded(async { Ok(cmd.query_async(&mut self.connection().await?).await?) })
+            .await
     }
 
     /// Runs a pipeline (atomic when built with `.atomic()`) within the time bound.
@@ -83,15 +76,15 @@ impl RedisClient {
         &self,
         pipe: &redis::Pipeline,
     ) -> Result<T, RedisError> {
-        self.bounded(async {
-            let mut conn = self
-                .pool
-                .get()
-                .await
-                .map_err(|e| RedisError::Pool(e.to_string()))?;
-            Ok(pipe.query_async(&mut conn).await?)
-        })
-        .await
+        self.bounded(async { Ok(pipe.query_async(&mut self.connection().await?).await?) })
+            .await
+    }
+
+    async fn connection(&self) -> Result<deadpool_redis::Connection, RedisError> {
+        self.pool
+            .get()
+            .await
+            .map_err(|e| RedisError::Pool(e.to_string()))
     }
 
     /// A round trip, for readiness checks.

@@ -164,7 +164,12 @@ pub async fn refresh(
                 return Err(invalid());
             }
             if token.rotated_at.is_some() {
-                refresh::revoke_family(conn, token.family_id, "reuse_detected").await?;
+                refresh::revoke(
+                    conn,
+                    refresh::Scope::Family(token.family_id),
+                    "reuse_detected",
+                )
+                .await?;
                 state.revoker.revoke_session(&token.family_id).await?;
                 tracing::warn!(
                     security_event = "refresh_token_reuse",
@@ -213,7 +218,7 @@ pub async fn logout(
 ) -> Result<HttpResponse, ApiError> {
     if let Some(session) = caller.session {
         let mut conn = connection(&state.pg).await?;
-        refresh::revoke_family(&mut conn, session, "logout").await?;
+        refresh::revoke(&mut conn, refresh::Scope::Family(session), "logout").await?;
         state.revoker.revoke_session(&session).await?;
     }
     state

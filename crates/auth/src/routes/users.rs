@@ -260,7 +260,7 @@ pub async fn update(
             )
             .await?;
             if sessions_end {
-                refresh::revoke_user(conn, id, "account_changed").await?;
+                refresh::revoke(conn, refresh::Scope::User(id), "account_changed").await?;
                 // Before commit: if Redis cannot take the revocation, nothing changes.
                 revoker.revoke_subject(&id).await?;
             }

@@ -67,40 +67,33 @@ pub async fn mark_rotated(conn: &mut AsyncPgConnection, id: Uuid) -> QueryResult
         .map(|_| ())
 }
 
-/// Revokes every live token of a family; returns how many.
-pub async fn revoke_family(
-    conn: &mut AsyncPgConnection,
-    family_id: Uuid,
-    reason: &str,
-) -> QueryResult<usize> {
-    diesel::update(
-        refresh_tokens::table
-            .filter(refresh_tokens::family_id.eq(family_id))
-            .filter(refresh_tokens::revoked_at.is_null()),
-    )
-    .set((
-        refresh_tokens::revoked_at.eq(diesel::dsl::now),
-        refresh_tokens::revoked_reason.eq(reason),
-    ))
-    .execute(conn)
-    .await
+/// Which refresh tokens to revoke.
+pub enum Scope {
+    /// One login session (logout, reuse detection).
+    Family(Uuid),
+    /// Every session of a user (deactivation, password reset, role change).
+    User(Uuid),
 }
 
-/// Revokes every live token of a user (deactivation, password reset, role change).
-pub async fn revoke_user(
+/// Revokes every live token in `scope`; returns how many.
+pub async fn revoke(
     conn: &mut AsyncPgConnection,
-    user_id: Uuid,
+    scope: Scope,
     reason: &str,
 ) -> QueryResult<usize> {
-    diesel::update(
-        refresh_tokens::table
-            .filter(refresh_tokens::user_id.eq(user_id))
-            .filter(refresh_tokens::revoked_at.is_null()),
-    )
-    .set((
-        refresh_tokens::revoked_at.eq(diesel::dsl::now),
-        refresh_tokens::revoked_reason.eq(reason),
-    ))
-    .execute(conn)
-    .await
+    let live = refresh_tokens::table
+        .filter(refresh_tokens::revoked_at.is_null())
+        .into_boxed();
+    let targets = match scope {
+        Scope::Family(id) => live.filter(refresh_tokens::family_id.eq(id)),
+        Scope::User(id) => live.filter(refresh_tokens::user_id.eq(id)),
+    };
+    diesel::update(refresh_tokens::table)
+        .filter(refresh_tokens::id.eq_any(targets.select(refresh_tokens::id)))
+        .set((
+            refresh_tokens::revoked_at.eq(diesel::dsl::now),
+            refresh_tokens::revoked_reason.eq(reason),
+        ))
+        .execute(conn)
+        .await
 }
