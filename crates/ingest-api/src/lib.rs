@@ -38,6 +38,9 @@ pub async fn build(settings: &Settings) -> Result<Application, StartupError> {
     let influx = InfluxClient::new(&settings.influx)?;
     let metrics = Metrics::new(ServiceName::IngestApi.as_str());
     let verification = Verification::from_settings(&settings.auth, redis.clone(), &metrics)?;
+    if let Err(err) = platform::latest::load_script(&redis).await {
+        tracing::warn!(error = %err, "Redis lost: latest-value script not loaded; sending it inline until Redis is back");
+    }
     let live_settings = LiveSettings::new();
     let audience = platform::latest::LiveAudience::default();
     // Start with the stored settings when Postgres is there; the refresh task keeps trying.

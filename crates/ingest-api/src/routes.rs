@@ -240,7 +240,17 @@ async fn ingest(
         &written,
         state.audience.listening(),
     );
-    if let Err(err) = state.redis.query_pipeline::<()>(&pipe).await {
+    let mut outcome = state.redis.query_pipeline::<()>(&pipe).await;
+    if let Err(err) = &outcome
+        && platform::latest::is_missing_script(err)
+    {
+        // Redis restarted and forgot the script: load it and try once more.
+        outcome = match platform::latest::load_script(&state.redis).await {
+            Ok(()) => state.redis.query_pipeline::<()>(&pipe).await,
+            Err(err) => Err(err),
+        };
+    }
+    if let Err(err) = outcome {
         tracing::warn!(error = %err, "Redis lost: latest values and live updates skipped; retrying on the next batch");
     }
 

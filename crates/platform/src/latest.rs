@@ -7,21 +7,46 @@ use deadpool_redis::redis;
 use domain::reading::{Field, Reading};
 use serde::Serialize;
 
-/// Sets `field` and `field_ts` only when the new timestamp is newer, so a late or
-/// backfilled batch never overwrites a newer value. Timestamps are compared as decimal
-/// strings (length first): Lua's doubles cannot hold nanoseconds exactly.
+/// For each key, sets `field` and `field_ts` only when the new timestamp is newer, so a late
+/// or backfilled batch never overwrites a newer value. `ARGV` holds, per key, a count `n` and
+/// then `n` triples (field, value, timestamp). Timestamps are compared as decimal strings
+/// (length first): Lua's doubles cannot hold nanoseconds exactly. One call per request, by
+/// SHA: the script is not resent every time.
 const KEEP_NEWEST: &str = r"
-local changed = 0
-for i = 1, #ARGV, 3 do
-  local field, value, ts = ARGV[i], ARGV[i + 1], ARGV[i + 2]
-  local current = redis.call('HGET', KEYS[1], field .. '_ts') or ''
-  if #ts > #current or (#ts == #current and ts > current) then
-    redis.call('HSET', KEYS[1], field, value, field .. '_ts', ts)
-    changed = 1
+local at = 1
+for k = 1, #KEYS do
+  local n = tonumber(ARGV[at])
+  at = at + 1
+  for i = 1, n do
+    local field, value, ts = ARGV[at], ARGV[at + 1], ARGV[at + 2]
+    at = at + 3
+    local current = redis.call('HGET', KEYS[k], field .. '_ts') or ''
+    if #ts > #current or (#ts == #current and ts > current) then
+      redis.call('HSET', KEYS[k], field, value, field .. '_ts', ts)
+    end
   end
 end
-return changed
+return 0
 ";
+
+/// The script's SHA once Redis has it; until then the script text is sent (`EVAL`).
+static KEEP_NEWEST_SHA: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+
+/// Loads the script into Redis's cache: at start, and after a Redis restart made `EVALSHA`
+/// answer NOSCRIPT.
+pub async fn load_script(redis: &RedisClient) -> Result<(), RedisError> {
+    let sha: String = redis
+        .query(redis::cmd("SCRIPT").arg("LOAD").arg(KEEP_NEWEST))
+        .await?;
+    let _ = KEEP_NEWEST_SHA.set(sha);
+    Ok(())
+}
+
+/// Whether a failed pipeline failed because Redis forgot the script.
+pub fn is_missing_script(err: &RedisError) -> bool {
+    matches!(err, RedisError::Command(e)
+        if e.kind() == redis::ErrorKind::Server(redis::ServerErrorKind::NoScript))
+}
 
 /// The channel (under the deployment prefix) carrying stored readings to live streams.
 pub const LIVE_CHANNEL: &str = "live:readings";
@@ -109,7 +134,23 @@ pub fn queue(
     batches: &[(&MachineInfo, &[Reading])],
     publish: bool,
 ) {
-    for (machine, readings) in batches {
+    let mut call = match KEEP_NEWEST_SHA.get() {
+        Some(sha) => {
+            let mut call = redis::cmd("EVALSHA");
+            call.arg(sha);
+            call
+        }
+        None => {
+            let mut call = redis::cmd("EVAL");
+            call.arg(KEEP_NEWEST);
+            call
+        }
+    };
+    call.arg(batches.len());
+    for (machine, _) in batches {
+        call.arg(latest_key(redis, &machine.id));
+    }
+    for (_, readings) in batches {
         let mut newest: [Option<(i64, f64)>; 3] = [None; 3];
         for reading in readings.iter() {
             let ts = reading.timestamp().nanos();
@@ -120,19 +161,20 @@ pub fn queue(
                 }
             }
         }
-        let mut call = redis::cmd("EVAL");
-        call.arg(KEEP_NEWEST)
-            .arg(1)
-            .arg(latest_key(redis, &machine.id));
+        call.arg(newest.iter().flatten().count());
         for field in Field::ALL {
             if let Some((ts, value)) = newest[field as usize] {
                 call.arg(field.as_str()).arg(value).arg(ts.to_string());
             }
         }
+    }
+    if !batches.is_empty() {
         pipe.add_command(call).ignore();
-        if !publish {
-            continue;
-        }
+    }
+    if !publish {
+        return;
+    }
+    for (machine, readings) in batches {
         let message = LiveMessage {
             machine_id: &machine.id,
             factory_id: &machine.factory_id,

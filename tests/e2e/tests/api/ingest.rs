@@ -550,3 +550,23 @@ async fn people_with_write_sensor_data_may_ingest_and_anonymous_may_not() {
     assert_eq!(send(Some(&operator)).await.unwrap().status(), 201);
     assert_eq!(send(None).await.unwrap().status(), 401);
 }
+
+#[tokio::test]
+async fn latest_values_survive_redis_forgetting_its_scripts() {
+    use deadpool_redis::redis;
+    let rig = rig().await;
+    let machine = rig.ctx.create_machine(MachineStatus::Active).await;
+    let redis_client = rig.ctx.redis();
+    // What a Redis restart does to the script cache (other tests recover the same way).
+    let _: () = redis_client
+        .query(&redis::cmd("SCRIPT").arg("FLUSH"))
+        .await
+        .unwrap();
+    assert_eq!(rig.post(&seed_body(&machine, &now_minus(4))).await.0, 201);
+    let key = platform::latest::latest_key(&redis_client, &machine);
+    let latest: std::collections::HashMap<String, String> = redis_client
+        .query(redis::cmd("HGETALL").arg(key))
+        .await
+        .unwrap();
+    assert_eq!(latest["speed"].parse::<f64>().unwrap(), 1500.0);
+}
