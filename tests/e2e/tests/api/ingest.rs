@@ -559,7 +559,7 @@ async fn latest_values_survive_redis_forgetting_its_scripts() {
     let redis_client = rig.ctx.redis();
     // What a Redis restart does to the script cache (other tests recover the same way).
     let _: () = redis_client
-        .query(&redis::cmd("SCRIPT").arg("FLUSH"))
+        .query(redis::cmd("SCRIPT").arg("FLUSH"))
         .await
         .unwrap();
     assert_eq!(rig.post(&seed_body(&machine, &now_minus(4))).await.0, 201);
