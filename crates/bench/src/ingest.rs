@@ -15,8 +15,8 @@ use std::time::{Duration, Instant};
 use tokio::sync::Mutex;
 
 const BATCH: usize = 500;
-const BATCHES: usize = 400;
-const CONCURRENCY: usize = 8;
+const BATCHES: usize = 800;
+const CONCURRENCY: usize = 32;
 const ROUNDS: usize = 3;
 const LATENCY_SECONDS: f64 = 6.0;
 
