@@ -245,6 +245,50 @@ impl From<crate::redis::RedisError> for ApiError {
     }
 }
 
+/// Maps a unique-constraint violation to 409 with `message`; anything else as usual.
+pub fn conflict_on_duplicate(err: diesel::result::Error, message: &str) -> ApiError {
+    use diesel::result::{DatabaseErrorKind, Error};
+    match err {
+        Error::DatabaseError(DatabaseErrorKind::UniqueViolation, _) => {
+            ApiError::new(StatusCode::CONFLICT, "conflict", message.to_owned())
+        }
+        other => other.into(),
+    }
+}
+
+/// `limit`/`offset` query parameters of list endpoints.
+#[derive(Debug, serde::Deserialize)]
+pub struct Page {
+    /// 1..=500, default 50.
+    pub limit: Option<i64>,
+    /// 0 or more, default 0.
+    pub offset: Option<i64>,
+}
+
+impl Page {
+    /// Checks the bounds, pushing every problem onto `errors`; returns (limit, offset).
+    pub fn check(&self, errors: &mut Vec<FieldError>) -> (i64, i64) {
+        let limit = self.limit.unwrap_or(50);
+        if !(1..=500).contains(&limit) {
+            errors.push(FieldError::parameter("limit", "must be 1 to 500").with_value(limit));
+        }
+        let offset = self.offset.unwrap_or(0);
+        if offset < 0 {
+            errors.push(FieldError::parameter("offset", "must be 0 or more").with_value(offset));
+        }
+        (limit, offset)
+    }
+}
+
+/// 400 listing every problem, or nothing.
+pub fn reject_if_any(message: &str, errors: Vec<FieldError>) -> Result<(), ApiError> {
+    if errors.is_empty() {
+        Ok(())
+    } else {
+        Err(ApiError::validation(message.to_owned(), errors))
+    }
+}
+
 /// JSON body extractor settings: size limit and errors as [`ApiError`] naming the problem.
 pub fn json_config(limit_bytes: usize) -> web::JsonConfig {
     web::JsonConfig::default()

@@ -1,6 +1,7 @@
 //! `query-api`: history, latest values, the machine registry, configuration and the dashboard.
 
 mod routes;
+mod store;
 
 use platform::auth::Verification;
 use platform::health::{Dependency, Probe, Readiness};
@@ -15,6 +16,7 @@ use std::time::Duration;
 pub(crate) struct QueryState {
     pub pg: PgPool,
     pub redis: RedisClient,
+    pub registry: platform::registry::MachineRegistry,
 }
 
 /// Builds the service from configuration.
@@ -33,7 +35,11 @@ pub async fn build(settings: &Settings) -> Result<Application, StartupError> {
         ],
         Duration::from_secs(2),
     );
-    let state = actix_web::web::Data::new(QueryState { pg, redis });
+    let state = actix_web::web::Data::new(QueryState {
+        registry: platform::registry::MachineRegistry::new(pg.clone(), redis.clone(), 300, 30),
+        pg,
+        redis,
+    });
     let parts = ServiceParts {
         service: ServiceName::QueryApi,
         readiness,

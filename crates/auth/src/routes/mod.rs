@@ -53,14 +53,10 @@ async fn blocking<T: Send + 'static>(
 
 /// 400 listing every problem, or nothing.
 fn reject_if_any(errors: Vec<FieldError>) -> Result<(), ApiError> {
-    if errors.is_empty() {
-        Ok(())
-    } else {
-        Err(ApiError::validation("invalid request body", errors))
-    }
+    platform::error::reject_if_any("invalid request body", errors)
 }
 
-/// Pagination query: `limit` 1..=500 (default 50), `offset` ≥ 0.
+/// Pagination without other filters.
 #[derive(Debug, serde::Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Page {
@@ -71,31 +67,13 @@ pub struct Page {
 impl Page {
     fn parse(&self) -> Result<(i64, i64), ApiError> {
         let mut errors = Vec::new();
-        let limit = self.limit.unwrap_or(50);
-        if !(1..=500).contains(&limit) {
-            errors.push(FieldError::parameter("limit", "must be 1 to 500").with_value(limit));
+        let page = platform::error::Page {
+            limit: self.limit,
+            offset: self.offset,
         }
-        let offset = self.offset.unwrap_or(0);
-        if offset < 0 {
-            errors.push(FieldError::parameter("offset", "must be 0 or more").with_value(offset));
-        }
-        if errors.is_empty() {
-            Ok((limit, offset))
-        } else {
-            Err(ApiError::validation("invalid query parameters", errors))
-        }
+        .check(&mut errors);
+        platform::error::reject_if_any("invalid query parameters", errors).map(|()| page)
     }
 }
 
-/// Maps a unique-constraint violation to 409 with the given message.
-fn conflict_on_duplicate(err: diesel::result::Error, message: &str) -> ApiError {
-    use diesel::result::{DatabaseErrorKind, Error};
-    match err {
-        Error::DatabaseError(DatabaseErrorKind::UniqueViolation, _) => ApiError::new(
-            actix_web::http::StatusCode::CONFLICT,
-            "conflict",
-            message.to_owned(),
-        ),
-        other => other.into(),
-    }
-}
+pub(crate) use platform::error::conflict_on_duplicate;

@@ -1,10 +1,24 @@
 //! HTTP routes of `query-api`.
 
+mod audit;
 mod config;
+mod machines;
 
 use actix_web::web;
 
 pub fn configure(cfg: &mut web::ServiceConfig) {
     cfg.route("/api/v1/config", web::get().to(config::show))
-        .route("/api/v1/config/update", web::post().to(config::update));
+        .route("/api/v1/config/update", web::post().to(config::update))
+        .route("/api/v1/audit", web::get().to(audit::list))
+        .service(
+            web::resource("/api/v1/machines")
+                .route(web::get().to(machines::list))
+                .route(web::post().to(machines::create)),
+        )
+        .service(
+            web::resource("/api/v1/machines/{id}")
+                .route(web::get().to(machines::get))
+                .route(web::patch().to(machines::update))
+                .route(web::delete().to(machines::delete)),
+        );
 }

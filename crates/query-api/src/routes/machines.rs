@@ -1,0 +1,379 @@
+//! `/api/v1/machines`: the registry. Writes are audited, invalidate the write paths' cache,
+//! and PATCH needs `If-Match` so two supervisors cannot overwrite each other silently.
+
+use crate::QueryState;
+use crate::store::machines::{self, Filter, Machine, MachineChanges, NewMachine};
+use actix_web::http::StatusCode;
+use actix_web::http::header;
+use actix_web::{HttpRequest, HttpResponse, web};
+use diesel_async::AsyncConnection;
+use domain::{FactoryId, MachineId, MachineName, MachineStatus, SensorType};
+use platform::ApiError;
+use platform::audit::{self, Actor, Change};
+use platform::auth::{Authenticated, require};
+use platform::error::{FieldError, Page, conflict_on_duplicate, reject_if_any};
+use platform::postgres::connection;
+use serde::Deserialize;
+use serde_json::json;
+use uuid::Uuid;
+
+const DUPLICATE: &str = "a machine with this name exists in this factory";
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ListQuery {
+    location: Option<String>,
+    status: Option<String>,
+    sensor_type: Option<String>,
+    factory_id: Option<String>,
+    limit: Option<i64>,
+    offset: Option<i64>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct MachineBody {
+    name: Option<String>,
+    location: Option<String>,
+    sensor_type: Option<String>,
+    status: Option<String>,
+    factory_id: Option<String>,
+}
+
+/// Validated fields of a body; `None` where the body left them out.
+struct Parsed {
+    name: Option<String>,
+    location: Option<String>,
+    sensor_type: Option<String>,
+    status: Option<String>,
+    factory_id: Option<String>,
+}
+
+fn parse_body(body: &MachineBody, errors: &mut Vec<FieldError>) -> Parsed {
+    let mut check =
+        |field: &str, raw: &Option<String>, ok: &dyn Fn(&str) -> Result<String, String>| {
+            raw.as_deref().and_then(|value| match ok(value) {
+                Ok(parsed) => Some(parsed),
+                Err(message) => {
+                    errors.push(FieldError::field(field, message).with_value(value));
+                    None
+                }
+            })
+        };
+    Parsed {
+        name: check("name", &body.name, &|v| {
+            MachineName::parse(v)
+                .map(|n| n.as_ref().to_owned())
+                .map_err(|e| e.to_string())
+        }),
+        location: check("location", &body.location, &|v| {
+            let v = v.trim();
+            if v.is_empty() || v.chars().count() > 255 {
+                Err("must be 1 to 255 characters and not blank".to_owned())
+            } else {
+                Ok(v.to_owned())
+            }
+        }),
+        sensor_type: check("sensor_type", &body.sensor_type, &|v| {
+            v.parse::<SensorType>()
+                .map(|t| t.as_str().to_owned())
+                .map_err(|e| e.to_string())
+        }),
+        status: check("status", &body.status, &|v| {
+            v.parse::<MachineStatus>()
+                .map(|s| s.as_str().to_owned())
+                .map_err(|e| e.to_string())
+        }),
+        factory_id: check("factory_id", &body.factory_id, &|v| {
+            FactoryId::parse(v)
+                .map(|f| f.as_ref().to_owned())
+                .map_err(|e| e.to_string())
+        }),
+    }
+}
+
+fn with_etag(status: StatusCode, machine: &Machine) -> HttpResponse {
+    HttpResponse::build(status)
+        .insert_header((header::ETAG, machine.etag()))
+        .json(json!({"status": "success", "machine": machine}))
+}
+
+fn not_found() -> ApiError {
+    ApiError::not_found("no such machine")
+}
+
+/// Drops the write paths' cached copy. A failure must not undo the committed change, so it
+/// is retried in the background until the entry is gone or would have expired anyway.
+async fn invalidate(state: &QueryState, id: Uuid) {
+    let registry = state.registry.clone();
+    let machine = MachineId::from(id);
+    if registry.invalidate(&machine).await.is_ok() {
+        return;
+    }
+    tracing::warn!(machine_id = %id, "Redis lost: machine cache not invalidated; retrying in the background");
+    tokio::spawn(async move {
+        for attempt in 1..=60u32 {
+            tokio::time::sleep(std::time::Duration::from_secs(5)).await;
+            if registry.invalidate(&machine).await.is_ok() {
+                tracing::info!(machine_id = %id, attempt, "machine cache invalidated after Redis came back");
+                return;
+            }
+        }
+        tracing::error!(machine_id = %id, "machine cache could not be invalidated; it expires by TTL");
+    });
+}
+
+/// `GET /api/v1/machines`
+pub async fn list(
+    state: web::Data<QueryState>,
+    _caller: Authenticated<require::ReadMachines>,
+    query: web::Query<ListQuery>,
+) -> Result<HttpResponse, ApiError> {
+    let query = query.into_inner();
+    let mut errors = Vec::new();
+    let (limit, offset) = Page {
+        limit: query.limit,
+        offset: query.offset,
+    }
+    .check(&mut errors);
+    if let Some(status) = &query.status
+        && status.parse::<MachineStatus>().is_err()
+    {
+        errors.push(
+            FieldError::parameter(
+                "status",
+                "must be one of active, inactive, maintenance, error",
+            )
+            .with_value(status.as_str()),
+        );
+    }
+    if let Some(kind) = &query.sensor_type
+        && kind.parse::<SensorType>().is_err()
+    {
+        errors.push(
+            FieldError::parameter(
+                "sensor_type",
+                "must be one of temperature, pressure, speed, multi",
+            )
+            .with_value(kind.as_str()),
+        );
+    }
+    reject_if_any("invalid query parameters", errors)?;
+    let filter = Filter {
+        location: query.location,
+        status: query.status,
+        sensor_type: query.sensor_type,
+        factory_id: query.factory_id,
+    };
+    let mut conn = connection(&state.pg).await?;
+    let (page, total) = machines::list(&mut conn, &filter, limit, offset).await?;
+    Ok(HttpResponse::Ok().json(json!({
+        "status": "success",
+        "machines": page,
+        "pagination": {"limit": limit, "offset": offset, "total": total, "has_more": offset + (page.len() as i64) < total},
+    })))
+}
+
+/// `GET /api/v1/machines/{id}`
+pub async fn get(
+    state: web::Data<QueryState>,
+    _caller: Authenticated<require::ReadMachines>,
+    id: web::Path<Uuid>,
+) -> Result<HttpResponse, ApiError> {
+    let mut conn = connection(&state.pg).await?;
+    let machine = machines::find(&mut conn, *id)
+        .await?
+        .ok_or_else(not_found)?;
+    Ok(with_etag(StatusCode::OK, &machine))
+}
+
+/// `POST /api/v1/machines`
+pub async fn create(
+    state: web::Data<QueryState>,
+    caller: Authenticated<require::WriteMachines>,
+    req: HttpRequest,
+    body: web::Json<MachineBody>,
+) -> Result<HttpResponse, ApiError> {
+    let body = body.into_inner();
+    let mut errors = Vec::new();
+    let parsed = parse_body(&body, &mut errors);
+    for (field, present) in [
+        ("name", &body.name),
+        ("location", &body.location),
+        ("sensor_type", &body.sensor_type),
+    ] {
+        if present.is_none() {
+            errors.push(FieldError::field(field, "is required"));
+        }
+    }
+    reject_if_any("invalid machine", errors)?;
+    let (Some(name), Some(location), Some(sensor_type)) =
+        (parsed.name, parsed.location, parsed.sensor_type)
+    else {
+        return Err(ApiError::validation("invalid machine", Vec::new()));
+    };
+    let new = NewMachine {
+        name,
+        location,
+        sensor_type,
+        status: parsed
+            .status
+            .unwrap_or_else(|| MachineStatus::Active.as_str().to_owned()),
+        factory_id: parsed.factory_id.unwrap_or_else(|| "A".to_owned()),
+    };
+    let actor = Actor::from_request(&caller, &req);
+    let mut conn = connection(&state.pg).await?;
+    let machine = conn
+        .transaction::<_, ApiError, _>(async move |conn| {
+            let machine = machines::insert(conn, new)
+                .await
+                .map_err(|e| conflict_on_duplicate(e, DUPLICATE))?;
+            audit::record(
+                conn,
+                &actor,
+                Change {
+                    action: "machine.create",
+                    resource_type: "machine",
+                    resource_id: Some(machine.id.to_string()),
+                    before: None,
+                    after: Some(json!(machine)),
+                },
+            )
+            .await?;
+            Ok(machine)
+        })
+        .await?;
+    // Clears a negative cache entry left by ingest attempts before registration.
+    invalidate(&state, machine.id).await;
+    let mut response = with_etag(StatusCode::CREATED, &machine);
+    if let Ok(location) = header::HeaderValue::from_str(&format!("/api/v1/machines/{}", machine.id))
+    {
+        response.headers_mut().insert(header::LOCATION, location);
+    }
+    Ok(response)
+}
+
+fn if_match(req: &HttpRequest) -> Result<i64, ApiError> {
+    let value = req
+        .headers()
+        .get(header::IF_MATCH)
+        .ok_or_else(|| {
+            ApiError::new(
+                StatusCode::PRECONDITION_REQUIRED,
+                "precondition_required",
+                "send If-Match with the ETag of the version you edited (GET the machine first)",
+            )
+        })?
+        .to_str()
+        .unwrap_or("");
+    value
+        .trim()
+        .trim_start_matches("W/")
+        .trim_matches('"')
+        .strip_prefix('v')
+        .and_then(|v| v.parse().ok())
+        .ok_or_else(|| {
+            ApiError::validation(
+                "invalid If-Match",
+                vec![
+                    FieldError::parameter("If-Match", "must be an ETag such as \"v3\"")
+                        .with_value(value),
+                ],
+            )
+        })
+}
+
+/// `PATCH /api/v1/machines/{id}` with `If-Match`.
+pub async fn update(
+    state: web::Data<QueryState>,
+    caller: Authenticated<require::WriteMachines>,
+    req: HttpRequest,
+    id: web::Path<Uuid>,
+    body: web::Json<MachineBody>,
+) -> Result<HttpResponse, ApiError> {
+    let id = id.into_inner();
+    let expected = if_match(&req)?;
+    let body = body.into_inner();
+    let mut errors = Vec::new();
+    let parsed = parse_body(&body, &mut errors);
+    if [
+        &body.name,
+        &body.location,
+        &body.sensor_type,
+        &body.status,
+        &body.factory_id,
+    ]
+    .iter()
+    .all(|f| f.is_none())
+    {
+        errors.push(FieldError::field("body", "nothing to change"));
+    }
+    reject_if_any("invalid machine", errors)?;
+    let changes = MachineChanges {
+        name: parsed.name,
+        location: parsed.location,
+        sensor_type: parsed.sensor_type,
+        status: parsed.status,
+        factory_id: parsed.factory_id,
+    };
+    let actor = Actor::from_request(&caller, &req);
+    let mut conn = connection(&state.pg).await?;
+    let machine = conn
+        .transaction::<_, ApiError, _>(async move |conn| {
+            let before = machines::find(conn, id).await?.ok_or_else(not_found)?;
+            let Some(after) = machines::update_if_version(conn, id, expected, changes)
+                .await
+                .map_err(|e| conflict_on_duplicate(e, DUPLICATE))?
+            else {
+                return Err(ApiError::new(
+                    StatusCode::PRECONDITION_FAILED,
+                    "precondition_failed",
+                    format!("the machine changed since version {expected}; it is now at {}: reload and retry", before.etag()),
+                ));
+            };
+            audit::record(conn, &actor, Change {
+                action: "machine.update",
+                resource_type: "machine",
+                resource_id: Some(id.to_string()),
+                before: Some(json!(before)),
+                after: Some(json!(after)),
+            })
+            .await?;
+            Ok(after)
+        })
+        .await?;
+    invalidate(&state, id).await;
+    Ok(with_etag(StatusCode::OK, &machine))
+}
+
+/// `DELETE /api/v1/machines/{id}` (its telemetry stays in InfluxDB).
+pub async fn delete(
+    state: web::Data<QueryState>,
+    caller: Authenticated<require::DeleteMachines>,
+    req: HttpRequest,
+    id: web::Path<Uuid>,
+) -> Result<HttpResponse, ApiError> {
+    let id = id.into_inner();
+    let actor = Actor::from_request(&caller, &req);
+    let mut conn = connection(&state.pg).await?;
+    conn.transaction::<_, ApiError, _>(async move |conn| {
+        let before = machines::find(conn, id).await?.ok_or_else(not_found)?;
+        machines::delete(conn, id).await?;
+        audit::record(
+            conn,
+            &actor,
+            Change {
+                action: "machine.delete",
+                resource_type: "machine",
+                resource_id: Some(id.to_string()),
+                before: Some(json!(before)),
+                after: None,
+            },
+        )
+        .await?;
+        Ok(())
+    })
+    .await?;
+    invalidate(&state, id).await;
+    Ok(HttpResponse::NoContent().finish())
+}

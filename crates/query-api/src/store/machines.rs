@@ -1,0 +1,169 @@
+//! The machine registry (`machine_metadata`).
+
+use chrono::{DateTime, Utc};
+use diesel::prelude::*;
+use diesel_async::{AsyncPgConnection, RunQueryDsl};
+use platform::schema::machine_metadata;
+use serde::Serialize;
+use uuid::Uuid;
+
+/// A registered machine, as the API shows it.
+#[derive(Debug, Clone, Serialize, Queryable, Selectable)]
+#[diesel(table_name = machine_metadata)]
+pub struct Machine {
+    /// Id.
+    pub id: Uuid,
+    /// Display name, unique per factory.
+    pub name: String,
+    /// Where it stands.
+    pub location: String,
+    /// Its sensor package.
+    pub sensor_type: String,
+    /// Registry status.
+    pub status: String,
+    /// Its factory.
+    pub factory_id: String,
+    /// Grows with every change; the ETag.
+    pub version: i64,
+    /// Registered.
+    pub created_at: DateTime<Utc>,
+    /// Last changed.
+    pub updated_at: DateTime<Utc>,
+}
+
+impl Machine {
+    /// The entity tag of this version.
+    pub fn etag(&self) -> String {
+        format!("\"v{}\"", self.version)
+    }
+}
+
+/// Filters of the list endpoint (already validated).
+#[derive(Debug, Default)]
+pub struct Filter {
+    /// Exact location.
+    pub location: Option<String>,
+    /// Exact status.
+    pub status: Option<String>,
+    /// Exact sensor type.
+    pub sensor_type: Option<String>,
+    /// Exact factory.
+    pub factory_id: Option<String>,
+}
+
+/// A page of machines by factory and name, and the total matching.
+pub async fn list(
+    conn: &mut AsyncPgConnection,
+    filter: &Filter,
+    limit: i64,
+    offset: i64,
+) -> QueryResult<(Vec<Machine>, i64)> {
+    let filtered = || {
+        let mut query = machine_metadata::table.into_boxed();
+        if let Some(v) = &filter.location {
+            query = query.filter(machine_metadata::location.eq(v.clone()));
+        }
+        if let Some(v) = &filter.status {
+            query = query.filter(machine_metadata::status.eq(v.clone()));
+        }
+        if let Some(v) = &filter.sensor_type {
+            query = query.filter(machine_metadata::sensor_type.eq(v.clone()));
+        }
+        if let Some(v) = &filter.factory_id {
+            query = query.filter(machine_metadata::factory_id.eq(v.clone()));
+        }
+        query
+    };
+    let page = filtered()
+        .order((
+            machine_metadata::factory_id.asc(),
+            machine_metadata::name.asc(),
+        ))
+        .limit(limit)
+        .offset(offset)
+        .select(Machine::as_select())
+        .load(conn)
+        .await?;
+    let total = filtered().count().get_result(conn).await?;
+    Ok((page, total))
+}
+
+/// Lookup by id.
+pub async fn find(conn: &mut AsyncPgConnection, id: Uuid) -> QueryResult<Option<Machine>> {
+    machine_metadata::table
+        .find(id)
+        .select(Machine::as_select())
+        .first(conn)
+        .await
+        .optional()
+}
+
+/// A new machine's columns.
+#[derive(Insertable)]
+#[diesel(table_name = machine_metadata)]
+pub struct NewMachine {
+    /// Name.
+    pub name: String,
+    /// Location.
+    pub location: String,
+    /// Sensor type.
+    pub sensor_type: String,
+    /// Status.
+    pub status: String,
+    /// Factory.
+    pub factory_id: String,
+}
+
+/// Inserts a machine.
+pub async fn insert(conn: &mut AsyncPgConnection, machine: NewMachine) -> QueryResult<Machine> {
+    diesel::insert_into(machine_metadata::table)
+        .values(machine)
+        .returning(Machine::as_returning())
+        .get_result(conn)
+        .await
+}
+
+/// Changes to a machine; `None` leaves a column alone.
+#[derive(AsChangeset, Default)]
+#[diesel(table_name = machine_metadata)]
+pub struct MachineChanges {
+    /// New name.
+    pub name: Option<String>,
+    /// New location.
+    pub location: Option<String>,
+    /// New sensor type.
+    pub sensor_type: Option<String>,
+    /// New status.
+    pub status: Option<String>,
+    /// New factory.
+    pub factory_id: Option<String>,
+}
+
+/// Applies changes if the stored version is still `expected_version`; `None` when it moved on.
+pub async fn update_if_version(
+    conn: &mut AsyncPgConnection,
+    id: Uuid,
+    expected_version: i64,
+    changes: MachineChanges,
+) -> QueryResult<Option<Machine>> {
+    diesel::update(
+        machine_metadata::table
+            .filter(machine_metadata::id.eq(id))
+            .filter(machine_metadata::version.eq(expected_version)),
+    )
+    .set((
+        changes,
+        machine_metadata::version.eq(machine_metadata::version + 1),
+    ))
+    .returning(Machine::as_returning())
+    .get_result(conn)
+    .await
+    .optional()
+}
+
+/// Deletes a machine.
+pub async fn delete(conn: &mut AsyncPgConnection, id: Uuid) -> QueryResult<usize> {
+    diesel::delete(machine_metadata::table.find(id))
+        .execute(conn)
+        .await
+}

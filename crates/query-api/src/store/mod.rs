@@ -1,0 +1,4 @@
+//! Queries of query-api; each takes a connection so callers can compose transactions.
+
+pub mod audit;
+pub mod machines;
