@@ -17,6 +17,7 @@ pub(crate) struct QueryState {
     pub pg: PgPool,
     pub redis: RedisClient,
     pub registry: platform::registry::MachineRegistry,
+    pub influx: InfluxClient,
 }
 
 /// Builds the service from configuration.
@@ -29,7 +30,7 @@ pub async fn build(settings: &Settings) -> Result<Application, StartupError> {
     let readiness = Readiness::new(
         vec![
             Dependency::required("postgres", Probe::Postgres(pg.clone())),
-            Dependency::required("influxdb", Probe::Influx(influx)),
+            Dependency::required("influxdb", Probe::Influx(influx.clone())),
             // Reads go to the source while the cache is away.
             Dependency::optional("redis", Probe::Redis(redis.clone())),
         ],
@@ -37,6 +38,7 @@ pub async fn build(settings: &Settings) -> Result<Application, StartupError> {
     );
     let state = actix_web::web::Data::new(QueryState {
         registry: platform::registry::MachineRegistry::new(pg.clone(), redis.clone(), 300, 30),
+        influx: influx.clone(),
         pg,
         redis,
     });

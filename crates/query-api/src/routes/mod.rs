@@ -2,6 +2,7 @@
 
 mod audit;
 mod config;
+mod latest;
 mod machines;
 
 use actix_web::web;
@@ -10,6 +11,11 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
     cfg.route("/api/v1/config", web::get().to(config::show))
         .route("/api/v1/config/update", web::post().to(config::update))
         .route("/api/v1/audit", web::get().to(audit::list))
+        .route("/api/v1/data/latest", web::get().to(latest::fleet))
+        .route(
+            "/api/v1/data/machine/{id}/latest",
+            web::get().to(latest::machine),
+        )
         .service(
             web::resource("/api/v1/machines")
                 .route(web::get().to(machines::list))

@@ -6,6 +6,7 @@ mod demo_seed;
 mod health;
 mod influx_schema;
 mod ingest;
+mod latest;
 mod machines;
 mod postgres_schema;
 mod rbac;
