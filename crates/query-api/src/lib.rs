@@ -18,6 +18,7 @@ pub(crate) struct QueryState {
     pub redis: RedisClient,
     pub registry: platform::registry::MachineRegistry,
     pub influx: InfluxClient,
+    pub settings: platform::settings_store::LiveSettings,
 }
 
 /// Builds the service from configuration.
@@ -36,10 +37,15 @@ pub async fn build(settings: &Settings) -> Result<Application, StartupError> {
         ],
         Duration::from_secs(2),
     );
+    let live_settings = platform::settings_store::LiveSettings::new();
+    if let Err(err) = live_settings.refresh(&pg).await {
+        tracing::warn!(error = %err, "settings not loaded at start; using defaults until Postgres answers");
+    }
     let state = actix_web::web::Data::new(QueryState {
         registry: platform::registry::MachineRegistry::new(pg.clone(), redis.clone(), 300, 30),
         influx: influx.clone(),
-        pg,
+        settings: live_settings.clone(),
+        pg: pg.clone(),
         redis,
     });
     let parts = ServiceParts {
@@ -52,5 +58,11 @@ pub async fn build(settings: &Settings) -> Result<Application, StartupError> {
             routes::configure(cfg);
         },
     };
-    Ok(Application::build(settings, parts)?)
+    let app = Application::build(settings, parts)?;
+    app.spawn_background(live_settings.run_refresh(
+        pg,
+        Duration::from_secs(1),
+        app.shutdown_token(),
+    ));
+    Ok(app)
 }

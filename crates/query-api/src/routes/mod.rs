@@ -2,6 +2,7 @@
 
 mod audit;
 mod config;
+mod history;
 mod latest;
 mod machines;
 
@@ -12,6 +13,10 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
         .route("/api/v1/config/update", web::post().to(config::update))
         .route("/api/v1/audit", web::get().to(audit::list))
         .route("/api/v1/data/latest", web::get().to(latest::fleet))
+        .route(
+            "/api/v1/data/machine/{id}",
+            web::get().to(history::machine_history),
+        )
         .route(
             "/api/v1/data/machine/{id}/latest",
             web::get().to(latest::machine),

@@ -4,6 +4,7 @@ mod auth_forgery;
 mod auth_tokens;
 mod demo_seed;
 mod health;
+mod history;
 mod influx_schema;
 mod ingest;
 mod latest;

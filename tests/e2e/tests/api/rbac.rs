@@ -168,6 +168,14 @@ async fn every_protected_endpoint_answers_exactly_what_the_role_table_implies() 
         Endpoint {
             service: ServiceName::QueryApi,
             method: Method::GET,
+            path: format!("/api/v1/data/machine/{missing}?start_time=2026-01-01T00:00:00Z"),
+            body: None,
+            needs: Some(ReadSensorData),
+            allowed_status: 404,
+        },
+        Endpoint {
+            service: ServiceName::QueryApi,
+            method: Method::GET,
             path: "/api/v1/data/latest".into(),
             body: None,
             needs: Some(ReadSensorData),

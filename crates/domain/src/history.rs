@@ -1,0 +1,469 @@
+//! History requests: every parameter parsed into a typed value before any query is built,
+//! every problem reported at once.
+
+use crate::reading::{Field, Timestamp, Violation};
+use serde_json::Value;
+
+/// Bucket width of an aggregated answer, or the raw readings.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Interval {
+    /// Every reading, paginated.
+    Raw,
+    /// One minute.
+    OneMinute,
+    /// Five minutes.
+    FiveMinutes,
+    /// Fifteen minutes.
+    FifteenMinutes,
+    /// One hour.
+    Hour,
+    /// One day (local midnight in the request's time zone).
+    Day,
+}
+
+impl Interval {
+    /// Aggregated intervals, finest first.
+    pub const AGGREGATED: [Self; 5] = [
+        Self::OneMinute,
+        Self::FiveMinutes,
+        Self::FifteenMinutes,
+        Self::Hour,
+        Self::Day,
+    ];
+
+    /// The spelling in requests and in InfluxQL's `time(...)`.
+    pub fn as_str(&self) -> &'static str {
+        match self {
+            Self::Raw => "raw",
+            Self::OneMinute => "1m",
+            Self::FiveMinutes => "5m",
+            Self::FifteenMinutes => "15m",
+            Self::Hour => "1h",
+            Self::Day => "1d",
+        }
+    }
+
+    /// Bucket width in seconds (0 for raw).
+    pub fn seconds(&self) -> i64 {
+        match self {
+            Self::Raw => 0,
+            Self::OneMinute => 60,
+            Self::FiveMinutes => 300,
+            Self::FifteenMinutes => 900,
+            Self::Hour => 3600,
+            Self::Day => 86_400,
+        }
+    }
+
+    fn parse(text: &str) -> Option<Self> {
+        [Self::Raw]
+            .into_iter()
+            .chain(Self::AGGREGATED)
+            .find(|i| i.as_str() == text)
+    }
+}
+
+/// An aggregate of a field over a bucket.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Aggregate {
+    /// Arithmetic mean (answered under the field's own name).
+    Mean,
+    /// Smallest value.
+    Min,
+    /// Largest value.
+    Max,
+    /// Number of readings.
+    Count,
+}
+
+impl Aggregate {
+    /// Request spelling and InfluxQL function name.
+    pub fn as_str(&self) -> &'static str {
+        match self {
+            Self::Mean => "mean",
+            Self::Min => "min",
+            Self::Max => "max",
+            Self::Count => "count",
+        }
+    }
+
+    /// The answer column for `field`: `temperature` for the mean, `temperature_max`, ...
+    pub fn column(&self, field: Field) -> String {
+        match self {
+            Self::Mean => field.as_str().to_owned(),
+            other => format!("{}_{}", field.as_str(), other.as_str()),
+        }
+    }
+
+    fn parse(text: &str) -> Option<Self> {
+        [Self::Mean, Self::Min, Self::Max, Self::Count]
+            .into_iter()
+            .find(|a| a.as_str() == text)
+    }
+}
+
+/// An IANA time-zone name (`Europe/Berlin`), restricted to the characters such names use;
+/// the store checks that the zone exists.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TimeZoneName(String);
+
+impl TimeZoneName {
+    /// Parses a zone name.
+    pub fn parse(text: &str) -> Option<Self> {
+        let ok = !text.is_empty()
+            && text.len() <= 64
+            && text
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b"_+-/".contains(&b));
+        ok.then(|| Self(text.to_owned()))
+    }
+
+    /// Whether this is UTC (no zone clause needed).
+    pub fn is_utc(&self) -> bool {
+        self.0 == "UTC"
+    }
+}
+
+impl AsRef<str> for TimeZoneName {
+    fn as_ref(&self) -> &str {
+        &self.0
+    }
+}
+
+/// The query-string parameters as sent.
+#[derive(Debug, Default, Clone, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct HistoryParams {
+    /// RFC 3339, required.
+    pub start_time: Option<String>,
+    /// RFC 3339, default now.
+    pub end_time: Option<String>,
+    /// `raw`, `1m`, `5m`, `15m`, `1h`, `1d`.
+    pub interval: Option<String>,
+    /// Comma-separated subset of temperature, pressure, speed.
+    pub fields: Option<String>,
+    /// Comma-separated subset of mean, min, max, count.
+    pub agg: Option<String>,
+    /// IANA zone for day buckets.
+    pub tz: Option<String>,
+    /// 1..=10000.
+    pub limit: Option<String>,
+    /// Opaque position from a previous page.
+    pub cursor: Option<String>,
+}
+
+/// A validated history request.
+#[derive(Debug, Clone)]
+pub struct HistoryQuery {
+    /// Inclusive start.
+    pub start: Timestamp,
+    /// Exclusive end.
+    pub end: Timestamp,
+    /// Bucket width or raw.
+    pub interval: Interval,
+    /// Requested fields, in storage order.
+    pub fields: Vec<Field>,
+    /// Requested aggregates.
+    pub aggregates: Vec<Aggregate>,
+    /// Zone of day buckets.
+    pub tz: TimeZoneName,
+    /// Raw page size.
+    pub limit: usize,
+    /// Raw readings strictly after this time (the previous page's last).
+    pub after: Option<Timestamp>,
+}
+
+/// Encodes the position after `last` as an opaque cursor.
+pub fn encode_cursor(last: Timestamp) -> String {
+    use std::fmt::Write;
+    // Hex of the nanoseconds with a version prefix: opaque to clients, cheap to check.
+    let mut out = String::from("c1");
+    let _ = write!(out, "{:016x}", last.nanos());
+    out
+}
+
+fn decode_cursor(text: &str) -> Option<Timestamp> {
+    let hex = text.strip_prefix("c1")?;
+    (hex.len() == 16)
+        .then(|| i64::from_str_radix(hex, 16).ok())
+        .flatten()
+        .map(Timestamp::from_nanos)
+}
+
+fn list<T>(text: &str, parse: impl Fn(&str) -> Option<T>) -> Result<Vec<T>, String> {
+    let mut items = Vec::new();
+    for part in text.split(',').map(str::trim) {
+        match parse(part) {
+            Some(item) => items.push(item),
+            None => return Err(part.to_owned()),
+        }
+    }
+    Ok(items)
+}
+
+impl HistoryQuery {
+    /// Parses every parameter; `now` is the default end; `max_points` bounds the buckets of
+    /// an aggregated answer (a finer request is refused with the coarsest-needed interval).
+    pub fn parse(
+        params: &HistoryParams,
+        now: Timestamp,
+        max_points: i64,
+    ) -> Result<Self, Vec<Violation>> {
+        let mut errors = Vec::new();
+        let mut bad = |name: &str, message: String, value: Option<&str>| {
+            errors.push(Violation::new(name, message, value.map(Value::from)));
+        };
+        let start = match params.start_time.as_deref() {
+            None => {
+                bad("start_time", "is required (RFC 3339)".to_owned(), None);
+                None
+            }
+            Some(text) => Timestamp::parse_rfc3339(text)
+                .map_err(|m| bad("start_time", m.to_owned(), Some(text)))
+                .ok(),
+        };
+        let end = match params.end_time.as_deref() {
+            None => Some(now),
+            Some(text) => Timestamp::parse_rfc3339(text)
+                .map_err(|m| bad("end_time", m.to_owned(), Some(text)))
+                .ok(),
+        };
+        if let (Some(s), Some(e)) = (start, end)
+            && s >= e
+        {
+            bad(
+                "end_time",
+                "must be after start_time".to_owned(),
+                params.end_time.as_deref(),
+            );
+        }
+        let interval = match params.interval.as_deref() {
+            None => Some(Interval::Raw),
+            Some(text) => {
+                let parsed = Interval::parse(text);
+                if parsed.is_none() {
+                    bad(
+                        "interval",
+                        "must be one of raw, 1m, 5m, 15m, 1h, 1d".to_owned(),
+                        Some(text),
+                    );
+                }
+                parsed
+            }
+        };
+        let fields = match params.fields.as_deref() {
+            None => Field::ALL.to_vec(),
+            Some(text) => list(text, Field::parse).unwrap_or_else(|part| {
+                bad(
+                    "fields",
+                    format!("unknown field {part:?}; use temperature, pressure, speed"),
+                    Some(text),
+                );
+                Vec::new()
+            }),
+        };
+        let aggregates = match params.agg.as_deref() {
+            None => vec![Aggregate::Mean],
+            Some(text) => {
+                if interval == Some(Interval::Raw) {
+                    bad(
+                        "agg",
+                        "applies to aggregated intervals only".to_owned(),
+                        Some(text),
+                    );
+                }
+                list(text, Aggregate::parse).unwrap_or_else(|part| {
+                    bad(
+                        "agg",
+                        format!("unknown aggregate {part:?}; use mean, min, max, count"),
+                        Some(text),
+                    );
+                    Vec::new()
+                })
+            }
+        };
+        let tz = match params.tz.as_deref() {
+            None => TimeZoneName("UTC".to_owned()),
+            Some(text) => TimeZoneName::parse(text).unwrap_or_else(|| {
+                bad(
+                    "tz",
+                    "must be an IANA time zone such as Europe/Berlin".to_owned(),
+                    Some(text),
+                );
+                TimeZoneName("UTC".to_owned())
+            }),
+        };
+        let limit = match params.limit.as_deref() {
+            None => 1000,
+            Some(text) => match text.parse::<usize>() {
+                Ok(n) if (1..=10_000).contains(&n) => n,
+                _ => {
+                    bad("limit", "must be 1 to 10000".to_owned(), Some(text));
+                    1000
+                }
+            },
+        };
+        let after = match params.cursor.as_deref() {
+            None => None,
+            Some(text) => {
+                if interval != Some(Interval::Raw) {
+                    bad(
+                        "cursor",
+                        "applies to raw readings only".to_owned(),
+                        Some(text),
+                    );
+                }
+                let decoded = decode_cursor(text);
+                if decoded.is_none() {
+                    bad(
+                        "cursor",
+                        "is not a cursor this API handed out".to_owned(),
+                        Some(text),
+                    );
+                }
+                decoded
+            }
+        };
+        if let (Some(s), Some(e), Some(i)) = (start, end, interval)
+            && i != Interval::Raw
+        {
+            let span = (e.nanos() - s.nanos()) / 1_000_000_000;
+            let buckets = |i: Interval| span / i.seconds() + 1;
+            if buckets(i) > max_points {
+                let coarser = Interval::AGGREGATED
+                    .into_iter()
+                    .find(|c| buckets(*c) <= max_points)
+                    .map(|c| format!("use interval {} or coarser, or a shorter range", c.as_str()))
+                    .unwrap_or_else(|| "use a shorter range".to_owned());
+                bad(
+                    "interval",
+                    format!(
+                        "{} buckets exceed the maximum of {max_points}; {coarser}",
+                        buckets(i)
+                    ),
+                    Some(i.as_str()),
+                );
+            }
+        }
+        match (start, end, interval) {
+            (Some(start), Some(end), Some(interval)) if errors.is_empty() => Ok(Self {
+                start,
+                end,
+                interval,
+                fields,
+                aggregates,
+                tz,
+                limit,
+                after,
+            }),
+            _ => Err(errors),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn now() -> Timestamp {
+        Timestamp::parse_rfc3339("2026-03-01T00:00:00Z").unwrap()
+    }
+
+    fn params(pairs: &[(&str, &str)]) -> HistoryParams {
+        let map: std::collections::HashMap<&str, String> =
+            pairs.iter().map(|(k, v)| (*k, (*v).to_owned())).collect();
+        HistoryParams {
+            start_time: map.get("start_time").cloned(),
+            end_time: map.get("end_time").cloned(),
+            interval: map.get("interval").cloned(),
+            fields: map.get("fields").cloned(),
+            agg: map.get("agg").cloned(),
+            tz: map.get("tz").cloned(),
+            limit: map.get("limit").cloned(),
+            cursor: map.get("cursor").cloned(),
+        }
+    }
+
+    #[test]
+    fn every_problem_is_reported_at_once() {
+        let errors = HistoryQuery::parse(
+            &params(&[
+                ("start_time", "yesterday"),
+                ("interval", "2h"),
+                ("fields", "temperature,humidity"),
+                ("agg", "median"),
+                ("limit", "0"),
+                ("tz", "Mars/Olympus Mons"),
+            ]),
+            now(),
+            50_000,
+        )
+        .unwrap_err();
+        let names: Vec<_> = errors.iter().map(|e| e.path.as_str()).collect();
+        assert_eq!(
+            names,
+            ["start_time", "interval", "fields", "agg", "tz", "limit"]
+        );
+    }
+
+    #[test]
+    fn defaults_and_normalisation() {
+        let q = HistoryQuery::parse(
+            &params(&[("start_time", "2026-02-28T00:00:00+01:00")]),
+            now(),
+            50_000,
+        )
+        .unwrap();
+        assert_eq!(q.interval, Interval::Raw);
+        assert_eq!(q.fields, Field::ALL.to_vec());
+        assert_eq!(q.end, now());
+        assert_eq!(q.limit, 1000);
+        assert!(q.tz.is_utc());
+    }
+
+    #[test]
+    fn too_many_buckets_names_a_coarser_interval() {
+        let errors = HistoryQuery::parse(
+            &params(&[("start_time", "2026-01-01T00:00:00Z"), ("interval", "1m")]),
+            now(),
+            50_000,
+        )
+        .unwrap_err();
+        assert!(
+            errors[0].message.contains("use interval 5m or coarser"),
+            "{}",
+            errors[0].message
+        );
+        assert!(
+            HistoryQuery::parse(
+                &params(&[("start_time", "2026-01-01T00:00:00Z"), ("interval", "5m")]),
+                now(),
+                50_000
+            )
+            .is_ok()
+        );
+    }
+
+    #[test]
+    fn cursors_round_trip_and_foreign_ones_are_refused() {
+        let t = Timestamp::from_nanos(1_772_323_200_123_456_789);
+        let cursor = encode_cursor(t);
+        let q = HistoryQuery::parse(
+            &params(&[("start_time", "2026-02-01T00:00:00Z"), ("cursor", &cursor)]),
+            now(),
+            50_000,
+        )
+        .unwrap();
+        assert_eq!(q.after, Some(t));
+        assert!(
+            HistoryQuery::parse(
+                &params(&[("start_time", "2026-02-01T00:00:00Z"), ("cursor", "abc")]),
+                now(),
+                50_000
+            )
+            .is_err()
+        );
+        assert_eq!(Aggregate::Max.column(Field::Speed), "speed_max");
+        assert_eq!(Aggregate::Mean.column(Field::Speed), "speed");
+    }
+}

@@ -1,0 +1,264 @@
+//! History: raw pagination, aggregates checked against an independent computation, time
+//! zones, parameter errors, the point limit.
+
+use domain::{MachineStatus, Role};
+use plantline_e2e::{TestApp, TestContext};
+use platform::ServiceName;
+use reqwest::Method;
+use serde_json::Value;
+
+struct Rig {
+    ctx: TestContext,
+    query: TestApp,
+    token: String,
+    machine: uuid::Uuid,
+}
+
+async fn rig() -> Rig {
+    let ctx = TestContext::new().await;
+    let auth = ctx.spawn(ServiceName::Auth).await;
+    let query = ctx.spawn(ServiceName::QueryApi).await;
+    let token = auth.token_for(&ctx.create_user(Role::Operator).await).await;
+    let machine = ctx.create_machine(MachineStatus::Active).await;
+    Rig {
+        ctx,
+        query,
+        token,
+        machine,
+    }
+}
+
+impl Rig {
+    /// Writes (seconds since `base`, temperature, speed) points for the machine.
+    async fn write(&self, base: chrono::DateTime<chrono::Utc>, points: &[(i64, f64, f64)]) {
+        let lines: Vec<String> = points
+            .iter()
+            .map(|(s, t, v)| {
+                let ns = (base + chrono::Duration::seconds(*s)).timestamp_nanos_opt().unwrap();
+                format!("sensor_readings,factory_id=A,location=Hall\\ 1,machine_id={},sensor_type=multi temperature={t},speed={v} {ns}", self.machine)
+            })
+            .collect();
+        self.ctx
+            .influx()
+            .write_lines(lines.join("\n"), None)
+            .await
+            .unwrap();
+    }
+
+    async fn get(&self, query: &str) -> (u16, Value) {
+        let response = self
+            .query
+            .request(
+                Method::GET,
+                &format!("/api/v1/data/machine/{}?{query}", self.machine),
+            )
+            .bearer_auth(&self.token)
+            .send()
+            .await
+            .unwrap();
+        (response.status().as_u16(), response.json().await.unwrap())
+    }
+}
+
+fn day_ago() -> chrono::DateTime<chrono::Utc> {
+    // A whole hour a day ago, so buckets have known edges.
+    let t = chrono::Utc::now() - chrono::Duration::days(1);
+    t - chrono::Duration::seconds(t.timestamp() % 3600)
+}
+
+fn enc(t: chrono::DateTime<chrono::Utc>) -> String {
+    t.to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
+        .replace('+', "%2B")
+}
+
+#[tokio::test]
+async fn raw_pages_walk_the_range_without_gaps_or_duplicates() {
+    let rig = rig().await;
+    let base = day_ago();
+    let points: Vec<(i64, f64, f64)> = (0..25).map(|i| (i * 10, 50.0 + i as f64, 1000.0)).collect();
+    rig.write(base, &points).await;
+
+    let mut seen = Vec::new();
+    let mut cursor: Option<String> = None;
+    for _ in 0..10 {
+        let mut q = format!(
+            "start_time={}&end_time={}&limit=10&fields=temperature",
+            enc(base),
+            enc(base + chrono::Duration::hours(1))
+        );
+        if let Some(c) = &cursor {
+            q.push_str(&format!("&cursor={c}"));
+        }
+        let (status, body) = rig.get(&q).await;
+        assert_eq!(status, 200, "{body}");
+        for row in body["data"].as_array().unwrap() {
+            assert!(row.get("speed").is_none(), "only the requested field");
+            seen.push(row["temperature"].as_f64().unwrap());
+        }
+        if body["pagination"]["has_more"] == true {
+            cursor = Some(
+                body["pagination"]["next_cursor"]
+                    .as_str()
+                    .unwrap()
+                    .to_owned(),
+            );
+        } else {
+            assert!(body["pagination"]["next_cursor"].is_null());
+            break;
+        }
+    }
+    let expected: Vec<f64> = points.iter().map(|p| p.1).collect();
+    assert_eq!(seen, expected, "every reading once, in order");
+}
+
+#[tokio::test]
+async fn buckets_match_an_independent_computation_for_every_interval() {
+    let rig = rig().await;
+    let base = day_ago();
+    // Irregular points over two hours, including both edges of a bucket.
+    let points: Vec<(i64, f64, f64)> = (0..240)
+        .map(|i| {
+            let s = i * 30 + (i % 7) * 3;
+            (
+                s,
+                40.0 + ((i * 37) % 23) as f64 * 1.5,
+                900.0 + ((i * 11) % 17) as f64,
+            )
+        })
+        .chain([(3599, 99.0, 2000.0), (3600, 1.0, 1.0)])
+        .collect();
+    rig.write(base, &points).await;
+    let end = base + chrono::Duration::hours(2);
+    for (interval, width) in [
+        ("1m", 60i64),
+        ("5m", 300),
+        ("15m", 900),
+        ("1h", 3600),
+        ("1d", 86_400),
+    ] {
+        let (status, body) = rig
+            .get(&format!("start_time={}&end_time={}&interval={interval}&fields=temperature,speed&agg=mean,min,max,count", enc(base), enc(end)))
+            .await;
+        assert_eq!(status, 200, "{interval}: {body}");
+        // Independent: bucket by floor((time - epoch) / width), UTC.
+        let mut expected: std::collections::BTreeMap<i64, Vec<(f64, f64)>> = Default::default();
+        for (s, t, v) in &points {
+            let ts = base.timestamp() + s;
+            expected
+                .entry(ts - ts.rem_euclid(width))
+                .or_default()
+                .push((*t, *v));
+        }
+        let rows = body["data"].as_array().unwrap();
+        assert_eq!(rows.len(), expected.len(), "{interval}: bucket count");
+        for (row, (bucket, values)) in rows.iter().zip(&expected) {
+            let start = chrono::DateTime::parse_from_rfc3339(row["timestamp"].as_str().unwrap())
+                .unwrap()
+                .timestamp();
+            assert_eq!(start, *bucket, "{interval}: bucket start");
+            let temps: Vec<f64> = values.iter().map(|v| v.0).collect();
+            let mean = temps.iter().sum::<f64>() / temps.len() as f64;
+            assert!(
+                (row["temperature"].as_f64().unwrap() - mean).abs() < 1e-9,
+                "{interval} mean"
+            );
+            assert_eq!(
+                row["temperature_min"].as_f64().unwrap(),
+                temps.iter().cloned().fold(f64::MAX, f64::min)
+            );
+            assert_eq!(
+                row["temperature_max"].as_f64().unwrap(),
+                temps.iter().cloned().fold(f64::MIN, f64::max)
+            );
+            assert_eq!(
+                row["temperature_count"].as_u64().unwrap(),
+                temps.len() as u64
+            );
+            assert_eq!(row["speed_count"].as_u64().unwrap(), values.len() as u64);
+        }
+    }
+}
+
+#[tokio::test]
+async fn day_buckets_start_at_local_midnight() {
+    let rig = rig().await;
+    // 22:30 and 23:30 UTC on a winter day are 23:30 and 00:30 in Berlin: two local days.
+    let day = chrono::Utc::now().date_naive() - chrono::Duration::days(3);
+    let base = day.and_hms_opt(22, 30, 0).unwrap().and_utc();
+    rig.write(base, &[(0, 10.0, 1.0), (3600, 20.0, 1.0)]).await;
+    let range = format!(
+        "start_time={}&end_time={}&interval=1d&fields=temperature",
+        enc(base - chrono::Duration::days(1)),
+        enc(base + chrono::Duration::days(1))
+    );
+    let (_, utc) = rig.get(&range).await;
+    assert_eq!(
+        utc["data"].as_array().unwrap().len(),
+        1,
+        "one UTC day: {utc}"
+    );
+    let (status, berlin) = rig.get(&format!("{range}&tz=Europe/Berlin")).await;
+    assert_eq!(status, 200, "{berlin}");
+    let rows = berlin["data"].as_array().unwrap();
+    let offset_hours = chrono::DateTime::parse_from_rfc3339(rows[0]["timestamp"].as_str().unwrap())
+        .unwrap()
+        .timestamp()
+        % 86_400
+        / 3600;
+    assert!(
+        offset_hours == 23 || offset_hours == 22,
+        "local midnight in UTC: {rows:?}"
+    );
+    // Whether 23:30 UTC is already the next Berlin day depends on DST; both readings are counted.
+    let total: f64 = rows
+        .iter()
+        .map(|r| r["temperature"].as_f64().unwrap())
+        .sum::<f64>();
+    assert!(total > 0.0);
+    let (status, body) = rig.get(&format!("{range}&tz=Mars/Olympus")).await;
+    assert_eq!(status, 400);
+    assert_eq!(body["errors"][0]["parameter"], "tz");
+}
+
+#[tokio::test]
+async fn bad_parameters_are_listed_and_unknown_machines_are_404() {
+    let rig = rig().await;
+    let (status, body) = rig
+        .get("start_time=2025-13-45T00:00:00Z&interval=2h&fields=humidity&agg=median&limit=0")
+        .await;
+    assert_eq!(status, 400);
+    let names: Vec<&str> = body["errors"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["parameter"].as_str().unwrap())
+        .collect();
+    assert_eq!(names, ["start_time", "interval", "fields", "agg", "limit"]);
+    let (status, _) = rig.get("end_time=2026-01-01T00:00:00Z").await;
+    assert_eq!(status, 400, "start_time is required");
+
+    let (status, body) = rig.get("start_time=2025-01-01T00:00:00Z&interval=1m").await;
+    assert_eq!(status, 400, "a year of minutes exceeds the point limit");
+    assert!(
+        body["errors"][0]["error"]
+            .as_str()
+            .unwrap()
+            .contains("or coarser"),
+        "{body}"
+    );
+
+    let unknown = rig
+        .query
+        .request(
+            Method::GET,
+            &format!(
+                "/api/v1/data/machine/{}?start_time=2026-01-01T00:00:00Z",
+                uuid::Uuid::new_v4()
+            ),
+        )
+        .bearer_auth(&rig.token)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(unknown.status(), 404);
+}
