@@ -471,3 +471,44 @@ async fn without_redis_administration_fails_closed_and_everything_else_open() {
         "{metrics}"
     );
 }
+
+#[tokio::test]
+async fn a_setting_changed_through_query_api_applies_in_ingest_api_within_two_seconds() {
+    let ctx = TestContext::new().await;
+    let auth = ctx.spawn(ServiceName::Auth).await;
+    let query = ctx.spawn(ServiceName::QueryApi).await;
+    let ingest = ctx.spawn(ServiceName::IngestApi).await;
+    let manager = auth
+        .token_for(&ctx.create_user(Role::Management).await)
+        .await;
+    let machine = ctx.create_machine(domain::MachineStatus::Active).await;
+    let two_readings = || {
+        let ts = (chrono::Utc::now() - chrono::Duration::seconds(5)).to_rfc3339();
+        json!({"gateway_id": "g", "timestamp": ts, "batch": [{"machine_id": machine, "readings": [
+            {"timestamp": ts, "speed": 1.0}, {"timestamp": ts, "speed": 2.0}]}]})
+    };
+    let status = |body: Value| {
+        let request = ingest
+            .request(Method::POST, "/api/v1/data/ingest")
+            .bearer_auth(&manager)
+            .json(&body);
+        async move { request.send().await.unwrap().status().as_u16() }
+    };
+    assert_eq!(status(two_readings()).await, 201);
+    let changed = query
+        .request(Method::POST, "/api/v1/config/update")
+        .bearer_auth(&manager)
+        .json(&json!({"setting_name": "ingest_max_readings_per_batch", "setting_value": 1}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(changed.status(), 200);
+    let started = std::time::Instant::now();
+    plantline_e2e::eventually(
+        std::time::Duration::from_secs(2),
+        "ingest applies the new limit",
+        || async { (status(two_readings()).await == 413).then_some(()) },
+    )
+    .await;
+    eprintln!("setting applied after {:?}", started.elapsed());
+}
