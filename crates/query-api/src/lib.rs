@@ -61,7 +61,7 @@ pub async fn build(settings: &Settings) -> Result<Application, StartupError> {
     let app = Application::build(settings, parts)?;
     app.spawn_background(live_settings.run_refresh(
         pg,
-        Duration::from_secs(1),
+        Duration::from_millis(500),
         app.shutdown_token(),
     ));
     Ok(app)
