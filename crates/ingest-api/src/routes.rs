@@ -240,6 +240,7 @@ async fn ingest(
         &written,
         state.audience.listening(),
     );
+    platform::latest::queue_late_hours(&mut pipe, &state.redis, &written);
     let mut outcome = state.redis.query_pipeline::<()>(&pipe).await;
     if let Err(err) = &outcome
         && platform::latest::is_missing_script(err)

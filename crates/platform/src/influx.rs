@@ -495,11 +495,14 @@ impl InfluxClient {
     ) -> Result<(), InfluxError> {
         use chrono::SecondsFormat::Secs;
         for rollup in ROLLUPS {
+            // Whole buckets only: a rollup point computed from part of its bucket would be wrong.
+            let width = if rollup.bucket == "1h" { 3600 } else { 86_400 };
+            let (from, to) = (floor_to(start, width), ceil_to(end, width));
             self.query(&format!(
                 "{} WHERE time >= '{}' AND time < '{}' GROUP BY time({}), *",
                 rollup.select_into(&self.database),
-                start.to_rfc3339_opts(Secs, true),
-                end.to_rfc3339_opts(Secs, true),
+                from.to_rfc3339_opts(Secs, true),
+                to.to_rfc3339_opts(Secs, true),
                 rollup.bucket,
             ))
             .await?;
@@ -507,6 +510,28 @@ impl InfluxClient {
         Ok(())
     }
 }
+
+fn floor_to(t: chrono::DateTime<chrono::Utc>, width: i64) -> chrono::DateTime<chrono::Utc> {
+    let secs = t.timestamp();
+    chrono::DateTime::from_timestamp(secs - secs.rem_euclid(width), 0).unwrap_or(t)
+}
+
+fn ceil_to(t: chrono::DateTime<chrono::Utc>, width: i64) -> chrono::DateTime<chrono::Utc> {
+    let floor = floor_to(t, width);
+    if floor == t {
+        t
+    } else {
+        floor + chrono::Duration::seconds(width)
+    }
+}
+
+/// Hours whose rollups missed readings that arrived late (beyond the continuous queries'
+/// two-hour look-back): a sorted set of hour starts (unix seconds), worked off by query-api.
+pub const LATE_HOURS: &str = "rollup:late_hours";
+
+/// How far back the continuous queries recompute; readings older than this when written
+/// must be rolled up by [`InfluxClient::backfill_rollups`].
+pub const ROLLUP_LOOKBACK_SECS: i64 = 2 * 3600;
 
 async fn check_status(response: reqwest::Response) -> Result<String, InfluxError> {
     let status = response.status();

@@ -187,3 +187,31 @@ pub fn queue(
             .ignore();
     }
 }
+
+/// Queues, on `pipe`, the hours of readings too old for the continuous queries to see, so
+/// query-api recomputes their rollups (see `influx::LATE_HOURS`).
+pub fn queue_late_hours(
+    pipe: &mut redis::Pipeline,
+    redis: &RedisClient,
+    batches: &[(&MachineInfo, &[Reading])],
+) {
+    let cutoff = chrono::Utc::now().timestamp() - crate::influx::ROLLUP_LOOKBACK_SECS + 300;
+    let mut hours: Vec<i64> = batches
+        .iter()
+        .flat_map(|(_, readings)| readings.iter())
+        .map(|r| r.timestamp().nanos().div_euclid(1_000_000_000))
+        .filter(|secs| *secs < cutoff)
+        .map(|secs| secs - secs.rem_euclid(3600))
+        .collect();
+    hours.sort_unstable();
+    hours.dedup();
+    if hours.is_empty() {
+        return;
+    }
+    let mut add = redis::cmd("ZADD");
+    add.arg(redis.key(crate::influx::LATE_HOURS));
+    for hour in hours {
+        add.arg(hour).arg(hour);
+    }
+    pipe.add_command(add).ignore();
+}

@@ -1,5 +1,6 @@
 //! `query-api`: history, latest values, the machine registry, configuration and the dashboard.
 
+pub mod rollups;
 mod routes;
 mod store;
 
@@ -46,7 +47,7 @@ pub async fn build(settings: &Settings) -> Result<Application, StartupError> {
         influx: influx.clone(),
         settings: live_settings.clone(),
         pg: pg.clone(),
-        redis,
+        redis: redis.clone(),
     });
     let parts = ServiceParts {
         service: ServiceName::QueryApi,
@@ -62,6 +63,12 @@ pub async fn build(settings: &Settings) -> Result<Application, StartupError> {
     app.spawn_background(live_settings.run_refresh(
         pg,
         Duration::from_millis(500),
+        app.shutdown_token(),
+    ));
+    app.spawn_background(rollups::run(
+        influx,
+        redis,
+        Duration::from_secs(10),
         app.shutdown_token(),
     ));
     Ok(app)

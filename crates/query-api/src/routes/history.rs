@@ -4,15 +4,18 @@
 use crate::QueryState;
 use crate::store::machines;
 use actix_web::{HttpResponse, web};
-use domain::history::{HistoryParams, HistoryQuery, Interval, encode_cursor};
+use domain::history::{Aggregate, HistoryParams, HistoryQuery, Interval, encode_cursor};
 use domain::reading::{Field, Timestamp, Violation};
 use platform::ApiError;
 use platform::auth::{Authenticated, require};
 use platform::error::FieldError;
-use platform::influx::InfluxError;
+use platform::influx::{InfluxError, ROLLUP_LOOKBACK_SECS, Series};
 use platform::postgres::connection;
 use serde_json::{Map, Value, json};
+use std::collections::BTreeMap;
 use uuid::Uuid;
+
+const HOUR_NS: i64 = 3_600_000_000_000;
 
 fn rfc3339(ns: i64) -> String {
     chrono::DateTime::from_timestamp_nanos(ns).to_rfc3339_opts(chrono::SecondsFormat::AutoSi, true)
@@ -34,50 +37,222 @@ fn parameter_errors(violations: Vec<Violation>) -> ApiError {
     )
 }
 
-/// The InfluxQL statement for a validated request about machine `id`.
-fn statement(query: &HistoryQuery, id: &Uuid) -> String {
+fn tz_clause(query: &HistoryQuery) -> String {
+    if query.tz.is_utc() {
+        String::new()
+    } else {
+        format!(" tz('{}')", query.tz.as_ref())
+    }
+}
+
+/// The statement for a raw page; one row more than asked tells whether another page exists.
+fn raw_statement(query: &HistoryQuery, id: &Uuid) -> String {
     let mut range = format!(
         "\"machine_id\" = '{id}' AND time >= {} AND time < {}",
         query.start.nanos(),
         query.end.nanos()
     );
-    if query.interval == Interval::Raw {
-        if let Some(after) = query.after {
-            range.push_str(&format!(" AND time > {}", after.nanos()));
-        }
-        let fields: Vec<String> = query
-            .fields
-            .iter()
-            .map(|f| format!("\"{}\"", f.as_str()))
-            .collect();
-        // One row more than asked tells whether another page exists.
-        return format!(
-            "SELECT {} FROM \"sensor_readings\" WHERE {range} ORDER BY time ASC LIMIT {}",
-            fields.join(", "),
-            query.limit + 1
-        );
+    if let Some(after) = query.after {
+        range.push_str(&format!(" AND time > {}", after.nanos()));
     }
-    let mut selections = Vec::new();
-    for field in &query.fields {
-        for aggregate in &query.aggregates {
-            selections.push(format!(
-                "{}(\"{}\") AS \"{}\"",
-                aggregate.as_str(),
-                field.as_str(),
-                aggregate.column(*field)
-            ));
-        }
+    let fields: Vec<String> = query
+        .fields
+        .iter()
+        .map(|f| format!("\"{}\"", f.as_str()))
+        .collect();
+    format!(
+        "SELECT {} FROM \"sensor_readings\" WHERE {range} ORDER BY time ASC LIMIT {}",
+        fields.join(", "),
+        query.limit + 1
+    )
+}
+
+/// One slice of an aggregated request and where it is read from.
+struct Part {
+    from_rollup: bool,
+    start: i64,
+    end: i64,
+}
+
+/// Splits an aggregated request: whole hours old enough for the continuous queries (and the
+/// late-hour maintenance) come from the `hourly` rollup, the rest from raw readings. Buckets
+/// are then merged from sums, counts, minima and maxima, so the answer is the same number
+/// either way. Zones other than UTC read raw data: their buckets need not align with UTC
+/// hours (half-hour offsets).
+fn plan(query: &HistoryQuery, now: Timestamp) -> Vec<Part> {
+    let (start, end) = (query.start.nanos(), query.end.nanos());
+    let whole = vec![Part {
+        from_rollup: false,
+        start,
+        end,
+    }];
+    if !matches!(query.interval, Interval::Hour | Interval::Day) || !query.tz.is_utc() {
+        return whole;
     }
-    let tz = if query.tz.is_utc() {
-        String::new()
+    let horizon = now.nanos() - (ROLLUP_LOOKBACK_SECS + 600) * 1_000_000_000;
+    let first = start.div_euclid(HOUR_NS) * HOUR_NS
+        + if start.rem_euclid(HOUR_NS) == 0 {
+            0
+        } else {
+            HOUR_NS
+        };
+    let last = end.min(horizon).div_euclid(HOUR_NS) * HOUR_NS;
+    if first >= last {
+        return whole;
+    }
+    let mut parts = Vec::with_capacity(3);
+    if start < first {
+        parts.push(Part {
+            from_rollup: false,
+            start,
+            end: first,
+        });
+    }
+    parts.push(Part {
+        from_rollup: true,
+        start: first,
+        end: last,
+    });
+    if last < end {
+        parts.push(Part {
+            from_rollup: false,
+            start: last,
+            end,
+        });
+    }
+    parts
+}
+
+/// Sum, count, min and max of every requested field per bucket, for one part.
+fn aggregate_statement(query: &HistoryQuery, id: &Uuid, part: &Part) -> String {
+    let selections: Vec<String> = query
+        .fields
+        .iter()
+        .map(|f| {
+            let f = f.as_str();
+            if part.from_rollup {
+                format!("sum(\"{f}_sum\") AS \"{f}_sum\", sum(\"{f}_count\") AS \"{f}_count\", min(\"{f}_min\") AS \"{f}_min\", max(\"{f}_max\") AS \"{f}_max\"")
+            } else {
+                format!("sum(\"{f}\") AS \"{f}_sum\", count(\"{f}\") AS \"{f}_count\", min(\"{f}\") AS \"{f}_min\", max(\"{f}\") AS \"{f}_max\"")
+            }
+        })
+        .collect();
+    let source = if part.from_rollup {
+        "\"hourly\".\"sensor_readings\""
     } else {
-        format!(" tz('{}')", query.tz.as_ref())
+        "\"sensor_readings\""
     };
     format!(
-        "SELECT {} FROM \"sensor_readings\" WHERE {range} GROUP BY time({}) fill(none){tz}",
+        "SELECT {} FROM {source} WHERE \"machine_id\" = '{id}' AND time >= {} AND time < {} GROUP BY time({}) fill(none){}",
         selections.join(", "),
-        query.interval.as_str()
+        part.start,
+        part.end,
+        query.interval.as_str(),
+        tz_clause(query)
     )
+}
+
+/// Running totals of one field in one bucket.
+#[derive(Default, Clone, Copy)]
+struct Totals {
+    sum: f64,
+    count: u64,
+    min: Option<f64>,
+    max: Option<f64>,
+}
+
+fn pick(a: Option<f64>, b: Option<f64>, f: fn(f64, f64) -> f64) -> Option<f64> {
+    match (a, b) {
+        (Some(a), Some(b)) => Some(f(a, b)),
+        (a, b) => a.or(b),
+    }
+}
+
+/// Merges the parts' buckets and renders the requested aggregates.
+fn merge(query: &HistoryQuery, answers: Vec<Vec<Series>>) -> Vec<Value> {
+    let mut buckets: BTreeMap<i64, Vec<Totals>> = BTreeMap::new();
+    for series in answers.into_iter().flatten() {
+        let column = |name: String| series.columns.iter().position(|c| *c == name);
+        let columns: Vec<[Option<usize>; 4]> = query
+            .fields
+            .iter()
+            .map(|f| ["sum", "count", "min", "max"].map(|s| column(format!("{}_{s}", f.as_str()))))
+            .collect();
+        for row in &series.values {
+            let Some(time) = row.first().and_then(Value::as_i64) else {
+                continue;
+            };
+            let totals = buckets
+                .entry(time)
+                .or_insert_with(|| vec![Totals::default(); query.fields.len()]);
+            for (t, [sum, count, min, max]) in totals.iter_mut().zip(&columns) {
+                let value = |c: &Option<usize>| c.and_then(|c| row.get(c)).and_then(Value::as_f64);
+                let n = value(count).unwrap_or(0.0) as u64;
+                if n == 0 {
+                    continue;
+                }
+                t.sum += value(sum).unwrap_or(0.0);
+                t.count += n;
+                t.min = pick(t.min, value(min), f64::min);
+                t.max = pick(t.max, value(max), f64::max);
+            }
+        }
+    }
+    buckets
+        .into_iter()
+        .filter(|(_, totals)| totals.iter().any(|t| t.count > 0))
+        .map(|(time, totals)| {
+            let mut row = Map::new();
+            row.insert("timestamp".to_owned(), Value::from(rfc3339(time)));
+            for (field, t) in query.fields.iter().zip(totals) {
+                for aggregate in &query.aggregates {
+                    let value = match aggregate {
+                        _ if t.count == 0 => Value::Null,
+                        Aggregate::Mean => Value::from(t.sum / t.count as f64),
+                        Aggregate::Min => t.min.map_or(Value::Null, Value::from),
+                        Aggregate::Max => t.max.map_or(Value::Null, Value::from),
+                        Aggregate::Count => Value::from(t.count),
+                    };
+                    row.insert(aggregate.column(*field), value);
+                }
+            }
+            Value::Object(row)
+        })
+        .collect()
+}
+
+/// Raw rows, truncated to the page, and the pagination that goes with them.
+fn raw_rows(query: &HistoryQuery, answers: Vec<Vec<Series>>) -> (Vec<Value>, Value) {
+    let mut rows: Vec<Value> = Vec::new();
+    for series in answers.into_iter().flatten() {
+        for values in &series.values {
+            let mut row = Map::new();
+            for (column, value) in series.columns.iter().zip(values) {
+                if column == "time" {
+                    row.insert(
+                        "timestamp".to_owned(),
+                        Value::from(rfc3339(value.as_i64().unwrap_or_default())),
+                    );
+                } else {
+                    row.insert(column.clone(), value.clone());
+                }
+            }
+            rows.push(Value::Object(row));
+        }
+    }
+    let mut pagination = json!({"limit": query.limit, "has_more": false, "next_cursor": null});
+    if rows.len() > query.limit {
+        rows.truncate(query.limit);
+        let last = rows
+            .last()
+            .and_then(|r| r["timestamp"].as_str())
+            .and_then(|t| Timestamp::parse_rfc3339(t).ok());
+        if let Some(last) = last {
+            pagination =
+                json!({"limit": query.limit, "has_more": true, "next_cursor": encode_cursor(last)});
+        }
+    }
+    (rows, pagination)
 }
 
 fn normalised(query: &HistoryQuery) -> Value {
@@ -110,9 +285,23 @@ pub async fn machine_history(
         .ok_or_else(|| ApiError::not_found("no such machine"))?;
     drop(conn);
 
-    let answer = state
+    let parts = if query.interval == Interval::Raw {
+        Vec::new()
+    } else {
+        plan(&query, now)
+    };
+    let statements = if query.interval == Interval::Raw {
+        raw_statement(&query, &machine.id)
+    } else {
+        parts
+            .iter()
+            .map(|p| aggregate_statement(&query, &machine.id, p))
+            .collect::<Vec<_>>()
+            .join("; ")
+    };
+    let answers = state
         .influx
-        .query(&statement(&query, &machine.id))
+        .query(&statements)
         .await
         .map_err(|err| match err {
             // The only statement error a validated request can cause: a zone InfluxDB does not know.
@@ -130,39 +319,24 @@ pub async fn machine_history(
                 ApiError::unavailable("the time-series store is unavailable, retry shortly", 5)
             }
         })?;
-    let mut rows: Vec<Value> = Vec::new();
-    for series in answer.into_iter().flatten() {
-        for values in &series.values {
-            let mut row = Map::new();
-            for (column, value) in series.columns.iter().zip(values) {
-                if column == "time" {
-                    row.insert(
-                        "timestamp".to_owned(),
-                        Value::from(rfc3339(value.as_i64().unwrap_or_default())),
-                    );
-                } else {
-                    row.insert(column.clone(), value.clone());
-                }
-            }
-            rows.push(Value::Object(row));
-        }
-    }
-    let mut pagination = json!({"limit": query.limit, "has_more": false, "next_cursor": null});
-    if query.interval == Interval::Raw && rows.len() > query.limit {
-        rows.truncate(query.limit);
-        let last = rows
-            .last()
-            .and_then(|r| r["timestamp"].as_str())
-            .and_then(|t| Timestamp::parse_rfc3339(t).ok());
-        if let Some(last) = last {
-            pagination =
-                json!({"limit": query.limit, "has_more": true, "next_cursor": encode_cursor(last)});
-        }
-    }
+    let (rows, pagination) = if query.interval == Interval::Raw {
+        raw_rows(&query, answers)
+    } else {
+        (
+            merge(&query, answers),
+            json!({"limit": query.limit, "has_more": false, "next_cursor": null}),
+        )
+    };
+    let mut echo = normalised(&query);
+    echo["source"] = Value::from(if parts.iter().any(|p| p.from_rollup) {
+        "hourly rollup + raw"
+    } else {
+        "raw"
+    });
     Ok(HttpResponse::Ok().json(json!({
         "status": "success",
         "machine": machine,
-        "query": normalised(&query),
+        "query": echo,
         "data": rows,
         "pagination": pagination,
     })))

@@ -128,6 +128,16 @@ async fn buckets_match_an_independent_computation_for_every_interval() {
         .chain([(3599, 99.0, 2000.0), (3600, 1.0, 1.0)])
         .collect();
     rig.write(base, &points).await;
+    // What the continuous queries (or the late-hour maintenance) would have done.
+    rig.ctx
+        .influx()
+        .backfill_rollups(base, base + chrono::Duration::hours(2))
+        .await
+        .unwrap();
+    // A start 30 s into the first hour: its bucket mixes raw (head) and nothing else, the
+    // second hour comes from the rollup — the numbers must not change.
+    let start = base + chrono::Duration::seconds(30);
+    let points: Vec<(i64, f64, f64)> = points.into_iter().filter(|p| p.0 >= 30).collect();
     let end = base + chrono::Duration::hours(2);
     for (interval, width) in [
         ("1m", 60i64),
@@ -137,9 +147,15 @@ async fn buckets_match_an_independent_computation_for_every_interval() {
         ("1d", 86_400),
     ] {
         let (status, body) = rig
-            .get(&format!("start_time={}&end_time={}&interval={interval}&fields=temperature,speed&agg=mean,min,max,count", enc(base), enc(end)))
+            .get(&format!("start_time={}&end_time={}&interval={interval}&fields=temperature,speed&agg=mean,min,max,count", enc(start), enc(end)))
             .await;
         assert_eq!(status, 200, "{interval}: {body}");
+        let expected_source = if interval == "1h" || interval == "1d" {
+            "hourly rollup + raw"
+        } else {
+            "raw"
+        };
+        assert_eq!(body["query"]["source"], expected_source, "{interval}");
         // Independent: bucket by floor((time - epoch) / width), UTC.
         let mut expected: std::collections::BTreeMap<i64, Vec<(f64, f64)>> = Default::default();
         for (s, t, v) in &points {
@@ -186,6 +202,11 @@ async fn day_buckets_start_at_local_midnight() {
     let day = chrono::Utc::now().date_naive() - chrono::Duration::days(3);
     let base = day.and_hms_opt(22, 30, 0).unwrap().and_utc();
     rig.write(base, &[(0, 10.0, 1.0), (3600, 20.0, 1.0)]).await;
+    rig.ctx
+        .influx()
+        .backfill_rollups(base, base + chrono::Duration::hours(2))
+        .await
+        .unwrap();
     let range = format!(
         "start_time={}&end_time={}&interval=1d&fields=temperature",
         enc(base - chrono::Duration::days(1)),
@@ -261,4 +282,47 @@ async fn bad_parameters_are_listed_and_unknown_machines_are_404() {
         .await
         .unwrap();
     assert_eq!(unknown.status(), 404);
+}
+
+#[tokio::test]
+async fn late_readings_are_rolled_up_by_the_maintenance() {
+    let rig = rig().await;
+    let auth = rig.ctx.spawn(ServiceName::Auth).await;
+    let ingest = rig.ctx.spawn(ServiceName::IngestApi).await;
+    let gateway = auth.gateway_token(&rig.ctx.create_gateway().await).await;
+    let base = day_ago();
+    let ts = |s: i64| (base + chrono::Duration::seconds(s)).to_rfc3339();
+    let body = serde_json::json!({"gateway_id": "g", "timestamp": ts(0), "batch": [{"machine_id": rig.machine, "readings": [
+        {"timestamp": ts(60), "temperature": 10.0}, {"timestamp": ts(120), "temperature": 30.0}]}]});
+    let stored = ingest
+        .request(Method::POST, "/api/v1/data/ingest")
+        .bearer_auth(&gateway)
+        .json(&body)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(stored.status(), 201);
+
+    // A day-old hour is beyond the continuous queries' look-back: ingest marked it late.
+    let redis = rig.ctx.redis();
+    let marked: i64 = redis
+        .query(deadpool_redis::redis::cmd("ZCARD").arg(redis.key(platform::influx::LATE_HOURS)))
+        .await
+        .unwrap();
+    assert_eq!(marked, 1, "ingest marks the late hour");
+    let done = query_api::rollups::work_off(&rig.ctx.influx(), &rig.ctx.redis())
+        .await
+        .unwrap();
+    assert_eq!(done, 1);
+    let (status, answer) = rig
+        .get(&format!(
+            "start_time={}&end_time={}&interval=1h&agg=mean,count&fields=temperature",
+            enc(base),
+            enc(base + chrono::Duration::hours(1))
+        ))
+        .await;
+    assert_eq!(status, 200);
+    assert_eq!(answer["query"]["source"], "hourly rollup + raw");
+    assert_eq!(answer["data"][0]["temperature"], 20.0);
+    assert_eq!(answer["data"][0]["temperature_count"], 2);
 }
