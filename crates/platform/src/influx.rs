@@ -529,6 +529,10 @@ fn ceil_to(t: chrono::DateTime<chrono::Utc>, width: i64) -> chrono::DateTime<chr
 /// two-hour look-back): a sorted set of hour starts (unix seconds), worked off by query-api.
 pub const LATE_HOURS: &str = "rollup:late_hours";
 
+/// A counter bumped whenever late readings changed past rollups: cached aggregates stamped
+/// with an older value are not served.
+pub const ROLLUP_GENERATION: &str = "rollup:generation";
+
 /// How far back the continuous queries recompute; readings older than this when written
 /// must be rolled up by [`InfluxClient::backfill_rollups`].
 pub const ROLLUP_LOOKBACK_SECS: i64 = 2 * 3600;

@@ -52,6 +52,10 @@ pub async fn work_off(influx: &InfluxClient, redis: &RedisClient) -> Result<usiz
         }
     }
     if done > 0 {
+        // Cached history answers predate these rollups: a new generation retires them.
+        let _: Result<i64, _> = redis
+            .query(redis::cmd("INCR").arg(redis.key(platform::influx::ROLLUP_GENERATION)))
+            .await;
         tracing::info!(hours = done, "rollups recomputed for late readings");
     }
     Ok(done)

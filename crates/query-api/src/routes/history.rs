@@ -17,6 +17,91 @@ use uuid::Uuid;
 
 const HOUR_NS: i64 = 3_600_000_000_000;
 
+/// The aggregate cache: entries keyed by machine and every normalised parameter, stamped
+/// with the rollup generation (bumped whenever late readings change past rollups), so a
+/// stale entry is never served; one `MGET` reads the generation and the entry together.
+mod cache {
+    use super::{HistoryQuery, Timestamp, normalised};
+    use deadpool_redis::redis;
+    use platform::influx::ROLLUP_LOOKBACK_SECS;
+    use platform::redis::RedisClient;
+    use serde_json::Value;
+    use sha2::{Digest, Sha256};
+    use uuid::Uuid;
+
+    pub struct Entry {
+        key: String,
+        ttl_secs: u64,
+        generation: String,
+    }
+
+    impl Entry {
+        pub fn new(
+            redis: &RedisClient,
+            machine: &Uuid,
+            query: &HistoryQuery,
+            now: Timestamp,
+        ) -> Self {
+            let digest = Sha256::digest(normalised(query).to_string().as_bytes());
+            let hex: String = digest.iter().take(12).map(|b| format!("{b:02x}")).collect();
+            let age_secs = (now.nanos() - query.end.nanos()) / 1_000_000_000;
+            // Settled past (rolled up, late data tracked by the generation): an hour.
+            // Otherwise new readings may still land in the window: a few seconds.
+            let ttl_secs = if age_secs > ROLLUP_LOOKBACK_SECS + 600 {
+                3600
+            } else {
+                5
+            };
+            Self {
+                key: redis.key(&format!("history:{machine}:{hex}")),
+                ttl_secs,
+                generation: redis.key(platform::influx::ROLLUP_GENERATION),
+            }
+        }
+
+        /// The cached answer if present and of the current generation, and that generation
+        /// (to stamp a new entry with: the one read before computing). Redis trouble: a miss.
+        pub async fn get(&self, redis: &RedisClient) -> (Option<Value>, Option<String>) {
+            let values: Vec<Option<String>> = match redis
+                .query(redis::cmd("MGET").arg(&self.generation).arg(&self.key))
+                .await
+            {
+                Ok(values) => values,
+                Err(err) => {
+                    tracing::warn!(error = %err, "Redis lost: history served from InfluxDB; retrying the cache on the next request");
+                    return (None, None);
+                }
+            };
+            let generation = values.first().cloned().flatten().unwrap_or_default();
+            let hit = values
+                .get(1)
+                .cloned()
+                .flatten()
+                .and_then(|text| serde_json::from_str::<Value>(&text).ok())
+                .filter(|entry| entry["generation"].as_str() == Some(generation.as_str()))
+                .map(|entry| entry["answer"].clone());
+            (hit, Some(generation))
+        }
+
+        /// Stores an answer under `generation` (best effort).
+        pub async fn put(&self, redis: &RedisClient, generation: &str, answer: &Value) {
+            let entry = serde_json::json!({"generation": generation, "answer": answer});
+            let stored: Result<(), _> = redis
+                .query(
+                    redis::cmd("SET")
+                        .arg(&self.key)
+                        .arg(entry.to_string())
+                        .arg("EX")
+                        .arg(self.ttl_secs),
+                )
+                .await;
+            if let Err(err) = stored {
+                tracing::warn!(error = %err, "Redis lost: history answer not cached");
+            }
+        }
+    }
+}
+
 fn rfc3339(ns: i64) -> String {
     chrono::DateTime::from_timestamp_nanos(ns).to_rfc3339_opts(chrono::SecondsFormat::AutoSi, true)
 }
@@ -285,6 +370,25 @@ pub async fn machine_history(
         .ok_or_else(|| ApiError::not_found("no such machine"))?;
     drop(conn);
 
+    // Aggregates of a window are cached (Redis); what can still change is cached briefly.
+    let cache = (query.interval != Interval::Raw)
+        .then(|| cache::Entry::new(&state.redis, &machine.id, &query, now));
+    let (hit, generation) = match &cache {
+        Some(entry) => entry.get(&state.redis).await,
+        None => (None, None),
+    };
+    if let Some(hit) = hit {
+        let mut echo = normalised(&query);
+        echo["source"] = hit["source"].clone();
+        echo["cache"] = Value::from("hit");
+        return Ok(HttpResponse::Ok().json(json!({
+            "status": "success",
+            "machine": machine,
+            "query": echo,
+            "data": hit["data"],
+            "pagination": {"limit": query.limit, "has_more": false, "next_cursor": null},
+        })));
+    }
     let parts = if query.interval == Interval::Raw {
         Vec::new()
     } else {
@@ -333,6 +437,16 @@ pub async fn machine_history(
     } else {
         "raw"
     });
+    if let (Some(entry), Some(generation)) = (&cache, &generation) {
+        entry
+            .put(
+                &state.redis,
+                generation,
+                &json!({"source": echo["source"], "data": rows}),
+            )
+            .await;
+        echo["cache"] = Value::from("miss");
+    }
     Ok(HttpResponse::Ok().json(json!({
         "status": "success",
         "machine": machine,

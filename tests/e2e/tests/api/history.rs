@@ -326,3 +326,48 @@ async fn late_readings_are_rolled_up_by_the_maintenance() {
     assert_eq!(answer["data"][0]["temperature"], 20.0);
     assert_eq!(answer["data"][0]["temperature_count"], 2);
 }
+
+#[tokio::test]
+async fn past_windows_are_cached_until_late_readings_change_them() {
+    let rig = rig().await;
+    let base = day_ago();
+    rig.write(base, &[(60, 10.0, 1.0), (120, 20.0, 1.0)]).await;
+    rig.ctx
+        .influx()
+        .backfill_rollups(base, base + chrono::Duration::hours(1))
+        .await
+        .unwrap();
+    let request = format!(
+        "start_time={}&end_time={}&interval=1h&agg=mean,count&fields=temperature",
+        enc(base),
+        enc(base + chrono::Duration::hours(1))
+    );
+    let (_, first) = rig.get(&request).await;
+    assert_eq!(first["query"]["cache"], "miss");
+    let (_, second) = rig.get(&request).await;
+    assert_eq!(second["query"]["cache"], "hit");
+    assert_eq!(second["data"], first["data"]);
+
+    // A late reading for that hour arrives through ingest; the maintenance rolls it up and
+    // retires the cached answer.
+    let auth = rig.ctx.spawn(ServiceName::Auth).await;
+    let ingest = rig.ctx.spawn(ServiceName::IngestApi).await;
+    let gateway = auth.gateway_token(&rig.ctx.create_gateway().await).await;
+    let late = (base + chrono::Duration::seconds(180)).to_rfc3339();
+    let body = serde_json::json!({"gateway_id": "g", "timestamp": late, "batch": [{"machine_id": rig.machine, "readings": [{"timestamp": late, "temperature": 60.0}]}]});
+    let stored = ingest
+        .request(Method::POST, "/api/v1/data/ingest")
+        .bearer_auth(&gateway)
+        .json(&body)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(stored.status(), 201);
+    query_api::rollups::work_off(&rig.ctx.influx(), &rig.ctx.redis())
+        .await
+        .unwrap();
+    let (_, third) = rig.get(&request).await;
+    assert_eq!(third["query"]["cache"], "miss");
+    assert_eq!(third["data"][0]["temperature_count"], 3);
+    assert_eq!(third["data"][0]["temperature"], 30.0);
+}
