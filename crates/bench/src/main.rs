@@ -3,6 +3,7 @@
 
 mod auth;
 mod ingest;
+mod query;
 mod report;
 mod stats;
 
@@ -63,6 +64,10 @@ async fn main() -> ExitCode {
     }
     if let Err(err) = ingest::run(&target, &mut report).await {
         eprintln!("plantline-bench: ingest: {err}");
+        return ExitCode::FAILURE;
+    }
+    if let Err(err) = query::run(&target, &mut report).await {
+        eprintln!("plantline-bench: query: {err}");
         return ExitCode::FAILURE;
     }
     report.print();
