@@ -175,6 +175,25 @@ fn rollup_statements(from: i64, to: i64) -> Vec<String> {
     ]
 }
 
+/// One row per measured variant, each against the same baseline's median.
+fn add_rows(report: &mut Report, variants: [(String, Vec<Duration>, &str); 2], base: &Samples) {
+    let ms = |d: Duration| d.as_secs_f64() * 1e3;
+    for (figure, samples, note) in variants {
+        let samples = Samples::new(samples);
+        report.add(Row {
+            figure,
+            value: format!(
+                "{:.1}/{:.1} ms",
+                ms(samples.quantile(0.5)),
+                ms(samples.quantile(0.95))
+            ),
+            baseline: format!("{:.1} ms Influx direct p50", ms(base.quantile(0.5))),
+            ratio: Some(ms(samples.quantile(0.5)) / ms(base.quantile(0.5))),
+            note: note.to_owned(),
+        });
+    }
+}
+
 async fn timed(request: reqwest::RequestBuilder) -> Result<Duration, String> {
     let started = Instant::now();
     let response = request.send().await.map_err(|e| e.to_string())?;
@@ -307,30 +326,22 @@ pub async fn run(target: &Target, report: &mut Report) -> Result<(), String> {
             warm.push(timed(http.get(url(plantline(end))).bearer_auth(&operator)).await?);
             bar.inc(1);
         }
-        let (cold, warm, base) = (Samples::new(cold), Samples::new(warm), Samples::new(base));
-        let ms = |d: Duration| d.as_secs_f64() * 1e3;
-        report.add(Row {
-            figure: format!("{name}, cold p50/p95"),
-            value: format!(
-                "{:.1}/{:.1} ms",
-                ms(cold.quantile(0.5)),
-                ms(cold.quantile(0.95))
-            ),
-            baseline: format!("{:.1} ms Influx direct p50", ms(base.quantile(0.5))),
-            ratio: Some(ms(cold.quantile(0.5)) / ms(base.quantile(0.5))),
-            note: "through nginx, a new window each time".to_owned(),
-        });
-        report.add(Row {
-            figure: format!("{name}, warm p50/p95"),
-            value: format!(
-                "{:.1}/{:.1} ms",
-                ms(warm.quantile(0.5)),
-                ms(warm.quantile(0.95))
-            ),
-            baseline: format!("{:.1} ms Influx direct p50", ms(base.quantile(0.5))),
-            ratio: Some(ms(warm.quantile(0.5)) / ms(base.quantile(0.5))),
-            note: "the same request again".to_owned(),
-        });
+        add_rows(
+            report,
+            [
+                (
+                    format!("{name}, cold p50/p95"),
+                    cold,
+                    "through nginx, a new window each time",
+                ),
+                (
+                    format!("{name}, warm p50/p95"),
+                    warm,
+                    "the same request again",
+                ),
+            ],
+            &Samples::new(base),
+        );
     }
     // (e) fleet latest: make Redis know every bench machine's newest reading first.
     let fleet_url = format!(
@@ -373,29 +384,21 @@ pub async fn run(target: &Target, report: &mut Report) -> Result<(), String> {
         bar.inc(1);
     }
     bar.finish_and_clear();
-    let (cold, warm, base) = (Samples::new(cold), Samples::new(warm), Samples::new(base));
-    let ms = |d: Duration| d.as_secs_f64() * 1e3;
-    report.add(Row {
-        figure: "(e) fleet latest, 100 machines, from InfluxDB p50/p95".to_owned(),
-        value: format!(
-            "{:.1}/{:.1} ms",
-            ms(cold.quantile(0.5)),
-            ms(cold.quantile(0.95))
-        ),
-        baseline: format!("{:.1} ms Influx direct p50", ms(base.quantile(0.5))),
-        ratio: Some(ms(cold.quantile(0.5)) / ms(base.quantile(0.5))),
-        note: "Redis has no latest values yet".to_owned(),
-    });
-    report.add(Row {
-        figure: "(e) fleet latest, 100 machines, from Redis p50/p95".to_owned(),
-        value: format!(
-            "{:.1}/{:.1} ms",
-            ms(warm.quantile(0.5)),
-            ms(warm.quantile(0.95))
-        ),
-        baseline: format!("{:.1} ms Influx direct p50", ms(base.quantile(0.5))),
-        ratio: Some(ms(warm.quantile(0.5)) / ms(base.quantile(0.5))),
-        note: "after the machines reported through ingest".to_owned(),
-    });
+    add_rows(
+        report,
+        [
+            (
+                "(e) fleet latest, 100 machines, from InfluxDB p50/p95".to_owned(),
+                cold,
+                "Redis has no latest values yet",
+            ),
+            (
+                "(e) fleet latest, 100 machines, from Redis p50/p95".to_owned(),
+                warm,
+                "after the machines reported through ingest",
+            ),
+        ],
+        &Samples::new(base),
+    );
     Ok(())
 }

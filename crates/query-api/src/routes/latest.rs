@@ -6,10 +6,9 @@ use crate::store::machines::{self, Filter, Machine};
 use actix_web::{HttpResponse, web};
 use deadpool_redis::redis;
 use domain::reading::Field;
-use domain::{MachineStatus, SensorType};
 use platform::ApiError;
 use platform::auth::{Authenticated, require};
-use platform::error::{FieldError, reject_if_any};
+use platform::error::reject_if_any;
 use platform::latest::latest_key;
 use platform::postgres::connection;
 use serde::Deserialize;
@@ -168,35 +167,14 @@ pub async fn fleet(
 ) -> Result<HttpResponse, ApiError> {
     let query = query.into_inner();
     let mut errors = Vec::new();
-    if let Some(status) = &query.status
-        && status.parse::<MachineStatus>().is_err()
-    {
-        errors.push(
-            FieldError::parameter(
-                "status",
-                "must be one of active, inactive, maintenance, error",
-            )
-            .with_value(status.as_str()),
-        );
-    }
-    if let Some(kind) = &query.sensor_type
-        && kind.parse::<SensorType>().is_err()
-    {
-        errors.push(
-            FieldError::parameter(
-                "sensor_type",
-                "must be one of temperature, pressure, speed, multi",
-            )
-            .with_value(kind.as_str()),
-        );
-    }
+    let filter = Filter::parse(
+        query.location,
+        query.status,
+        query.sensor_type,
+        query.factory_id,
+        &mut errors,
+    );
     reject_if_any("invalid query parameters", errors)?;
-    let filter = Filter {
-        location: query.location,
-        status: query.status,
-        sensor_type: query.sensor_type,
-        factory_id: query.factory_id,
-    };
     let mut conn = connection(&state.pg).await?;
     // A plant has hundreds to thousands of machines: one page holds them all.
     let (fleet, _) = machines::list(&mut conn, &filter, 10_000, 0).await?;

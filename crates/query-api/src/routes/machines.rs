@@ -136,35 +136,14 @@ pub async fn list(
         offset: query.offset,
     }
     .check(&mut errors);
-    if let Some(status) = &query.status
-        && status.parse::<MachineStatus>().is_err()
-    {
-        errors.push(
-            FieldError::parameter(
-                "status",
-                "must be one of active, inactive, maintenance, error",
-            )
-            .with_value(status.as_str()),
-        );
-    }
-    if let Some(kind) = &query.sensor_type
-        && kind.parse::<SensorType>().is_err()
-    {
-        errors.push(
-            FieldError::parameter(
-                "sensor_type",
-                "must be one of temperature, pressure, speed, multi",
-            )
-            .with_value(kind.as_str()),
-        );
-    }
+    let filter = Filter::parse(
+        query.location,
+        query.status,
+        query.sensor_type,
+        query.factory_id,
+        &mut errors,
+    );
     reject_if_any("invalid query parameters", errors)?;
-    let filter = Filter {
-        location: query.location,
-        status: query.status,
-        sensor_type: query.sensor_type,
-        factory_id: query.factory_id,
-    };
     let mut conn = connection(&state.pg).await?;
     let (page, total) = machines::list(&mut conn, &filter, limit, offset).await?;
     Ok(HttpResponse::Ok().json(json!({

@@ -51,6 +51,47 @@ pub struct Filter {
     pub factory_id: Option<String>,
 }
 
+impl Filter {
+    /// Checks the filter parameters of the list and fleet endpoints, reporting each problem.
+    pub fn parse(
+        location: Option<String>,
+        status: Option<String>,
+        sensor_type: Option<String>,
+        factory_id: Option<String>,
+        errors: &mut Vec<platform::error::FieldError>,
+    ) -> Self {
+        use platform::error::FieldError;
+        if let Some(value) = &status
+            && value.parse::<domain::MachineStatus>().is_err()
+        {
+            errors.push(
+                FieldError::parameter(
+                    "status",
+                    "must be one of active, inactive, maintenance, error",
+                )
+                .with_value(value.as_str()),
+            );
+        }
+        if let Some(value) = &sensor_type
+            && value.parse::<domain::SensorType>().is_err()
+        {
+            errors.push(
+                FieldError::parameter(
+                    "sensor_type",
+                    "must be one of temperature, pressure, speed, multi",
+                )
+                .with_value(value.as_str()),
+            );
+        }
+        Self {
+            location,
+            status,
+            sensor_type,
+            factory_id,
+        }
+    }
+}
+
 /// A page of machines by factory and name, and the total matching.
 pub async fn list(
     conn: &mut AsyncPgConnection,
