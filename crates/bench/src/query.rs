@@ -364,18 +364,12 @@ pub async fn run(target: &Target, report: &mut Report) -> Result<(), String> {
         );
         bar.inc(1);
     }
-    let gateway = simulator::GatewayClient::new(
-        &target.base_url,
-        target.env("GATEWAY_CLIENT_ID")?,
-        target.env("GATEWAY_CLIENT_SECRET")?,
-    )
-    .token()
-    .await?;
+    // Sent as the manager: the demo gateway's rate window may be spent by the ingest figures.
     let ts = (chrono::Utc::now() - chrono::Duration::seconds(1)).to_rfc3339();
     let batch = json!({"gateway_id": "bench", "timestamp": ts, "batch": ids.iter().map(|id| json!({"machine_id": id, "readings": [{"timestamp": ts, "temperature": 61.0, "pressure": 111.0, "speed": 1501.0}]})).collect::<Vec<_>>()});
     timed(
         http.post(format!("{}/api/v1/data/ingest", target.base_url))
-            .bearer_auth(gateway)
+            .bearer_auth(&manager)
             .json(&batch),
     )
     .await?;
@@ -388,12 +382,12 @@ pub async fn run(target: &Target, report: &mut Report) -> Result<(), String> {
         report,
         [
             (
-                "(e) fleet latest, 100 machines, from InfluxDB p50/p95".to_owned(),
+                "(e) fleet latest, 100 machines, first reads p50/p95".to_owned(),
                 cold,
-                "Redis has no latest values yet",
+                "from InfluxDB on a fresh data set; Redis once a run reported",
             ),
             (
-                "(e) fleet latest, 100 machines, from Redis p50/p95".to_owned(),
+                "(e) fleet latest, 100 machines, Redis p50/p95".to_owned(),
                 warm,
                 "after the machines reported through ingest",
             ),

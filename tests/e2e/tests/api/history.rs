@@ -371,3 +371,37 @@ async fn past_windows_are_cached_until_late_readings_change_them() {
     assert_eq!(third["data"][0]["temperature_count"], 3);
     assert_eq!(third["data"][0]["temperature"], 30.0);
 }
+
+#[tokio::test]
+async fn without_redis_history_is_answered_from_influxdb() {
+    let rig = rig().await;
+    let base = day_ago();
+    rig.write(base, &[(60, 10.0, 1.0), (120, 20.0, 1.0)]).await;
+    let mut settings = rig.ctx.settings.clone();
+    settings.redis.url = secrecy::SecretString::from(format!(
+        "redis://127.0.0.1:{}",
+        plantline_e2e::closed_port()
+    ));
+    let query = rig.ctx.spawn_with(ServiceName::QueryApi, settings).await;
+    let response = query
+        .request(
+            Method::GET,
+            &format!(
+                "/api/v1/data/machine/{}?start_time={}&end_time={}&interval=15m&agg=mean,count&fields=temperature",
+                rig.machine,
+                enc(base),
+                enc(base + chrono::Duration::hours(1))
+            ),
+        )
+        .bearer_auth(&rig.token)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 200, "reads fail open without Redis");
+    let body: Value = response.json().await.unwrap();
+    assert_eq!(body["data"][0]["temperature"], 15.0);
+    assert!(
+        body["query"].get("cache").is_none(),
+        "no cache without Redis"
+    );
+}
