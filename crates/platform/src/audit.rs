@@ -49,6 +49,31 @@ pub struct Change<'a> {
     pub after: Option<Value>,
 }
 
+impl<'a> Change<'a> {
+    /// A change of `action` on one resource; add its states with `before` and `after`.
+    pub fn of(action: &'a str, resource_type: &'a str, resource_id: impl ToString) -> Self {
+        Self {
+            action,
+            resource_type,
+            resource_id: Some(resource_id.to_string()),
+            before: None,
+            after: None,
+        }
+    }
+
+    /// The state before the change.
+    pub fn before(mut self, state: impl serde::Serialize) -> Self {
+        self.before = serde_json::to_value(state).ok().filter(|v| !v.is_null());
+        self
+    }
+
+    /// The state after the change.
+    pub fn after(mut self, state: impl serde::Serialize) -> Self {
+        self.after = serde_json::to_value(state).ok().filter(|v| !v.is_null());
+        self
+    }
+}
+
 /// Appends one entry; call it inside the transaction that makes the change.
 pub async fn record(
     conn: &mut AsyncPgConnection,

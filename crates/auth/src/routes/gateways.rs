@@ -100,13 +100,7 @@ pub async fn create(
             audit::record(
                 conn,
                 &actor,
-                Change {
-                    action: "gateway.create",
-                    resource_type: "gateway",
-                    resource_id: Some(gateway.id.to_string()),
-                    before: None,
-                    after: Some(json!(gateway.view())),
-                },
+                Change::of("gateway.create", "gateway", gateway.id).after(gateway.view()),
             )
             .await?;
             Ok(gateway)
@@ -157,13 +151,9 @@ pub async fn update(
             audit::record(
                 conn,
                 &actor,
-                Change {
-                    action: "gateway.update",
-                    resource_type: "gateway",
-                    resource_id: Some(id.to_string()),
-                    before: Some(json!(before.view())),
-                    after: Some(json!(after.view())),
-                },
+                Change::of("gateway.update", "gateway", id)
+                    .before(before.view())
+                    .after(after.view()),
             )
             .await?;
             if body.is_active == Some(false) {
@@ -192,13 +182,7 @@ pub async fn delete(
         audit::record(
             conn,
             &actor,
-            Change {
-                action: "gateway.delete",
-                resource_type: "gateway",
-                resource_id: Some(id.to_string()),
-                before: Some(json!(before.view())),
-                after: None,
-            },
+            Change::of("gateway.delete", "gateway", id).before(before.view()),
         )
         .await?;
         revoker.revoke_subject(&id).await?;

@@ -162,13 +162,7 @@ pub async fn create(
             audit::record(
                 conn,
                 &actor,
-                Change {
-                    action: "user.create",
-                    resource_type: "user",
-                    resource_id: Some(user.id.to_string()),
-                    before: None,
-                    after: Some(json!(user.view())),
-                },
+                Change::of("user.create", "user", user.id).after(user.view()),
             )
             .await?;
             Ok(user)
@@ -250,13 +244,9 @@ pub async fn update(
             audit::record(
                 conn,
                 &actor,
-                Change {
-                    action: "user.update",
-                    resource_type: "user",
-                    resource_id: Some(id.to_string()),
-                    before: Some(json!(before.view())),
-                    after: Some(json!(after.view())),
-                },
+                Change::of("user.update", "user", id)
+                    .before(before.view())
+                    .after(after.view()),
             )
             .await?;
             if sessions_end {
@@ -295,13 +285,7 @@ pub async fn delete(
         audit::record(
             conn,
             &actor,
-            Change {
-                action: "user.delete",
-                resource_type: "user",
-                resource_id: Some(id.to_string()),
-                before: Some(json!(before.view())),
-                after: None,
-            },
+            Change::of("user.delete", "user", id).before(before.view()),
         )
         .await?;
         revoker.revoke_subject(&id).await?;

@@ -135,13 +135,9 @@ pub async fn update(
                 audit::record(
                     conn,
                     &actor,
-                    Change {
-                        action: "config.update",
-                        resource_type: "config",
-                        resource_id: Some((*name).to_owned()),
-                        before: before.clone().map(|v| json!({ *name: v })),
-                        after: Some(json!({ *name: row.value })),
-                    },
+                    Change::of("config.update", "config", *name)
+                        .before(before.clone().map(|v| json!({ *name: v })))
+                        .after(json!({ *name: row.value })),
                 )
                 .await?;
                 updated.push(json!({

@@ -210,13 +210,7 @@ pub async fn create(
             audit::record(
                 conn,
                 &actor,
-                Change {
-                    action: "machine.create",
-                    resource_type: "machine",
-                    resource_id: Some(machine.id.to_string()),
-                    before: None,
-                    after: Some(json!(machine)),
-                },
+                Change::of("machine.create", "machine", machine.id).after(&machine),
             )
             .await?;
             Ok(machine)
@@ -310,13 +304,7 @@ pub async fn update(
                     format!("the machine changed since version {expected}; it is now at {}: reload and retry", before.etag()),
                 ));
             };
-            audit::record(conn, &actor, Change {
-                action: "machine.update",
-                resource_type: "machine",
-                resource_id: Some(id.to_string()),
-                before: Some(json!(before)),
-                after: Some(json!(after)),
-            })
+            audit::record(conn, &actor, Change::of("machine.update", "machine", id).before(&before).after(&after))
             .await?;
             Ok(after)
         })
@@ -341,13 +329,7 @@ pub async fn delete(
         audit::record(
             conn,
             &actor,
-            Change {
-                action: "machine.delete",
-                resource_type: "machine",
-                resource_id: Some(id.to_string()),
-                before: Some(json!(before)),
-                after: None,
-            },
+            Change::of("machine.delete", "machine", id).before(&before),
         )
         .await?;
         Ok(())
