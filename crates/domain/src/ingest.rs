@@ -50,7 +50,7 @@ struct RawMachineBatch<'a> {
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
-struct RawReading<'a> {
+pub(crate) struct RawReading<'a> {
     #[serde(default, borrow)]
     timestamp: Option<Lenient<'a>>,
     #[serde(default, borrow)]
@@ -64,7 +64,7 @@ struct RawReading<'a> {
 /// A scalar whose type is checked per reading rather than per request: a wrong type rejects
 /// one reading (207), not the batch. Strings are borrowed from the body when possible, so a
 /// valid batch is parsed without an allocation per reading.
-enum Lenient<'a> {
+pub(crate) enum Lenient<'a> {
     Number(f64),
     Text(Cow<'a, str>),
     Other(Value),
@@ -203,6 +203,57 @@ fn number(
     }
 }
 
+/// Checks one raw reading (types, timestamp, bounds); every problem goes to `violations`
+/// under `prefix`. Shared by the HTTP batch and the MQTT payloads.
+pub(crate) fn validate_reading(
+    reading: &RawReading<'_>,
+    prefix: impl Fn() -> String,
+    rules: &ReadingRules,
+    violations: &mut Vec<Violation>,
+) -> Option<Reading> {
+    let timestamp = match &reading.timestamp {
+        Some(Lenient::Text(text)) => Timestamp::parse_rfc3339(text).map_err(|m| {
+            Violation::new(
+                format!("{}.timestamp", prefix()),
+                m,
+                Some(Value::from(text.as_ref())),
+            )
+        }),
+        None | Some(Lenient::Other(Value::Null)) => Err(Violation::new(
+            format!("{}.timestamp", prefix()),
+            "is required",
+            None,
+        )),
+        Some(other) => Err(Violation::new(
+            format!("{}.timestamp", prefix()),
+            "must be an RFC 3339 string",
+            Some(other.echo()),
+        )),
+    };
+    let count = violations.len();
+    let values = [
+        number(
+            reading.temperature.as_ref(),
+            || format!("{}.temperature", prefix()),
+            violations,
+        ),
+        number(
+            reading.pressure.as_ref(),
+            || format!("{}.pressure", prefix()),
+            violations,
+        ),
+        number(
+            reading.speed.as_ref(),
+            || format!("{}.speed", prefix()),
+            violations,
+        ),
+    ];
+    let typed_ok = violations.len() == count;
+    rules
+        .reading(prefix, timestamp, values, violations)
+        .filter(|_| typed_ok)
+}
+
 /// Deserialises the document; only when that fails is it parsed again with path tracking,
 /// so the error names where (`batch[0].readings[3].humidity`) without slowing valid bodies.
 fn deserialize(body: &[u8]) -> Result<RawIngest<'_>, BatchError> {
@@ -327,46 +378,8 @@ pub fn parse_json(
         let mut rejected = 0;
         for (j, reading) in item.readings.iter().enumerate() {
             let prefix = || format!("{path}.readings[{j}]");
-            let timestamp = match &reading.timestamp {
-                Some(Lenient::Text(text)) => Timestamp::parse_rfc3339(text).map_err(|m| {
-                    Violation::new(
-                        format!("{}.timestamp", prefix()),
-                        m,
-                        Some(Value::from(text.as_ref())),
-                    )
-                }),
-                None | Some(Lenient::Other(Value::Null)) => Err(Violation::new(
-                    format!("{}.timestamp", prefix()),
-                    "is required",
-                    None,
-                )),
-                Some(other) => Err(Violation::new(
-                    format!("{}.timestamp", prefix()),
-                    "must be an RFC 3339 string",
-                    Some(other.echo()),
-                )),
-            };
-            let count = violations.len();
-            let values = [
-                number(
-                    reading.temperature.as_ref(),
-                    || format!("{}.temperature", prefix()),
-                    &mut violations,
-                ),
-                number(
-                    reading.pressure.as_ref(),
-                    || format!("{}.pressure", prefix()),
-                    &mut violations,
-                ),
-                number(
-                    reading.speed.as_ref(),
-                    || format!("{}.speed", prefix()),
-                    &mut violations,
-                ),
-            ];
-            let typed_ok = violations.len() == count;
-            match rules.reading(prefix, timestamp, values, &mut violations) {
-                Some(reading) if typed_ok && machine_ok => readings.push(reading),
+            match validate_reading(reading, prefix, rules, &mut violations) {
+                Some(reading) if machine_ok => readings.push(reading),
                 _ => rejected += 1,
             }
         }
@@ -382,6 +395,134 @@ pub fn parse_json(
     Ok(ParsedBatch {
         gateway_id: Some(raw.gateway_id),
         machines,
+        violations,
+    })
+}
+
+/// An MQTT telemetry payload: one reading, or `{"readings": [...]}`.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawPayload<'a> {
+    #[serde(default, borrow)]
+    readings: Option<Vec<RawPayloadReading<'a>>>,
+    #[serde(default, borrow, flatten)]
+    single: RawPayloadReading<'a>,
+}
+
+#[derive(Deserialize, Default)]
+struct RawPayloadReading<'a> {
+    #[serde(default, borrow)]
+    timestamp: Option<Lenient<'a>>,
+    #[serde(default, borrow)]
+    temperature: Option<Lenient<'a>>,
+    #[serde(default, borrow)]
+    pressure: Option<Lenient<'a>>,
+    #[serde(default, borrow)]
+    speed: Option<Lenient<'a>>,
+    #[serde(default, borrow)]
+    sensor_type: Option<Lenient<'a>>,
+}
+
+impl<'a> RawPayloadReading<'a> {
+    fn is_empty(&self) -> bool {
+        self.timestamp.is_none()
+            && self.temperature.is_none()
+            && self.pressure.is_none()
+            && self.speed.is_none()
+            && self.sensor_type.is_none()
+    }
+
+    fn into_raw(self) -> (RawReading<'a>, Option<Lenient<'a>>) {
+        (
+            RawReading {
+                timestamp: self.timestamp,
+                temperature: self.temperature,
+                pressure: self.pressure,
+                speed: self.speed,
+            },
+            self.sensor_type,
+        )
+    }
+}
+
+/// The valid readings of one MQTT message and the problems of the others.
+#[derive(Debug, Clone)]
+pub struct ParsedPayload {
+    /// Readings that passed validation.
+    pub readings: Vec<Reading>,
+    /// Every problem, with paths such as `readings[2].temperature`.
+    pub violations: Vec<Violation>,
+}
+
+/// Parses and validates an MQTT payload with the same rules as the HTTP batch.
+pub fn parse_payload(
+    body: &[u8],
+    rules: &ReadingRules,
+    max_readings: usize,
+) -> Result<ParsedPayload, BatchError> {
+    let raw: RawPayload<'_> = serde_json::from_slice(body).map_err(|err| {
+        let message = if err.is_syntax() || err.is_eof() {
+            "not JSON"
+        } else {
+            "not a telemetry payload"
+        };
+        BatchError::Malformed(Violation::new("payload", format!("{message}: {err}"), None))
+    })?;
+    let items: Vec<(String, RawPayloadReading<'_>)> = match raw.readings {
+        Some(list) if raw.single.is_empty() => list
+            .into_iter()
+            .enumerate()
+            .map(|(i, r)| (format!("readings[{i}]"), r))
+            .collect(),
+        Some(_) => {
+            return Err(BatchError::Malformed(Violation::new(
+                "payload",
+                "either one reading or {\"readings\": [...]}, not both",
+                None,
+            )));
+        }
+        None => vec![("reading".to_owned(), raw.single)],
+    };
+    if items.is_empty() {
+        return Err(BatchError::Malformed(Violation::new(
+            "readings",
+            "must hold at least one reading",
+            None,
+        )));
+    }
+    if items.len() > max_readings {
+        return Err(BatchError::TooLarge(Violation::new(
+            "readings",
+            format!(
+                "holds {} readings; at most {max_readings} per message",
+                items.len()
+            ),
+            None,
+        )));
+    }
+    let mut violations = Vec::new();
+    let mut readings = Vec::with_capacity(items.len());
+    for (path, item) in items {
+        let (reading, sensor_type) = item.into_raw();
+        let before = violations.len();
+        match &sensor_type {
+            None | Some(Lenient::Other(Value::Null)) => {}
+            Some(Lenient::Text(kind)) if kind.parse::<SensorType>().is_ok() => {}
+            Some(other) => violations.push(Violation::new(
+                format!("{path}.sensor_type"),
+                "must be one of temperature, pressure, speed, multi",
+                Some(other.echo()),
+            )),
+        }
+        let kind_ok = violations.len() == before;
+        if let Some(valid) = validate_reading(&reading, || path.clone(), rules, &mut violations)
+            && kind_ok
+        {
+            readings.push(valid);
+        }
+    }
+    Ok(ParsedPayload {
+        readings,
         violations,
     })
 }
@@ -475,6 +616,36 @@ mod tests {
             panic!()
         };
         assert_eq!(v.path, "batch");
+    }
+
+    #[test]
+    fn mqtt_payloads_single_or_many_with_the_same_rules() {
+        let one = parse_payload(
+            br#"{"timestamp":"2025-01-15T10:30:00Z","temperature":70.5,"sensor_type":"multi"}"#,
+            &rules(),
+            100,
+        )
+        .unwrap();
+        assert_eq!(one.readings.len(), 1);
+        let many = parse_payload(
+            br#"{"readings":[{"timestamp":"2025-01-15T10:30:00Z","speed":10},{"timestamp":"2025-01-15T10:31:00Z","speed":-5},{"speed":3}]}"#,
+            &rules(),
+            100,
+        )
+        .unwrap();
+        assert_eq!(many.readings.len(), 1);
+        let paths: Vec<_> = many.violations.iter().map(|v| v.path.as_str()).collect();
+        assert_eq!(paths, ["readings[1].speed", "readings[2].timestamp"]);
+        assert!(
+            matches!(parse_payload(b"hello", &rules(), 100), Err(BatchError::Malformed(v)) if v.message.starts_with("not JSON"))
+        );
+        assert!(
+            matches!(parse_payload(br#"{"humidity":3}"#, &rules(), 100), Err(BatchError::Malformed(v)) if v.message.starts_with("not a telemetry payload"))
+        );
+        assert!(matches!(
+            parse_payload(br#"{"readings":[{"speed":1},{"speed":2}]}"#, &rules(), 1),
+            Err(BatchError::TooLarge(_))
+        ));
     }
 
     #[test]

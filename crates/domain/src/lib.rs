@@ -8,6 +8,7 @@ pub mod ids;
 pub mod ingest;
 pub mod line_protocol;
 pub mod machine;
+pub mod mqtt;
 pub mod rbac;
 pub mod reading;
 pub mod settings;
