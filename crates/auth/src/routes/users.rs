@@ -81,12 +81,22 @@ fn not_found() -> ApiError {
     ApiError::not_found("no such user")
 }
 
-fn last_manager() -> ApiError {
-    ApiError::new(
-        StatusCode::CONFLICT,
-        "last_manager",
-        "this is the last active management account; promote another one first",
-    )
+/// Refuses (409) a change that would leave the plant without an active manager: `user` is
+/// about to stop being one (`stays_manager` false) and no other active manager exists.
+async fn keep_a_manager(
+    conn: &mut diesel_async::AsyncPgConnection,
+    user: &users::User,
+    stays_manager: bool,
+) -> Result<(), ApiError> {
+    let is_manager = user.role() == Role::Management && user.is_active;
+    if is_manager && !stays_manager && users::other_active_managers(conn, user.id).await? == 0 {
+        return Err(ApiError::new(
+            StatusCode::CONFLICT,
+            "last_manager",
+            "this is the last active management account; promote another one first",
+        ));
+    }
+    Ok(())
 }
 
 /// `GET /api/v1/users`
@@ -230,16 +240,12 @@ pub async fn update(
             let before = users::find_for_update(conn, id)
                 .await?
                 .ok_or_else(not_found)?;
-            let loses_management = before.role() == Role::Management
-                && before.is_active
-                && (changes
-                    .role
-                    .as_deref()
-                    .is_some_and(|r| r != Role::Management.as_str())
-                    || changes.is_active == Some(false));
-            if loses_management && users::other_active_managers(conn, id).await? == 0 {
-                return Err(last_manager());
-            }
+            let demoted = changes
+                .role
+                .as_deref()
+                .is_some_and(|r| r != Role::Management.as_str());
+            let stays = !demoted && changes.is_active != Some(false);
+            keep_a_manager(conn, &before, stays).await?;
             let after = users::update(conn, id, changes).await?;
             audit::record(
                 conn,
@@ -275,12 +281,7 @@ pub async fn delete(
         let before = users::find_for_update(conn, id)
             .await?
             .ok_or_else(not_found)?;
-        if before.role() == Role::Management
-            && before.is_active
-            && users::other_active_managers(conn, id).await? == 0
-        {
-            return Err(last_manager());
-        }
+        keep_a_manager(conn, &before, false).await?;
         users::delete(conn, id).await?;
         audit::record(
             conn,
