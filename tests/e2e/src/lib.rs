@@ -585,3 +585,17 @@ impl TestContext {
             .collect()
     }
 }
+
+impl TestApp {
+    /// `GET path` with a bearer token, answered as JSON.
+    pub async fn get_json(&self, path: &str, token: &str) -> serde_json::Value {
+        self.request(reqwest::Method::GET, path)
+            .bearer_auth(token)
+            .send()
+            .await
+            .expect("request reaches the service")
+            .json()
+            .await
+            .expect("a JSON answer")
+    }
+}

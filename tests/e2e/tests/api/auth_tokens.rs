@@ -82,15 +82,7 @@ async fn login_answers_the_contract_and_the_token_carries_every_claim() {
         900
     );
 
-    let me: Value = auth
-        .request(Method::GET, "/api/v1/auth/me")
-        .bearer_auth(token)
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let me: Value = auth.get_json("/api/v1/auth/me", token).await;
     assert_eq!(me["user"]["id"], user.id.to_string());
 }
 

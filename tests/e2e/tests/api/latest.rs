@@ -37,14 +37,8 @@ async fn latest_values_come_from_redis_and_fall_back_to_influxdb() {
     assert_eq!(stored.status(), 201);
 
     let answer: Value = query
-        .request(Method::GET, &format!("/api/v1/data/machine/{hot}/latest"))
-        .bearer_auth(&operator)
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+        .get_json(&format!("/api/v1/data/machine/{hot}/latest"), &operator)
+        .await;
     assert_eq!(answer["source"], "cache");
     assert_eq!(answer["latest"]["temperature"]["value"], 66.5);
     assert_eq!(
@@ -55,24 +49,12 @@ async fn latest_values_come_from_redis_and_fall_back_to_influxdb() {
     assert_eq!(answer["machine"]["id"], hot.to_string());
 
     let fleet: Value = query
-        .request(Method::GET, "/api/v1/data/latest?factory_id=A")
-        .bearer_auth(&operator)
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+        .get_json("/api/v1/data/latest?factory_id=A", &operator)
+        .await;
     assert_eq!(fleet["count"], 2);
     let filtered: Value = query
-        .request(Method::GET, "/api/v1/data/latest?status=maintenance")
-        .bearer_auth(&operator)
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+        .get_json("/api/v1/data/latest?status=maintenance", &operator)
+        .await;
     assert_eq!(filtered["count"], 1);
     assert_eq!(filtered["machines"][0]["machine"]["id"], quiet.to_string());
     assert_eq!(
@@ -103,14 +85,8 @@ async fn latest_values_come_from_redis_and_fall_back_to_influxdb() {
         secrecy::SecretString::from(format!("redis://127.0.0.1:{}", closed_port()));
     let without_redis = ctx.spawn_with(ServiceName::QueryApi, settings).await;
     let answer: Value = without_redis
-        .request(Method::GET, &format!("/api/v1/data/machine/{hot}/latest"))
-        .bearer_auth(&operator)
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+        .get_json(&format!("/api/v1/data/machine/{hot}/latest"), &operator)
+        .await;
     assert_eq!(answer["source"], "store");
     assert_eq!(answer["latest"]["temperature"]["value"], 66.5);
     assert_eq!(answer["latest"]["pressure"]["value"], 120.0);

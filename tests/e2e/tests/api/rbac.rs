@@ -312,15 +312,7 @@ async fn the_seed_flow_management_updates_config_and_others_are_refused() {
     assert_eq!(body["updated"][0]["new_value"], 85.0);
     assert_eq!(body["updated"][0]["version"], 1);
 
-    let config: Value = query
-        .request(Method::GET, "/api/v1/config")
-        .bearer_auth(&token)
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let config: Value = query.get_json("/api/v1/config", &token).await;
     let setting = config["settings"]
         .as_array()
         .unwrap()
@@ -388,15 +380,7 @@ async fn config_updates_refuse_unknown_names_wrong_types_and_out_of_range_values
     assert_eq!(errors[2]["error"], "must be between 60 and 604800");
 
     // Nothing of a refused batch is applied, not even its valid member.
-    let config: Value = query
-        .request(Method::GET, "/api/v1/config")
-        .bearer_auth(&token)
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let config: Value = query.get_json("/api/v1/config", &token).await;
     let pressure = config["settings"]
         .as_array()
         .unwrap()

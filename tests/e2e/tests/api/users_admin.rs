@@ -175,15 +175,7 @@ async fn a_created_gateway_shows_its_secret_once_and_can_get_tokens() {
     };
     assert!(!auth.gateway_token(&gateway).await.is_empty());
 
-    let listed: Value = auth
-        .request(Method::GET, "/api/v1/gateways")
-        .bearer_auth(&token)
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let listed: Value = auth.get_json("/api/v1/gateways", &token).await;
     let text = listed.to_string();
     assert!(text.contains("hall-2-gw"));
     assert!(
