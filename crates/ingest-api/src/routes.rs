@@ -5,9 +5,9 @@ use crate::body::{self, Format};
 use crate::rate_limit::RateWindow;
 use actix_web::http::StatusCode;
 use actix_web::{HttpRequest, HttpResponse, web};
-use domain::ingest::{BatchError, BatchLimits, ParsedBatch};
+use domain::ingest::{BatchError, ParsedBatch};
 use domain::line_protocol::{self, SeriesTags};
-use domain::reading::{ReadingRules, Timestamp, Violation};
+use domain::reading::Violation;
 use domain::{MachineId, MachineStatus};
 use platform::ApiError;
 use platform::auth::{Authenticated, require};
@@ -40,26 +40,6 @@ fn field_errors(violations: &[Violation]) -> Vec<FieldError> {
             }
         })
         .collect()
-}
-
-fn rules_and_limits(state: &IngestState) -> (ReadingRules, BatchLimits, usize) {
-    let s = &state.settings;
-    let now = Timestamp::from_nanos(chrono::Utc::now().timestamp_nanos_opt().unwrap_or_default());
-    let rules = ReadingRules {
-        bounds: [
-            (s.f64("temperature_min_c"), s.f64("temperature_max_c")),
-            (0.0, s.f64("pressure_max_kpa")),
-            (0.0, s.f64("speed_max_rpm")),
-        ],
-        max_future_skew_secs: s.i64("ingest_max_future_skew_secs"),
-        max_age_secs: ReadingRules::RAW_RETENTION_SECS,
-        now,
-    };
-    let limits = BatchLimits {
-        max_machines: s.i64("ingest_max_machines_per_batch") as usize,
-        max_readings: s.i64("ingest_max_readings_per_batch") as usize,
-    };
-    (rules, limits, s.i64("ingest_max_body_bytes") as usize)
 }
 
 /// Rejects machines the registry does not know or has switched off; returns the known ones.
@@ -127,7 +107,11 @@ async fn ingest(
     let deadline = Instant::now() + state.deadline;
     let window = RateWindow::current(&state.redis, &caller.subject);
     let format = body::format(&req)?;
-    let (rules, limits, max_body) = rules_and_limits(&state);
+    let (rules, limits) = (
+        state.settings.reading_rules(),
+        state.settings.batch_limits(),
+    );
+    let max_body = state.settings.i64("ingest_max_body_bytes") as usize;
     let body = body::decode(&req, raw, max_body)?;
 
     let started = Instant::now();
@@ -241,17 +225,7 @@ async fn ingest(
         state.audience.listening(),
     );
     platform::latest::queue_late_hours(&mut pipe, &state.redis, &written);
-    let mut outcome = state.redis.query_pipeline::<()>(&pipe).await;
-    if let Err(err) = &outcome
-        && platform::latest::is_missing_script(err)
-    {
-        // Redis restarted and forgot the script: load it and try once more.
-        outcome = match platform::latest::load_script(&state.redis).await {
-            Ok(()) => state.redis.query_pipeline::<()>(&pipe).await,
-            Err(err) => Err(err),
-        };
-    }
-    if let Err(err) = outcome {
+    if let Err(err) = platform::latest::run_pipeline(&state.redis, &pipe).await {
         tracing::warn!(error = %err, "Redis lost: latest values and live updates skipped; retrying on the next batch");
     }
 

@@ -43,9 +43,21 @@ pub async fn load_script(redis: &RedisClient) -> Result<(), RedisError> {
 }
 
 /// Whether a failed pipeline failed because Redis forgot the script.
-pub fn is_missing_script(err: &RedisError) -> bool {
+fn is_missing_script(err: &RedisError) -> bool {
     matches!(err, RedisError::Command(e)
         if e.kind() == redis::ErrorKind::Server(redis::ServerErrorKind::NoScript))
+}
+
+/// Runs a pipeline holding [`queue`]d commands; when Redis restarted and forgot the script,
+/// loads it and tries once more.
+pub async fn run_pipeline(redis: &RedisClient, pipe: &redis::Pipeline) -> Result<(), RedisError> {
+    match redis.query_pipeline::<()>(pipe).await {
+        Err(err) if is_missing_script(&err) => {
+            load_script(redis).await?;
+            redis.query_pipeline::<()>(pipe).await
+        }
+        outcome => outcome,
+    }
 }
 
 /// The channel (under the deployment prefix) carrying stored readings to live streams.

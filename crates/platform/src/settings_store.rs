@@ -8,6 +8,8 @@ use deadpool_redis::redis;
 use diesel::prelude::*;
 use diesel::upsert::excluded;
 use diesel_async::{AsyncPgConnection, RunQueryDsl};
+use domain::ingest::BatchLimits;
+use domain::reading::{ReadingRules, Timestamp};
 use domain::settings::{SettingValue, spec};
 use serde_json::Value;
 use std::collections::HashMap;
@@ -138,6 +140,29 @@ impl LiveSettings {
             SettingValue::Integer(v) => v,
             SettingValue::Float(v) => v as i64,
             SettingValue::Boolean(v) => i64::from(v),
+        }
+    }
+
+    /// The per-reading rules in force now: the same for HTTP batches and MQTT messages.
+    pub fn reading_rules(&self) -> ReadingRules {
+        let now = Timestamp::from_nanos(Utc::now().timestamp_nanos_opt().unwrap_or_default());
+        ReadingRules {
+            bounds: [
+                (self.f64("temperature_min_c"), self.f64("temperature_max_c")),
+                (0.0, self.f64("pressure_max_kpa")),
+                (0.0, self.f64("speed_max_rpm")),
+            ],
+            max_future_skew_secs: self.i64("ingest_max_future_skew_secs"),
+            max_age_secs: ReadingRules::RAW_RETENTION_SECS,
+            now,
+        }
+    }
+
+    /// How many machines and readings one batch (HTTP request or MQTT message) may carry.
+    pub fn batch_limits(&self) -> BatchLimits {
+        BatchLimits {
+            max_machines: self.i64("ingest_max_machines_per_batch") as usize,
+            max_readings: self.i64("ingest_max_readings_per_batch") as usize,
         }
     }
 
