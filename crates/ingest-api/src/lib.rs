@@ -95,6 +95,8 @@ pub async fn build(settings: &Settings) -> Result<Application, StartupError> {
         },
     };
     let app = Application::build(settings, parts)?;
+    // Without this poll `listening()` stays false and live updates are never published.
+    app.spawn_background(audience.run(redis.clone(), Duration::from_secs(1), app.shutdown_token()));
     app.spawn_background(live_settings.run_refresh(
         pg,
         Duration::from_millis(500),
