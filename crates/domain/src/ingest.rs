@@ -454,19 +454,51 @@ pub struct ParsedPayload {
     pub violations: Vec<Violation>,
 }
 
+/// Why a whole MQTT message was refused before looking at its readings.
+#[derive(Debug, Clone, PartialEq)]
+pub enum PayloadError {
+    /// Not JSON at all.
+    NotJson(Violation),
+    /// JSON, but not one reading or `{"readings": [...]}`.
+    Shape(Violation),
+    /// More readings than one message may carry.
+    TooLarge(Violation),
+}
+
+impl PayloadError {
+    /// The dead-letter reason: `not_json`, `bad_shape` or `too_large`.
+    pub fn reason(&self) -> &'static str {
+        match self {
+            Self::NotJson(_) => "not_json",
+            Self::Shape(_) => "bad_shape",
+            Self::TooLarge(_) => "too_large",
+        }
+    }
+
+    /// What is wrong, with its path.
+    pub fn violation(&self) -> &Violation {
+        match self {
+            Self::NotJson(v) | Self::Shape(v) | Self::TooLarge(v) => v,
+        }
+    }
+}
+
 /// Parses and validates an MQTT payload with the same rules as the HTTP batch.
 pub fn parse_payload(
     body: &[u8],
     rules: &ReadingRules,
     max_readings: usize,
-) -> Result<ParsedPayload, BatchError> {
+) -> Result<ParsedPayload, PayloadError> {
     let raw: RawPayload<'_> = serde_json::from_slice(body).map_err(|err| {
-        let message = if err.is_syntax() || err.is_eof() {
-            "not JSON"
+        if err.is_syntax() || err.is_eof() {
+            PayloadError::NotJson(Violation::new("payload", format!("not JSON: {err}"), None))
         } else {
-            "not a telemetry payload"
-        };
-        BatchError::Malformed(Violation::new("payload", format!("{message}: {err}"), None))
+            PayloadError::Shape(Violation::new(
+                "payload",
+                format!("not a telemetry payload: {err}"),
+                None,
+            ))
+        }
     })?;
     let items: Vec<(String, RawPayloadReading<'_>)> = match raw.readings {
         Some(list) if raw.single.is_empty() => list
@@ -475,7 +507,7 @@ pub fn parse_payload(
             .map(|(i, r)| (format!("readings[{i}]"), r))
             .collect(),
         Some(_) => {
-            return Err(BatchError::Malformed(Violation::new(
+            return Err(PayloadError::Shape(Violation::new(
                 "payload",
                 "either one reading or {\"readings\": [...]}, not both",
                 None,
@@ -484,14 +516,14 @@ pub fn parse_payload(
         None => vec![("reading".to_owned(), raw.single)],
     };
     if items.is_empty() {
-        return Err(BatchError::Malformed(Violation::new(
+        return Err(PayloadError::Shape(Violation::new(
             "readings",
             "must hold at least one reading",
             None,
         )));
     }
     if items.len() > max_readings {
-        return Err(BatchError::TooLarge(Violation::new(
+        return Err(PayloadError::TooLarge(Violation::new(
             "readings",
             format!(
                 "holds {} readings; at most {max_readings} per message",
@@ -637,14 +669,14 @@ mod tests {
         let paths: Vec<_> = many.violations.iter().map(|v| v.path.as_str()).collect();
         assert_eq!(paths, ["readings[1].speed", "readings[2].timestamp"]);
         assert!(
-            matches!(parse_payload(b"hello", &rules(), 100), Err(BatchError::Malformed(v)) if v.message.starts_with("not JSON"))
+            matches!(parse_payload(b"hello", &rules(), 100), Err(PayloadError::NotJson(v)) if v.message.starts_with("not JSON"))
         );
         assert!(
-            matches!(parse_payload(br#"{"humidity":3}"#, &rules(), 100), Err(BatchError::Malformed(v)) if v.message.starts_with("not a telemetry payload"))
+            matches!(parse_payload(br#"{"humidity":3}"#, &rules(), 100), Err(PayloadError::Shape(v)) if v.message.starts_with("not a telemetry payload"))
         );
         assert!(matches!(
             parse_payload(br#"{"readings":[{"speed":1},{"speed":2}]}"#, &rules(), 1),
-            Err(BatchError::TooLarge(_))
+            Err(PayloadError::TooLarge(_))
         ));
     }
 
