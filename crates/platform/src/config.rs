@@ -44,6 +44,8 @@ pub struct Settings {
     pub influx: InfluxSettings,
     /// The MQTT broker (used by mqtt-bridge).
     pub mqtt: MqttSettings,
+    /// mqtt-bridge's spool and batching.
+    pub bridge: BridgeSettings,
     /// Tokens: issuing (auth) and verifying (every HTTP service).
     pub auth: AuthSettings,
 }
@@ -182,6 +184,68 @@ pub struct MqttSettings {
     pub topic_prefix: String,
     /// Seconds between keep-alive pings.
     pub keep_alive_secs: u64,
+    /// `3.1.1` or `5`.
+    pub protocol: String,
+    /// With `ssl://`: the CA bundle (PEM) the broker's certificate must chain to.
+    pub ca_file: Option<String>,
+    /// What the bridge subscribes to (under the topic prefix).
+    pub topic_filter: String,
+    /// When set, replicas subscribe as `$share/<group>/<filter>` and split one stream.
+    pub shared_group: Option<String>,
+    /// MQTT 5 only: how long the broker keeps the session while the bridge is away.
+    pub session_expiry_secs: u32,
+    /// Larger telemetry messages are dead-lettered without being parsed.
+    pub max_payload_bytes: usize,
+}
+
+impl MqttSettings {
+    /// Whether MQTT 5 was asked for (validated: otherwise 3.1.1).
+    pub fn is_v5(&self) -> bool {
+        matches!(self.protocol.trim(), "5" | "5.0")
+    }
+
+    /// The shared group, if one is configured (an empty value counts as none).
+    pub fn shared_group(&self) -> Option<&str> {
+        self.shared_group
+            .as_deref()
+            .map(str::trim)
+            .filter(|g| !g.is_empty())
+    }
+
+    /// The subscription: the prefixed filter, inside `$share/<group>/` when shared.
+    pub fn subscription(&self) -> String {
+        let filter = format!("{}{}", self.topic_prefix, self.topic_filter);
+        match self.shared_group() {
+            Some(group) => format!("$share/{group}/{filter}"),
+            None => filter,
+        }
+    }
+}
+
+/// How mqtt-bridge keeps what it acknowledged and how it batches writes.
+#[derive(Debug, Clone, Deserialize)]
+pub struct BridgeSettings {
+    /// The spool folder: one per bridge instance (never shared between replicas).
+    pub spool_dir: String,
+    /// Spool size at which the bridge stops taking messages (the broker holds them).
+    pub spool_max_bytes: u64,
+    /// Size of one spool segment file.
+    pub spool_segment_bytes: u64,
+    /// `interval` (fsync every `fsync_interval_ms`) or `always` (before every acknowledgement).
+    pub fsync: String,
+    /// Period of the `interval` fsync policy.
+    pub fsync_interval_ms: u64,
+    /// Readings per InfluxDB write.
+    pub batch_max_readings: usize,
+    /// How long a partial batch waits for more readings before it is written.
+    pub batch_linger_ms: u64,
+}
+
+impl BridgeSettings {
+    /// Whether every message is fsynced before it is acknowledged.
+    pub fn fsync_always(&self) -> bool {
+        self.fsync.trim() == "always"
+    }
 }
 
 impl Settings {
@@ -232,6 +296,51 @@ impl Settings {
         {
             return Err(invalid("mqtt.url", "must start with tcp:// or ssl://"));
         }
+        if !matches!(self.mqtt.protocol.trim(), "3.1.1" | "5" | "5.0") {
+            return Err(invalid("mqtt.protocol", "must be 3.1.1 or 5"));
+        }
+        if self.mqtt.client_id.is_empty() || self.mqtt.client_id.contains(['/', '+', '#']) {
+            return Err(invalid(
+                "mqtt.client_id",
+                "must be non-empty, without '/', '+' or '#'",
+            ));
+        }
+        if self.mqtt.topic_filter.is_empty() || self.mqtt.topic_filter.starts_with('$') {
+            return Err(invalid(
+                "mqtt.topic_filter",
+                "must be a non-empty filter such as factory/+/machine/+/telemetry",
+            ));
+        }
+        if self
+            .mqtt
+            .shared_group()
+            .is_some_and(|g| g.contains(['/', '+', '#']))
+        {
+            return Err(invalid(
+                "mqtt.shared_group",
+                "must not contain '/', '+' or '#'",
+            ));
+        }
+        if !matches!(self.bridge.fsync.trim(), "interval" | "always") {
+            return Err(invalid("bridge.fsync", "must be interval or always"));
+        }
+        if self.bridge.spool_segment_bytes < 64 * 1024
+            || self.bridge.spool_max_bytes < 2 * self.bridge.spool_segment_bytes
+        {
+            return Err(invalid(
+                "bridge.spool_max_bytes",
+                "segments must be at least 64 KiB and the spool at least two segments",
+            ));
+        }
+        if (self.mqtt.max_payload_bytes as u64) * 2 > self.bridge.spool_segment_bytes {
+            return Err(invalid(
+                "mqtt.max_payload_bytes",
+                "must be at most half of bridge.spool_segment_bytes",
+            ));
+        }
+        if self.bridge.batch_max_readings == 0 {
+            return Err(invalid("bridge.batch_max_readings", "must be at least 1"));
+        }
         if self.auth.access_ttl_secs < 60 || self.auth.access_ttl_secs > 3600 {
             return Err(invalid("auth.access_ttl_secs", "must be 60 to 3600"));
         }
@@ -258,6 +367,7 @@ impl Settings {
             ),
             ("redis.command_timeout_ms", self.redis.command_timeout_ms),
             ("influx.timeout_ms", self.influx.timeout_ms),
+            ("bridge.fsync_interval_ms", self.bridge.fsync_interval_ms),
         ] {
             if ms == 0 {
                 return Err(invalid(key, "must be greater than 0"));

@@ -24,7 +24,12 @@ pub enum Probe {
     Influx(InfluxClient),
     /// A long-lived connection whose state a background task keeps (e.g. the MQTT session).
     Connection(Arc<AtomicBool>),
+    /// Something in the process itself (e.g. the bridge's spool): `Ok` carries details to show.
+    Local(LocalProbe),
 }
+
+/// A check of the service's own state, e.g. how full a spool is.
+pub type LocalProbe = Arc<dyn Fn() -> Result<serde_json::Value, String> + Send + Sync>;
 
 /// A probe plus whether the service can do its job without it.
 #[derive(Clone)]
@@ -53,7 +58,7 @@ impl Dependency {
         }
     }
 
-    async fn check(&self) -> Result<(), String> {
+    async fn check(&self) -> Result<Option<serde_json::Value>, String> {
         match &self.probe {
             Probe::Postgres(pool) => postgres::ping(pool).await.map_err(|e| e.to_string()),
             Probe::Redis(client) => client.ping().await.map_err(|e| e.to_string()),
@@ -65,7 +70,9 @@ impl Dependency {
                     Err("not connected".to_owned())
                 }
             }
+            Probe::Local(check) => return check().map(Some),
         }
+        .map(|()| None)
     }
 }
 
@@ -88,6 +95,9 @@ pub struct DependencyState {
     /// Why it is down.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub error: Option<String>,
+    /// What a local probe reports besides up/down (e.g. spool depth).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub detail: Option<serde_json::Value>,
 }
 
 /// The `/readyz` answer.
@@ -118,11 +128,16 @@ impl Readiness {
                 Ok(outcome) => outcome,
                 Err(_) => Err(format!("no answer within {:?}", self.timeout)),
             };
+            let (detail, error) = match outcome {
+                Ok(detail) => (detail, None),
+                Err(error) => (None, Some(error)),
+            };
             let state = DependencyState {
-                status: if outcome.is_ok() { "up" } else { "down" },
+                status: if error.is_none() { "up" } else { "down" },
                 required: dependency.required,
                 latency_ms: (started.elapsed().as_secs_f64() * 1000.0 * 100.0).round() / 100.0,
-                error: outcome.err(),
+                error,
+                detail,
             };
             (dependency.name, state)
         });
