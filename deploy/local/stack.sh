@@ -29,6 +29,8 @@ service_env() {
   export PLANTLINE_LOG__FORMAT=json
   export PLANTLINE_HTTP__HOST=127.0.0.1
   export PLANTLINE_AUTH__PUBLIC_KEY_FILES="$KEYS/public-key.pem"
+  # Survives restarts: what the bridge acknowledged but InfluxDB has not stored yet.
+  export PLANTLINE_BRIDGE__SPOOL_DIR="$STATE/spool/bridge-1"
 }
 
 build() {

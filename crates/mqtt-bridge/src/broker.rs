@@ -1,5 +1,13 @@
-//! The broker session: one persistent MQTT session, reconnected for as long as the bridge runs.
+//! The broker session: one persistent MQTT session (clean session off, stable client id, QoS 1),
+//! reconnected by paho with backoff, resubscribed and re-announced on every connect.
+//!
+//! Every message is appended to the spool inside paho's message callback. Paho C sends the
+//! PUBACK of a QoS 1 message only when that callback returns (MQTTProtocolClient.c,
+//! `MQTTProtocol_handlePublishes`), so the broker never hears "got it" before the message is on
+//! disk; while the spool is full the callback waits and the broker keeps the messages.
 
+use crate::metrics::BridgeMetrics;
+use crate::spool::Spool;
 use paho_mqtt as mqtt;
 use platform::config::MqttSettings;
 use secrecy::ExposeSecret;
@@ -10,64 +18,158 @@ use tokio_util::sync::CancellationToken;
 
 /// Why the broker session could not be set up.
 #[derive(Debug, thiserror::Error)]
-#[error("MQTT client: {0}")]
-pub struct BrokerError(#[from] mqtt::Error);
+pub enum BrokerError {
+    /// paho refused the options.
+    #[error("MQTT client: {0}")]
+    Client(#[from] mqtt::Error),
+    /// `ssl://` in a build without TLS.
+    #[error(
+        "mqtt.url uses TLS but this build has no TLS support: build mqtt-bridge with `--features tls`"
+    )]
+    NoTls,
+}
+
+/// `plantline/bridge/{instance}/status`: retained `online` while connected, `offline` (the
+/// last will, or a clean stop) otherwise.
+pub fn status_topic(prefix: &str, instance: &str) -> String {
+    format!("{prefix}plantline/bridge/{instance}/status")
+}
 
 /// A paho async client plus the connection state `/readyz` reports.
 pub struct BrokerSession {
     client: mqtt::AsyncClient,
     connect_options: mqtt::ConnectOptions,
     connected: Arc<AtomicBool>,
+    subscription: String,
+    status_topic: String,
+    events: tokio::sync::mpsc::UnboundedReceiver<()>,
+}
+
+fn create_options(settings: &MqttSettings) -> mqtt::CreateOptions {
+    let version = if settings.is_v5() {
+        mqtt::MQTT_VERSION_5
+    } else {
+        mqtt::MQTT_VERSION_3_1_1
+    };
+    mqtt::CreateOptionsBuilder::new()
+        .server_uri(settings.url.replace("mqtt://", "tcp://"))
+        .client_id(&settings.client_id)
+        .mqtt_version(version)
+        // Outgoing dead letters and status messages are kept in memory while the broker is
+        // away, up to this many; incoming messages are the spool's business.
+        .persistence(None)
+        .send_while_disconnected(true)
+        .max_buffered_messages(10_000)
+        .finalize()
+}
+
+fn connect_options(
+    settings: &MqttSettings,
+    status_topic: &str,
+) -> Result<mqtt::ConnectOptions, BrokerError> {
+    let will = mqtt::Message::new_retained(status_topic, "offline", 1);
+    let mut options = if settings.is_v5() {
+        let mut options = mqtt::ConnectOptionsBuilder::new_v5();
+        let mut properties = mqtt::Properties::new();
+        properties.push_u32(
+            mqtt::PropertyCode::SessionExpiryInterval,
+            settings.session_expiry_secs,
+        )?;
+        // A persistent session: the broker queues QoS 1 messages while we are away.
+        options.clean_start(false).properties(properties);
+        options
+    } else {
+        let mut options = mqtt::ConnectOptionsBuilder::new();
+        options.clean_session(false);
+        options
+    };
+    options
+        .keep_alive_interval(Duration::from_secs(settings.keep_alive_secs))
+        .connect_timeout(Duration::from_secs(5))
+        .automatic_reconnect(Duration::from_millis(250), Duration::from_secs(10))
+        .will_message(will);
+    if let Some(user) = &settings.username {
+        options.user_name(user);
+    }
+    if let Some(password) = &settings.password {
+        options.password(password.expose_secret());
+    }
+    if settings.url.starts_with("ssl://") || settings.url.starts_with("mqtts://") {
+        tls(&mut options, settings)?;
+    }
+    Ok(options.finalize())
+}
+
+#[cfg(feature = "tls")]
+fn tls(
+    options: &mut mqtt::ConnectOptionsBuilder,
+    settings: &MqttSettings,
+) -> Result<(), BrokerError> {
+    let mut ssl = mqtt::SslOptionsBuilder::new();
+    if let Some(ca) = settings.ca_file.as_deref().filter(|f| !f.is_empty()) {
+        ssl.trust_store(ca)?;
+    }
+    ssl.enable_server_cert_auth(true).verify(true);
+    options.ssl_options(ssl.finalize());
+    Ok(())
+}
+
+#[cfg(not(feature = "tls"))]
+fn tls(_: &mut mqtt::ConnectOptionsBuilder, _: &MqttSettings) -> Result<(), BrokerError> {
+    Err(BrokerError::NoTls)
 }
 
 impl BrokerSession {
-    /// Creates the client; nothing is sent until [`run`](Self::run).
-    pub fn new(settings: &MqttSettings) -> Result<Self, BrokerError> {
-        let client = mqtt::AsyncClient::new(
-            mqtt::CreateOptionsBuilder::new()
-                .server_uri(settings.url.replace("mqtt://", "tcp://"))
-                .client_id(&settings.client_id)
-                .finalize(),
-        )?;
+    /// Creates the client and its callbacks; nothing is sent until [`run`](Self::run).
+    pub fn new(
+        settings: &MqttSettings,
+        spool: Spool,
+        metrics: BridgeMetrics,
+    ) -> Result<Self, BrokerError> {
+        let client = mqtt::AsyncClient::new(create_options(settings))?;
+        let status_topic = status_topic(&settings.topic_prefix, &settings.client_id);
+        let connect_options = connect_options(settings, &status_topic)?;
         let connected = Arc::new(AtomicBool::new(false));
-        let on_connect = connected.clone();
+        let (events_tx, events) = tokio::sync::mpsc::unbounded_channel();
+        // paho calls this after every (re)connect; the session task subscribes and announces.
         client.set_connected_callback(move |_| {
-            on_connect.store(true, Ordering::Relaxed);
-            tracing::info!("connected to the MQTT broker");
+            let _ = events_tx.send(());
         });
         let on_lost = connected.clone();
         client.set_connection_lost_callback(move |_| {
             on_lost.store(false, Ordering::Relaxed);
             tracing::warn!("lost the MQTT broker; reconnecting");
         });
-        let mut options = mqtt::ConnectOptionsBuilder::new();
-        options
-            .keep_alive_interval(Duration::from_secs(settings.keep_alive_secs))
-            // A persistent session: the broker queues QoS 1 messages while we are away.
-            .clean_session(false)
-            .connect_timeout(Duration::from_secs(5))
-            .automatic_reconnect(Duration::from_millis(500), Duration::from_secs(30));
-        if let Some(user) = &settings.username {
-            options.user_name(user);
-        }
-        if let Some(password) = &settings.password {
-            options.password(password.expose_secret());
-        }
+        client.set_message_callback(move |_, message| {
+            let Some(message) = message else { return };
+            let received_ms = chrono::Utc::now().timestamp_millis();
+            spool.append(message.topic(), message.payload(), received_ms);
+            metrics.count("received", 1);
+        });
         Ok(Self {
             client,
-            connect_options: options.finalize(),
+            connect_options,
             connected,
+            subscription: settings.subscription(),
+            status_topic,
+            events,
         })
     }
 
-    /// The flag `/readyz` reads.
+    /// The flag `/readyz` reads: connected and subscribed.
     pub fn connected_flag(&self) -> Arc<AtomicBool> {
         self.connected.clone()
     }
 
-    /// Connects (retrying with backoff until the first success; paho reconnects after that)
-    /// and disconnects cleanly when `shutdown` fires.
-    pub async fn run(self, shutdown: CancellationToken) {
+    /// A handle for publishing (dead letters).
+    pub fn client(&self) -> mqtt::AsyncClient {
+        self.client.clone()
+    }
+
+    /// Connects (retrying with backoff until the first success; paho reconnects after that),
+    /// subscribes and announces `online` after every connect, and on `shutdown` announces
+    /// `offline` and disconnects.
+    pub async fn run(mut self, shutdown: CancellationToken) {
         let mut backoff = Duration::from_millis(250);
         loop {
             tokio::select! {
@@ -85,10 +187,41 @@ impl BrokerSession {
             }
             backoff = (backoff * 2).min(Duration::from_secs(10));
         }
-        shutdown.cancelled().await;
+        loop {
+            tokio::select! {
+                () = shutdown.cancelled() => break,
+                event = self.events.recv() => match event {
+                    Some(()) => self.on_connected().await,
+                    None => break,
+                },
+            }
+        }
         self.connected.store(false, Ordering::Relaxed);
+        let offline = mqtt::Message::new_retained(self.status_topic.as_str(), "offline", 1);
+        let announced = self.client.publish(offline);
+        let _ = tokio::time::timeout(Duration::from_secs(2), announced).await;
         if let Err(err) = self.client.disconnect(None).await {
             tracing::warn!(error = %err, "MQTT disconnect failed");
+        }
+    }
+
+    async fn on_connected(&self) {
+        // The broker may have lost the session (restarted without persistence): subscribe
+        // every time. With the session intact this is a harmless repeat.
+        match self.client.subscribe(self.subscription.as_str(), 1).await {
+            Ok(_) => {
+                self.connected.store(true, Ordering::Relaxed);
+                tracing::info!(subscription = %self.subscription, "connected to the MQTT broker and subscribed");
+            }
+            Err(err) => {
+                tracing::error!(error = %err, subscription = %self.subscription, "subscription refused; reconnecting");
+                self.client.reconnect();
+                return;
+            }
+        }
+        let online = mqtt::Message::new_retained(self.status_topic.as_str(), "online", 1);
+        if let Err(err) = self.client.try_publish(online) {
+            tracing::warn!(error = %err, "status not announced");
         }
     }
 }

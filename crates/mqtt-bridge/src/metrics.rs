@@ -1,0 +1,100 @@
+//! mqtt-bridge's own metrics.
+
+use crate::spool::SpoolStats;
+use platform::metrics::Metrics;
+use prometheus::{Histogram, HistogramOpts, IntCounterVec, IntGauge, Opts};
+
+/// Messages by outcome, dead letters by reason, batches, write latency, spool depth.
+#[derive(Clone)]
+pub struct BridgeMetrics {
+    /// `received`, `stored`, `spooled` (waited in the spool for InfluxDB), `dead_lettered`.
+    pub messages: IntCounterVec,
+    /// Dead letters by reason.
+    pub dead_letters: IntCounterVec,
+    /// Readings written to InfluxDB.
+    pub readings_stored: prometheus::IntCounter,
+    /// Readings per InfluxDB write.
+    pub batch_readings: Histogram,
+    /// InfluxDB write latency (one attempt).
+    pub write_seconds: Histogram,
+    spool_bytes: IntGauge,
+    spool_messages: IntGauge,
+    spool_full: IntGauge,
+}
+
+fn fixed<T>(metric: prometheus::Result<T>) -> T {
+    metric.unwrap_or_else(|_| unreachable!("static metric definition"))
+}
+
+impl BridgeMetrics {
+    /// Creates and registers the families.
+    pub fn register(metrics: &Metrics) -> Self {
+        let this = Self {
+            messages: fixed(IntCounterVec::new(
+                Opts::new("bridge_messages_total", "MQTT messages by outcome"),
+                &["outcome"],
+            )),
+            dead_letters: fixed(IntCounterVec::new(
+                Opts::new(
+                    "bridge_dead_letters_total",
+                    "Dead-lettered messages by reason",
+                ),
+                &["reason"],
+            )),
+            readings_stored: fixed(prometheus::IntCounter::new(
+                "bridge_readings_stored_total",
+                "Readings written to InfluxDB",
+            )),
+            batch_readings: fixed(Histogram::with_opts(
+                HistogramOpts::new("bridge_batch_readings", "Readings per InfluxDB write").buckets(
+                    vec![
+                        1.0, 10.0, 50.0, 100.0, 500.0, 1000.0, 2500.0, 5000.0, 10000.0,
+                    ],
+                ),
+            )),
+            write_seconds: fixed(Histogram::with_opts(
+                HistogramOpts::new("bridge_influx_write_seconds", "InfluxDB write latency")
+                    .buckets(vec![
+                        0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0,
+                    ]),
+            )),
+            spool_bytes: fixed(IntGauge::new(
+                "bridge_spool_bytes",
+                "Spooled bytes not yet stored in InfluxDB",
+            )),
+            spool_messages: fixed(IntGauge::new(
+                "bridge_spool_messages",
+                "Spooled messages not yet stored in InfluxDB",
+            )),
+            spool_full: fixed(IntGauge::new(
+                "bridge_spool_full",
+                "1 while the spool is full and messages are not acknowledged",
+            )),
+        };
+        metrics.register(Box::new(this.messages.clone()));
+        metrics.register(Box::new(this.dead_letters.clone()));
+        metrics.register(Box::new(this.readings_stored.clone()));
+        metrics.register(Box::new(this.batch_readings.clone()));
+        metrics.register(Box::new(this.write_seconds.clone()));
+        metrics.register(Box::new(this.spool_bytes.clone()));
+        metrics.register(Box::new(this.spool_messages.clone()));
+        metrics.register(Box::new(this.spool_full.clone()));
+        this
+    }
+
+    /// Counts `count` messages under `outcome`.
+    pub fn count(&self, outcome: &str, count: usize) {
+        if count > 0 {
+            self.messages
+                .with_label_values(&[outcome])
+                .inc_by(count as u64);
+        }
+    }
+
+    /// Mirrors the spool's depth.
+    pub fn spool(&self, stats: SpoolStats) {
+        self.spool_bytes.set(stats.pending_bytes as i64);
+        self.spool_messages.set(stats.pending_messages as i64);
+        self.spool_full.set(i64::from(stats.full));
+    }
+}

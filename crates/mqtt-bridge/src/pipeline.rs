@@ -1,0 +1,495 @@
+//! From the spool to InfluxDB: read spooled messages in order, validate them with the same
+//! domain code as ingest-api, write one line-protocol batch per `batch_max_readings` readings
+//! or `batch_linger_ms`, and move the spool's checkpoint only once InfluxDB has answered.
+//! While InfluxDB is away the batch is retried with backoff and new messages wait in the
+//! spool; messages that can never be stored become dead letters.
+
+use crate::dead_letter::{DeadLetter, Reason};
+use crate::metrics::BridgeMetrics;
+use crate::spool::{Next, Position, Record, Spool, SpoolReader};
+use domain::line_protocol::{self, SeriesTags};
+use domain::mqtt::TelemetryTopic;
+use domain::reading::{Reading, ReadingRules};
+use domain::{MachineId, MachineStatus};
+use platform::influx::{InfluxClient, InfluxError};
+use platform::latest::LiveAudience;
+use platform::redis::RedisClient;
+use platform::registry::{MachineInfo, MachineRegistry};
+use platform::settings_store::LiveSettings;
+use std::collections::HashMap;
+use std::time::{Duration, Instant};
+use tokio_util::sync::CancellationToken;
+
+/// Everything the pipeline talks to.
+pub struct Pipeline {
+    /// Where messages come from.
+    pub reader: SpoolReader,
+    /// Where progress is committed.
+    pub spool: Spool,
+    /// Machines by id.
+    pub registry: MachineRegistry,
+    /// The time-series store.
+    pub influx: InfluxClient,
+    /// Latest values and live updates.
+    pub redis: RedisClient,
+    /// Validation bounds, refreshed from Postgres.
+    pub settings: LiveSettings,
+    /// Whether dashboards listen for live readings.
+    pub audience: LiveAudience,
+    /// Dead letters go out through the bridge's own MQTT session.
+    pub dead_letters: DeadLetterOutbox,
+    /// Counters.
+    pub metrics: BridgeMetrics,
+    /// Deployment topic prefix (empty in production).
+    pub topic_prefix: String,
+    /// Readings per write.
+    pub batch_max_readings: usize,
+    /// How long a partial batch waits.
+    pub linger: Duration,
+}
+
+/// Publishes dead letters (QoS 1; paho buffers them while the broker is away).
+#[derive(Clone)]
+pub struct DeadLetterOutbox {
+    /// The bridge's client.
+    pub client: paho_mqtt::AsyncClient,
+    /// The bridge's name, shown in each dead letter.
+    pub instance: String,
+    /// Deployment topic prefix.
+    pub topic_prefix: String,
+}
+
+impl DeadLetterOutbox {
+    fn publish(&self, letter: &DeadLetter, record: &Record) {
+        let body = letter.document(record, &self.instance).to_string();
+        let message = paho_mqtt::Message::new(letter.topic(&self.topic_prefix), body, 1);
+        if let Err(err) = self.client.try_publish(message) {
+            tracing::warn!(error = %err, reason = letter.reason.as_str(), topic = %record.topic, "dead letter not published");
+        }
+    }
+}
+
+/// A spooled message after parsing, before the registry is asked.
+enum Item {
+    Telemetry {
+        topic: TelemetryTopic,
+        readings: Vec<Reading>,
+        problems: Option<DeadLetter>,
+        record: Record,
+    },
+    Dead(DeadLetter, Record),
+}
+
+#[derive(Default)]
+struct Batch {
+    items: Vec<Item>,
+    readings: usize,
+    end: Position,
+}
+
+fn decode(record: Record, prefix: &str, rules: &ReadingRules, max_readings: usize) -> Item {
+    if let Some(size) = record.truncated_from {
+        let letter = DeadLetter::new(
+            Reason::TooLarge,
+            format!("payload of {size} bytes is over the limit"),
+        );
+        return Item::Dead(letter, record);
+    }
+    let topic = match TelemetryTopic::parse(&record.topic, prefix) {
+        Ok(topic) => topic,
+        Err(err) => return Item::Dead(DeadLetter::new(Reason::BadTopic, err.to_string()), record),
+    };
+    match domain::ingest::parse_payload(&record.payload, rules, max_readings) {
+        Err(err) => {
+            let letter = DeadLetter::new(Reason::of_payload_error(&err), &err.violation().message)
+                .with_errors(vec![err.violation().clone()]);
+            Item::Dead(letter, record)
+        }
+        Ok(parsed) => {
+            let problems = (!parsed.violations.is_empty()).then(|| {
+                DeadLetter::new(
+                    Reason::InvalidReading,
+                    format!(
+                        "{} of {} readings failed validation; the valid ones were stored",
+                        parsed.violations.len(),
+                        parsed.violations.len() + parsed.readings.len()
+                    ),
+                )
+                .with_errors(parsed.violations)
+            });
+            Item::Telemetry {
+                topic,
+                readings: parsed.readings,
+                problems,
+                record,
+            }
+        }
+    }
+}
+
+/// How long to wait before the next attempt after `failures` failed ones.
+fn backoff(failures: u32) -> Duration {
+    Duration::from_millis((100u64 << failures.min(6)).min(5_000))
+}
+
+impl Pipeline {
+    /// Runs until `shutdown`; whatever is not committed then is replayed at the next start.
+    pub async fn run(mut self, shutdown: CancellationToken) {
+        while let Some(batch) = self.gather(&shutdown).await {
+            if !self.store(batch, &shutdown).await {
+                return;
+            }
+        }
+    }
+
+    /// Reads the next batch; `None` once `shutdown` fires.
+    async fn gather(&mut self, shutdown: &CancellationToken) -> Option<Batch> {
+        let mut batch = Batch::default();
+        let mut started: Option<Instant> = None;
+        let rules = self.settings.reading_rules();
+        let max_readings = self.settings.batch_limits().max_readings;
+        loop {
+            if shutdown.is_cancelled() {
+                return None;
+            }
+            match self.reader.next_record() {
+                Ok(Next::Record(record, end)) => {
+                    let item = decode(record, &self.topic_prefix, &rules, max_readings);
+                    if let Item::Telemetry { readings, .. } = &item {
+                        batch.readings += readings.len();
+                    }
+                    batch.items.push(item);
+                    batch.end = end;
+                    started.get_or_insert_with(Instant::now);
+                    if batch.readings >= self.batch_max_readings
+                        || batch.items.len() >= self.batch_max_readings
+                    {
+                        return Some(batch);
+                    }
+                }
+                Ok(Next::CaughtUp) => {
+                    let wait = match started {
+                        None => Duration::from_secs(1),
+                        Some(at) if at.elapsed() >= self.linger => return Some(batch),
+                        Some(at) => self.linger - at.elapsed(),
+                    };
+                    tokio::select! {
+                        () = shutdown.cancelled() => return None,
+                        () = self.reader.wait(wait) => {}
+                    }
+                }
+                Err(err) => {
+                    tracing::error!(error = %err, "spool unreadable; retrying");
+                    tokio::select! {
+                        () = shutdown.cancelled() => return None,
+                        () = tokio::time::sleep(Duration::from_secs(1)) => {}
+                    }
+                }
+            }
+        }
+    }
+
+    /// Stores a batch (retrying while InfluxDB or the registry is away) and commits it.
+    /// `false` when `shutdown` interrupted it (nothing committed: replayed next start).
+    async fn store(&mut self, batch: Batch, shutdown: &CancellationToken) -> bool {
+        let Some(machines) = self.machines(&batch, shutdown).await else {
+            return false;
+        };
+        let messages = batch.items.len();
+        let mut letters: Vec<(DeadLetter, Record)> = Vec::new();
+        let mut stored: Vec<(MachineInfo, Vec<Reading>, Record)> = Vec::new();
+        for item in batch.items {
+            let (topic, readings, problems, record) = match item {
+                Item::Dead(letter, record) => {
+                    letters.push((letter, record));
+                    continue;
+                }
+                Item::Telemetry {
+                    topic,
+                    readings,
+                    problems,
+                    record,
+                } => (topic, readings, problems, record),
+            };
+            let refusal = match machines.get(&topic.machine_id).cloned().flatten() {
+                None => Err(DeadLetter::new(
+                    Reason::UnknownMachine,
+                    format!("machine {} is not in the registry", topic.machine_id),
+                )),
+                Some(info) if info.status() == MachineStatus::Inactive => Err(DeadLetter::new(
+                    Reason::InactiveMachine,
+                    format!("machine {} is inactive", topic.machine_id),
+                )),
+                Some(info) if info.factory_id != topic.factory_id.as_ref() => Err(DeadLetter::new(
+                    Reason::FactoryMismatch,
+                    format!(
+                        "the topic says factory {}; the registry has machine {} in factory {}",
+                        topic.factory_id, topic.machine_id, info.factory_id
+                    ),
+                )),
+                Some(info) => Ok(info),
+            };
+            match refusal {
+                Err(letter) => letters.push((letter, record)),
+                Ok(info) => {
+                    if let Some(letter) = problems {
+                        letters.push((letter, record.clone()));
+                    }
+                    if !readings.is_empty() {
+                        stored.push((info, readings, record));
+                    }
+                }
+            }
+        }
+        let Some(rejected) = self.write(&stored, shutdown).await else {
+            return false;
+        };
+        let mut kept = Vec::with_capacity(stored.len());
+        for (index, (info, readings, record)) in stored.into_iter().enumerate() {
+            match rejected.iter().find(|(i, _)| *i == index) {
+                Some((_, reason)) => letters.push((
+                    DeadLetter::new(Reason::StoreRejected, format!("InfluxDB refused: {reason}")),
+                    record,
+                )),
+                None => kept.push((info, readings)),
+            }
+        }
+        let readings: usize = kept.iter().map(|(_, r)| r.len()).sum();
+        self.metrics.readings_stored.inc_by(readings as u64);
+        self.metrics.count("stored", kept.len());
+        if readings > 0 {
+            self.metrics.batch_readings.observe(readings as f64);
+        }
+        for (letter, record) in &letters {
+            self.metrics
+                .dead_letters
+                .with_label_values(&[letter.reason.as_str()])
+                .inc();
+            tracing::info!(
+                reason = letter.reason.as_str(),
+                topic = %record.topic,
+                detail = %letter.detail,
+                "message dead-lettered"
+            );
+            self.dead_letters.publish(letter, record);
+        }
+        self.metrics.count("dead_lettered", letters.len());
+        self.after_store(&kept).await;
+        let mut failures = 0;
+        while let Err(err) = self.spool.commit(batch.end, messages as u64) {
+            // Not committing only means replaying (InfluxDB overwrites identical points).
+            failures += 1;
+            tracing::error!(error = %err, "spool checkpoint not written; retrying");
+            tokio::select! {
+                () = shutdown.cancelled() => return false,
+                () = tokio::time::sleep(backoff(failures)) => {}
+            }
+        }
+        self.metrics.spool(self.spool.stats());
+        true
+    }
+
+    /// The registry entries of the batch's machines, retried while Redis and Postgres are
+    /// both away (the messages wait in the spool meanwhile).
+    async fn machines(
+        &self,
+        batch: &Batch,
+        shutdown: &CancellationToken,
+    ) -> Option<HashMap<MachineId, Option<MachineInfo>>> {
+        let mut ids: Vec<MachineId> = batch
+            .items
+            .iter()
+            .filter_map(|item| match item {
+                Item::Telemetry { topic, .. } => Some(topic.machine_id),
+                Item::Dead(..) => None,
+            })
+            .collect();
+        ids.sort_unstable();
+        ids.dedup();
+        let mut failures = 0;
+        loop {
+            match self.registry.lookup(&ids).await {
+                Ok(found) => return Some(found),
+                Err(err) => {
+                    failures += 1;
+                    if failures == 1 {
+                        tracing::warn!(error = %err, "machine registry unavailable; messages wait in the spool");
+                    }
+                }
+            }
+            tokio::select! {
+                () = shutdown.cancelled() => return None,
+                () = tokio::time::sleep(backoff(failures)) => {}
+            }
+        }
+    }
+
+    /// Writes every message's readings in one request, retrying transient failures until
+    /// InfluxDB answers. A permanent refusal is narrowed down message by message; returns the
+    /// refused messages' indexes with InfluxDB's reason. `None` on shutdown.
+    async fn write(
+        &self,
+        stored: &[(MachineInfo, Vec<Reading>, Record)],
+        shutdown: &CancellationToken,
+    ) -> Option<Vec<(usize, String)>> {
+        if stored.is_empty() {
+            return Some(Vec::new());
+        }
+        let lines = encode(stored.iter().map(|(info, readings, _)| (info, readings)));
+        match self
+            .write_until_answered(lines, stored.len(), shutdown)
+            .await?
+        {
+            Ok(()) => Some(Vec::new()),
+            Err(err) => {
+                tracing::error!(error = %err, messages = stored.len(), "InfluxDB refused a batch; writing its messages one by one");
+                let mut rejected = Vec::new();
+                for (index, (info, readings, _)) in stored.iter().enumerate() {
+                    let lines = encode(std::iter::once((info, readings)));
+                    if let Err(err) = self.write_until_answered(lines, 1, shutdown).await? {
+                        rejected.push((index, err.to_string()));
+                    }
+                }
+                Some(rejected)
+            }
+        }
+    }
+
+    /// One write, retried while the failure is transient. `Some(Err)` for a permanent one.
+    async fn write_until_answered(
+        &self,
+        lines: String,
+        messages: usize,
+        shutdown: &CancellationToken,
+    ) -> Option<Result<(), InfluxError>> {
+        let lines = bytes::Bytes::from(lines);
+        let mut failures = 0;
+        let mut outage_started: Option<Instant> = None;
+        loop {
+            let started = Instant::now();
+            let outcome = self.influx.write_lines(lines.clone(), None).await;
+            self.metrics
+                .write_seconds
+                .observe(started.elapsed().as_secs_f64());
+            match outcome {
+                Err(err) if err.is_transient() => {
+                    failures += 1;
+                    if outage_started.is_none() {
+                        outage_started = Some(Instant::now());
+                        self.metrics.count("spooled", messages);
+                        tracing::warn!(error = %err, messages, "InfluxDB unavailable: messages wait in the spool; retrying");
+                    }
+                    self.metrics.spool(self.spool.stats());
+                }
+                outcome => {
+                    if let Some(since) = outage_started {
+                        tracing::info!(
+                            outage_ms = since.elapsed().as_millis() as u64,
+                            "InfluxDB answers again; replaying the spool"
+                        );
+                    }
+                    return Some(outcome);
+                }
+            }
+            tokio::select! {
+                () = shutdown.cancelled() => return None,
+                () = tokio::time::sleep(backoff(failures)) => {}
+            }
+        }
+    }
+
+    /// Latest values, late rollup hours and live updates: best effort, the readings are stored.
+    async fn after_store(&self, kept: &[(MachineInfo, Vec<Reading>)]) {
+        if kept.is_empty() {
+            return;
+        }
+        let written: Vec<(&MachineInfo, &[Reading])> = kept
+            .iter()
+            .map(|(info, readings)| (info, readings.as_slice()))
+            .collect();
+        let mut pipe = deadpool_redis::redis::pipe();
+        platform::latest::queue(&mut pipe, &self.redis, &written, self.audience.listening());
+        platform::latest::queue_late_hours(&mut pipe, &self.redis, &written);
+        if let Err(err) = platform::latest::run_pipeline(&self.redis, &pipe).await {
+            tracing::warn!(error = %err, "Redis lost: latest values and live updates skipped; retrying on the next batch");
+        }
+    }
+}
+
+fn encode<'a>(machines: impl Iterator<Item = (&'a MachineInfo, &'a Vec<Reading>)>) -> String {
+    let mut lines = String::new();
+    for (info, readings) in machines {
+        let series = line_protocol::series_key(&SeriesTags {
+            machine_id: &MachineId::from(info.id),
+            factory_id: &info.factory_id,
+            sensor_type: &info.sensor_type,
+            location: &info.location,
+        });
+        lines.reserve(readings.len() * 64);
+        for reading in readings {
+            line_protocol::encode_line(&mut lines, &series, reading);
+        }
+    }
+    lines
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use domain::reading::Timestamp;
+
+    const M: &str = "550e8400-e29b-41d4-a716-446655440000";
+
+    fn record(topic: &str, payload: &str) -> Record {
+        Record {
+            topic: topic.into(),
+            payload: payload.as_bytes().to_vec(),
+            received_ms: 0,
+            truncated_from: None,
+        }
+    }
+
+    fn reason(item: &Item) -> Option<&'static str> {
+        match item {
+            Item::Dead(letter, _) => Some(letter.reason.as_str()),
+            Item::Telemetry { problems, .. } => problems.as_ref().map(|l| l.reason.as_str()),
+        }
+    }
+
+    #[test]
+    fn each_kind_of_bad_message_gets_its_reason() {
+        let rules =
+            ReadingRules::defaults(Timestamp::parse_rfc3339("2025-01-15T12:00:00Z").unwrap());
+        let topic = format!("p/factory/A/machine/{M}/telemetry");
+        let good = r#"{"timestamp":"2025-01-15T11:59:00Z","temperature":70}"#;
+        let cases = [
+            (topic.as_str(), good, None),
+            ("p/factory/A/machine/m1/telemetry", good, Some("bad_topic")),
+            (topic.as_str(), "not json", Some("not_json")),
+            (topic.as_str(), r#"{"humidity":1}"#, Some("bad_shape")),
+            (
+                topic.as_str(),
+                r#"{"timestamp":"2025-01-15T11:59:00Z","temperature":9999}"#,
+                Some("invalid_reading"),
+            ),
+            (
+                topic.as_str(),
+                r#"{"readings":[{"speed":1},{"speed":2},{"speed":3}]}"#,
+                Some("too_large"),
+            ),
+        ];
+        for (topic, payload, expected) in cases {
+            let item = decode(record(topic, payload), "p/", &rules, 2);
+            assert_eq!(reason(&item), expected, "{topic} {payload}");
+        }
+        let mut big = record(&topic, good);
+        big.truncated_from = Some(1 << 20);
+        assert_eq!(reason(&decode(big, "p/", &rules, 2)), Some("too_large"));
+    }
+
+    #[test]
+    fn backoff_grows_and_is_capped() {
+        assert!(backoff(1) < backoff(2));
+        assert_eq!(backoff(30), Duration::from_millis(5_000));
+    }
+}
