@@ -37,7 +37,8 @@ $(PYTHON_VENV)/bin/python:
 
 test: services clean-test-dbs $(PYTHON_VENV)/bin/python ## run every test against the real services
 	@export PLANTLINE_TEST_PYTHON=$(CURDIR)/$(PYTHON_VENV)/bin/python; \
-	status=0; cargo nextest run --workspace --profile $(NEXTEST_PROFILE) || status=$$?; \
+	status=0; cargo build --workspace --bins --quiet && \
+	  cargo nextest run --workspace --profile $(NEXTEST_PROFILE) || status=$$?; \
 	if [ "$(CI)" = "true" ]; then deploy/local/backing.sh stop; fi; exit $$status
 
 simulate: up ## send live telemetry for the demo machines (RATE readings/s, Ctrl-C stops)
@@ -60,6 +61,7 @@ clean-test-dbs: ## drop databases, Influx databases and Redis keys left behind b
 	  | grep -o '"plantline_test_[a-z0-9_]*"' | tr -d '"' \
 	  | while read -r db; do curl -fsS -o /dev/null -XPOST http://127.0.0.1:8086/query --data-urlencode "q=DROP DATABASE \"$$db\""; done || true
 	@redis-cli -h 127.0.0.1 --scan --pattern 'plantline_test:*' | xargs -r -n 500 redis-cli -h 127.0.0.1 del >/dev/null || true
+	@rm -rf /tmp/plantline-test-spool-* /tmp/plantline-test-broker-* /tmp/plantline-test-keys-*
 	@psql -h 127.0.0.1 -U postgres -d postgres -Atqc \
 	  "SELECT 'DROP DATABASE IF EXISTS \"' || datname || '\" WITH (FORCE);' FROM pg_database WHERE datname LIKE 'plantline_test_%'" \
 	  | psql -h 127.0.0.1 -U postgres -d postgres -q >/dev/null

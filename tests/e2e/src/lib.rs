@@ -12,6 +12,9 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 use tokio_util::sync::CancellationToken;
 
+pub mod mqtt;
+pub mod net;
+
 /// Where the tests find the backing services (the ones `make services` starts).
 pub struct Backends {
     /// Maintenance connection URL (database `postgres`), allowed to create databases.
@@ -199,6 +202,10 @@ pub struct TestContext {
     pub topic_prefix: String,
     /// This test's token key pair.
     pub key_dir: PathBuf,
+    /// The bridge's spool folder (each extra bridge takes a sibling, see `bridge_settings`).
+    pub spool_dir: PathBuf,
+    /// The environment equivalent of `settings`, for services started as processes.
+    pub env: Vec<(String, String)>,
     cleaned: bool,
 }
 
@@ -209,6 +216,7 @@ impl TestContext {
         let db = TestDatabase::create(&backends).await;
         let id = uuid::Uuid::new_v4().simple().to_string();
         let key_dir = std::env::temp_dir().join(format!("plantline-test-keys-{id}"));
+        let spool_dir = std::env::temp_dir().join(format!("plantline-test-spool-{id}"));
         admin::keys::ensure_key_pair(&key_dir).expect("test key pair");
         let vars = [
             (
@@ -246,10 +254,15 @@ impl TestContext {
                 "PLANTLINE_MQTT__TOPIC_PREFIX",
                 format!("plantline_test/{id}/"),
             ),
+            (
+                "PLANTLINE_BRIDGE__SPOOL_DIR",
+                spool_dir.join("1").display().to_string(),
+            ),
+            // Small batches keep the bridge's tests quick to observe.
+            ("PLANTLINE_BRIDGE__BATCH_LINGER_MS", "10".to_owned()),
         ];
-        let settings =
-            platform::config::load_settings_from(vars.into_iter().map(|(k, v)| (k.to_owned(), v)))
-                .expect("test settings");
+        let env: Vec<(String, String)> = vars.into_iter().map(|(k, v)| (k.to_owned(), v)).collect();
+        let settings = platform::config::load_settings_from(env.clone()).expect("test settings");
         InfluxClient::new(&settings.influx)
             .expect("influx client")
             .ensure_schema()
@@ -260,6 +273,8 @@ impl TestContext {
             settings,
             db,
             key_dir,
+            spool_dir,
+            env,
             cleaned: false,
         }
     }
@@ -277,6 +292,22 @@ impl TestContext {
     /// An InfluxDB client on this test's database.
     pub fn influx(&self) -> InfluxClient {
         InfluxClient::new(&self.settings.influx).expect("test influx")
+    }
+
+    /// Settings for bridge number `n` (1, 2, …): its own client id and spool folder.
+    pub fn bridge_settings(&self, n: u32) -> Settings {
+        let mut settings = self.settings.clone();
+        settings.mqtt.client_id = format!("{}-{n}", self.settings.mqtt.client_id);
+        settings.bridge.spool_dir = self.spool_dir.join(n.to_string()).display().to_string();
+        settings
+    }
+
+    /// `{prefix}factory/{factory}/machine/{machine}/telemetry`.
+    pub fn telemetry_topic(&self, factory: &str, machine: &uuid::Uuid) -> String {
+        format!(
+            "{}factory/{factory}/machine/{machine}/telemetry",
+            self.topic_prefix
+        )
     }
 
     /// Starts `service` in-process on a random port with these settings.
@@ -304,6 +335,7 @@ impl Drop for TestContext {
         }
         self.cleaned = true;
         let _ = std::fs::remove_dir_all(&self.key_dir);
+        let _ = std::fs::remove_dir_all(&self.spool_dir);
         let influx = self.influx();
         let redis = self.redis();
         run_detached(async move {

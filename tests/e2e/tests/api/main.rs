@@ -9,6 +9,7 @@ mod influx_schema;
 mod ingest;
 mod latest;
 mod machines;
+mod mqtt_bridge;
 mod postgres_schema;
 mod rbac;
 mod server;
