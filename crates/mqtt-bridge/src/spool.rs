@@ -30,6 +30,9 @@ const CHECKPOINT: &str = "checkpoint";
 /// A spool that cannot be opened or read.
 #[derive(Debug, thiserror::Error)]
 pub enum SpoolError {
+    /// Another process holds the folder (two bridges must never share a spool).
+    #[error("spool {0} is in use by another bridge process; give each bridge its own folder")]
+    InUse(PathBuf),
     /// A file operation failed.
     #[error("spool {path}: {source}")]
     Io {
@@ -149,6 +152,8 @@ struct State {
 
 struct Shared {
     config: SpoolConfig,
+    /// Held (flock) for the process's lifetime; the kernel releases it even on `kill -9`.
+    _lock: File,
     state: Mutex<State>,
     room: Condvar,
     appended: tokio::sync::Notify,
@@ -216,6 +221,23 @@ impl Spool {
     pub fn open(config: SpoolConfig) -> Result<(Self, SpoolReader), SpoolError> {
         let dir = config.dir.clone();
         fs::create_dir_all(&dir).map_err(io_error(&dir))?;
+        let lock_path = dir.join("lock");
+        let lock = OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(&lock_path)
+            .map_err(io_error(&lock_path))?;
+        match lock.try_lock() {
+            Ok(()) => {}
+            Err(std::fs::TryLockError::WouldBlock) => return Err(SpoolError::InUse(dir)),
+            Err(std::fs::TryLockError::Error(source)) => {
+                return Err(SpoolError::Io {
+                    path: lock_path,
+                    source,
+                });
+            }
+        }
         let mut segments = Vec::new();
         for entry in fs::read_dir(&dir).map_err(io_error(&dir))? {
             let entry = entry.map_err(io_error(&dir))?;
@@ -294,6 +316,7 @@ impl Spool {
         }
         let shared = Arc::new(Shared {
             config,
+            _lock: lock,
             state: Mutex::new(State {
                 active,
                 active_file: Arc::new(active_file),
@@ -724,6 +747,18 @@ mod tests {
         let read = drain(&mut reader);
         assert_eq!(read.len(), 1);
         assert_eq!(read[0].0.topic, "a");
+    }
+
+    #[test]
+    fn a_second_process_cannot_open_a_spool_in_use() {
+        let dir = TempDir::new();
+        let (spool, reader) = Spool::open(config(dir.path())).unwrap();
+        assert!(matches!(
+            Spool::open(config(dir.path())),
+            Err(SpoolError::InUse(_))
+        ));
+        drop((spool, reader));
+        assert!(Spool::open(config(dir.path())).is_ok(), "released on drop");
     }
 
     #[test]

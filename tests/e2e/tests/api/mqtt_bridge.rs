@@ -459,3 +459,33 @@ async fn a_broker_restart_is_survived_without_a_manual_step() {
     wait_stored(&ctx, 100).await;
     client.disconnect().await;
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn an_mqtt5_session_stores_the_same_way() {
+    let ctx = TestContext::new().await;
+    let machine = ctx.create_machine(MachineStatus::Active).await;
+    let mut settings = ctx.settings.clone();
+    settings.mqtt.protocol = "5".to_owned();
+    let _app = bridge(&ctx, settings).await;
+    let client = MqttTestClient::connect(&ctx.settings.mqtt.url, &[]).await;
+    let topic = ctx.telemetry_topic("A", &machine);
+    let base = minutes_ago(9);
+    for i in 0..20 {
+        client.publish(&topic, reading(i, base).to_string()).await;
+    }
+    wait_stored(&ctx, 20).await;
+    client.disconnect().await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_second_bridge_on_the_same_spool_folder_refuses_to_start() {
+    let ctx = TestContext::new().await;
+    let _first = bridge(&ctx, ctx.settings.clone()).await;
+    let mut second = ctx.settings.clone();
+    second.mqtt.client_id.push_str("-other");
+    let err = match mqtt_bridge::build(&second).await {
+        Ok(_) => panic!("a second bridge on the same spool started"),
+        Err(err) => err.to_string(),
+    };
+    assert!(err.contains("in use by another bridge"), "{err}");
+}
