@@ -41,13 +41,13 @@ test: services clean-test-dbs $(PYTHON_VENV)/bin/python ## run every test agains
 	  cargo nextest run --workspace --profile $(NEXTEST_PROFILE) || status=$$?; \
 	if [ "$(CI)" = "true" ]; then deploy/local/backing.sh stop; fi; exit $$status
 
-simulate: up ## send live telemetry for the demo machines (RATE readings/s, Ctrl-C stops)
+simulate: up ## send live telemetry for the demo machines (RATE readings/s, MQTT=1 publishes over MQTT, Ctrl-C stops)
 	cargo build --profile $(PROFILE) --quiet -p plantline-simulator
-	target/$(if $(filter dev,$(PROFILE)),debug,$(PROFILE))/plantline-sim --rate $(or $(RATE),20) $(if $(OVERHEAT),--overheat $(OVERHEAT))
+	target/$(if $(filter dev,$(PROFILE)),debug,$(PROFILE))/plantline-sim --rate $(or $(RATE),20) $(if $(OVERHEAT),--overheat $(OVERHEAT)) $(if $(MQTT),--mqtt tcp://127.0.0.1:1883)
 
-bench: up ## measure against same-run baselines (brings the stack up first)
+bench: up ## measure against same-run baselines (brings the stack up first; ONLY=mqtt runs one section)
 	cargo build --profile $(PROFILE) --quiet -p plantline-bench
-	target/$(if $(filter dev,$(PROFILE)),debug,$(PROFILE))/plantline-bench --base-url http://127.0.0.1:8080 --demo-env .plantline/demo.env
+	target/$(if $(filter dev,$(PROFILE)),debug,$(PROFILE))/plantline-bench --base-url http://127.0.0.1:8080 --demo-env .plantline/demo.env $(if $(ONLY),--only $(ONLY))
 
 lint: ## formatting and clippy, warnings are errors
 	cargo fmt --all -- --check

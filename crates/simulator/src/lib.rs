@@ -14,6 +14,8 @@ pub struct SimMachine {
     pub sensor_type: String,
     /// Where it stands.
     pub location: String,
+    /// Its factory (the MQTT topic's `factory_id`).
+    pub factory_id: String,
     temperature: f64,
     pressure: f64,
     speed: f64,
@@ -23,12 +25,13 @@ pub struct SimMachine {
 
 impl SimMachine {
     /// A machine with plausible starting values.
-    pub fn new(id: &str, sensor_type: &str, location: &str) -> Self {
+    pub fn new(id: &str, sensor_type: &str, location: &str, factory_id: &str) -> Self {
         let mut rng = rand::rng();
         Self {
             id: id.to_owned(),
             sensor_type: sensor_type.to_owned(),
             location: location.to_owned(),
+            factory_id: factory_id.to_owned(),
             temperature: rng.random_range(55.0..70.0),
             pressure: rng.random_range(95.0..130.0),
             speed: rng.random_range(1200.0..1800.0),
@@ -41,7 +44,9 @@ impl SimMachine {
         admin::demo::MACHINES
             .iter()
             .filter(|(_, _, _, _, status, _)| *status != "inactive")
-            .map(|(id, _, location, sensor_type, _, _)| Self::new(id, sensor_type, location))
+            .map(|(id, _, location, sensor_type, _, factory)| {
+                Self::new(id, sensor_type, location, factory)
+            })
             .collect()
     }
 
@@ -114,6 +119,25 @@ pub fn batch(
             json!({"machine_id": m.id, "sensor_type": m.sensor_type, "location": m.location, "readings": readings})
         }).collect::<Vec<_>>(),
     })
+}
+
+/// The MQTT messages of one batch: per machine, `factory/{factory}/machine/{id}/telemetry`
+/// carrying `{"readings": [...]}`.
+pub fn mqtt_messages(machines: &[SimMachine], batch: &Value) -> Vec<(String, String)> {
+    let Some(items) = batch["batch"].as_array() else {
+        return Vec::new();
+    };
+    items
+        .iter()
+        .filter_map(|item| {
+            let id = item["machine_id"].as_str()?;
+            let machine = machines.iter().find(|m| m.id == id)?;
+            Some((
+                format!("factory/{}/machine/{id}/telemetry", machine.factory_id),
+                json!({"readings": item["readings"]}).to_string(),
+            ))
+        })
+        .collect()
 }
 
 /// A gateway's HTTP session: client-credentials token, renewed before it expires.

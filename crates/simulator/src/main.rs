@@ -1,11 +1,14 @@
 //! `plantline-sim`: a shop-floor gateway sending telemetry for the demo machines.
 //!
 //! `plantline-sim [--rate READINGS_PER_S] [--batch READINGS] [--duration SECONDS]
-//!                [--overheat MACHINE_ID] [--base-url URL] [--demo-env FILE]`
-//! Runs until Ctrl-C (or the duration); rejected batches are retried, never dropped.
+//!                [--overheat MACHINE_ID] [--base-url URL] [--demo-env FILE] [--mqtt BROKER_URL]`
+//! Runs until Ctrl-C (or the duration); rejected batches are retried, never dropped. With
+//! `--mqtt` the machines publish on their own telemetry topics (QoS 1) instead of a gateway
+//! posting batches over HTTP.
 
 use indicatif::{ProgressBar, ProgressStyle};
-use plantline_simulator::{GatewayClient, SimMachine, batch};
+use paho_mqtt as mqtt;
+use plantline_simulator::{GatewayClient, SimMachine, batch, mqtt_messages};
 use std::process::ExitCode;
 use std::time::{Duration, Instant};
 
@@ -16,6 +19,7 @@ struct Options {
     overheat: Option<String>,
     base_url: String,
     demo_env: String,
+    mqtt: Option<String>,
 }
 
 fn parse() -> Result<Options, String> {
@@ -26,6 +30,7 @@ fn parse() -> Result<Options, String> {
         overheat: None,
         base_url: "http://127.0.0.1:8080".to_owned(),
         demo_env: ".plantline/demo.env".to_owned(),
+        mqtt: None,
     };
     let mut args = std::env::args().skip(1);
     while let Some(arg) = args.next() {
@@ -41,6 +46,7 @@ fn parse() -> Result<Options, String> {
             "--overheat" => options.overheat = Some(value()?),
             "--base-url" => options.base_url = value()?,
             "--demo-env" => options.demo_env = value()?,
+            "--mqtt" => options.mqtt = Some(value()?),
             other => return Err(format!("unknown argument {other}")),
         }
     }
@@ -60,6 +66,87 @@ fn credentials(path: &str) -> Result<(String, String), String> {
             .ok_or(format!("{key} missing in {path}"))
     };
     Ok((value("GATEWAY_CLIENT_ID")?, value("GATEWAY_CLIENT_SECRET")?))
+}
+
+/// Where batches go.
+enum Transport {
+    Http(GatewayClient),
+    Mqtt(mqtt::AsyncClient),
+}
+
+async fn connect_mqtt(url: &str) -> Result<mqtt::AsyncClient, String> {
+    let client = mqtt::AsyncClient::new(
+        mqtt::CreateOptionsBuilder::new()
+            .server_uri(url)
+            .client_id(format!("plantline-sim-{}", uuid::Uuid::new_v4().simple()))
+            .persistence(None)
+            .finalize(),
+    )
+    .map_err(|e| e.to_string())?;
+    let options = mqtt::ConnectOptionsBuilder::new()
+        .automatic_reconnect(Duration::from_millis(250), Duration::from_secs(5))
+        .finalize();
+    let connecting = client.connect(options);
+    connecting
+        .await
+        .map_err(|e| format!("cannot reach the MQTT broker at {url}: {e}"))?;
+    Ok(client)
+}
+
+impl Transport {
+    /// Sends one batch until it is accepted (HTTP 201/207, or every MQTT PUBACK); counts retries.
+    async fn deliver(
+        &mut self,
+        machines: &[SimMachine],
+        body: serde_json::Value,
+        retries: &mut u64,
+        bar: &ProgressBar,
+    ) {
+        match self {
+            Self::Mqtt(client) => {
+                for (topic, payload) in mqtt_messages(machines, &body) {
+                    loop {
+                        let message = mqtt::Message::new(topic.as_str(), payload.as_str(), 1);
+                        match client.publish(message).await {
+                            Ok(()) => break,
+                            Err(err) => {
+                                *retries += 1;
+                                bar.println(format!("publish failed: {err}; retrying"));
+                                tokio::time::sleep(Duration::from_secs(1)).await;
+                            }
+                        }
+                    }
+                }
+            }
+            Self::Http(client) => {
+                let body = body.to_string().into_bytes();
+                loop {
+                    match client.send(body.clone()).await {
+                        Ok(outcome) if outcome.status == 201 || outcome.status == 207 => break,
+                        Ok(outcome) if outcome.status == 429 || outcome.status >= 500 => {
+                            *retries += 1;
+                            tokio::time::sleep(Duration::from_secs(
+                                outcome.retry_after.unwrap_or(1).min(10),
+                            ))
+                            .await;
+                        }
+                        Ok(outcome) => {
+                            bar.println(format!(
+                                "batch refused with {}; skipping it",
+                                outcome.status
+                            ));
+                            break;
+                        }
+                        Err(err) => {
+                            *retries += 1;
+                            bar.println(format!("send failed: {err}; retrying"));
+                            tokio::time::sleep(Duration::from_secs(1)).await;
+                        }
+                    }
+                }
+            }
+        }
+    }
 }
 
 #[tokio::main]
@@ -88,7 +175,16 @@ async fn main() -> ExitCode {
             }
         }
     }
-    let mut client = GatewayClient::new(&options.base_url, &client_id, &secret);
+    let mut transport = match &options.mqtt {
+        Some(url) => match connect_mqtt(url).await {
+            Ok(client) => Transport::Mqtt(client),
+            Err(err) => {
+                eprintln!("plantline-sim: {err}");
+                return ExitCode::FAILURE;
+            }
+        },
+        None => Transport::Http(GatewayClient::new(&options.base_url, &client_id, &secret)),
+    };
     let interval = Duration::from_secs_f64(options.batch as f64 / options.rate);
     let spacing = Duration::from_secs_f64(machines.len() as f64 / options.rate);
     let bar = ProgressBar::new_spinner();
@@ -114,34 +210,9 @@ async fn main() -> ExitCode {
             chrono::Utc::now(),
             spacing,
             &client_id,
-        )
-        .to_string()
-        .into_bytes();
-        // Keep the batch until it is stored: 429/503/network errors are retried.
-        loop {
-            match client.send(body.clone()).await {
-                Ok(outcome) if outcome.status == 201 || outcome.status == 207 => break,
-                Ok(outcome) if outcome.status == 429 || outcome.status >= 500 => {
-                    retries += 1;
-                    tokio::time::sleep(Duration::from_secs(
-                        outcome.retry_after.unwrap_or(1).min(10),
-                    ))
-                    .await;
-                }
-                Ok(outcome) => {
-                    bar.println(format!(
-                        "batch refused with {}; skipping it",
-                        outcome.status
-                    ));
-                    break;
-                }
-                Err(err) => {
-                    retries += 1;
-                    bar.println(format!("send failed: {err}; retrying"));
-                    tokio::time::sleep(Duration::from_secs(1)).await;
-                }
-            }
-        }
+        );
+        // Keep the batch until it is accepted: 429/503/network errors are retried.
+        transport.deliver(&machines, body, &mut retries, &bar).await;
         sent += options.batch as u64;
         let rate = sent as f64 / started.elapsed().as_secs_f64().max(0.001);
         bar.set_message(format!(
