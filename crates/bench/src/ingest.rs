@@ -167,7 +167,7 @@ async fn set_rate_limit(
     Ok(previous)
 }
 
-fn peak_rss_kib(service: &str) -> Option<u64> {
+pub(crate) fn peak_rss_kib(service: &str) -> Option<u64> {
     let pid = std::fs::read_to_string(format!(".plantline/run/{service}.pid")).ok()?;
     let status = std::fs::read_to_string(format!("/proc/{}/status", pid.trim())).ok()?;
     status

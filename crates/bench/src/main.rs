@@ -1,8 +1,10 @@
-//! `plantline-bench [--base-url URL] [--demo-env FILE]`: measures Plantline against baselines
-//! taken in the same run on the same machine, and prints each figure with its ratio.
+//! `plantline-bench [--base-url URL] [--demo-env FILE] [--only auth|ingest|query|mqtt]`:
+//! measures Plantline against baselines taken in the same run on the same machine, and prints
+//! each figure with its ratio.
 
 mod auth;
 mod ingest;
+mod mqtt;
 mod query;
 mod report;
 mod stats;
@@ -15,6 +17,8 @@ pub struct Target {
     pub base_url: String,
     /// `KEY=value` lines written by `make run`.
     pub demo_env: std::collections::HashMap<String, String>,
+    /// Run only this section.
+    pub only: Option<String>,
 }
 
 impl Target {
@@ -30,11 +34,13 @@ impl Target {
 fn parse_args() -> Result<Target, String> {
     let mut base_url = "http://127.0.0.1:8080".to_owned();
     let mut demo_env = ".plantline/demo.env".to_owned();
+    let mut only = None;
     let mut args = std::env::args().skip(1);
     while let Some(arg) = args.next() {
         match arg.as_str() {
             "--base-url" => base_url = args.next().ok_or("--base-url needs a value")?,
             "--demo-env" => demo_env = args.next().ok_or("--demo-env needs a value")?,
+            "--only" => only = Some(args.next().ok_or("--only needs a section")?),
             other => return Err(format!("unknown argument {other}")),
         }
     }
@@ -45,7 +51,11 @@ fn parse_args() -> Result<Target, String> {
         .filter_map(|line| line.split_once('='))
         .map(|(k, v)| (k.trim().to_owned(), v.trim().to_owned()))
         .collect();
-    Ok(Target { base_url, demo_env })
+    Ok(Target {
+        base_url,
+        demo_env,
+        only,
+    })
 }
 
 #[tokio::main]
@@ -58,17 +68,22 @@ async fn main() -> ExitCode {
         }
     };
     let mut report = report::Report::new();
-    if let Err(err) = auth::run(&target, &mut report).await {
-        eprintln!("plantline-bench: auth: {err}");
-        return ExitCode::FAILURE;
-    }
-    if let Err(err) = ingest::run(&target, &mut report).await {
-        eprintln!("plantline-bench: ingest: {err}");
-        return ExitCode::FAILURE;
-    }
-    if let Err(err) = query::run(&target, &mut report).await {
-        eprintln!("plantline-bench: query: {err}");
-        return ExitCode::FAILURE;
+    let wanted = |section: &str| target.only.as_deref().is_none_or(|only| only == section);
+    // MQTT last: it reuses the machines the query section registers.
+    for section in ["auth", "ingest", "query", "mqtt"] {
+        if !wanted(section) {
+            continue;
+        }
+        let outcome = match section {
+            "auth" => auth::run(&target, &mut report).await,
+            "ingest" => ingest::run(&target, &mut report).await,
+            "query" => query::run(&target, &mut report).await,
+            _ => mqtt::run(&target, &mut report).await,
+        };
+        if let Err(err) = outcome {
+            eprintln!("plantline-bench: {section}: {err}");
+            return ExitCode::FAILURE;
+        }
     }
     report.print();
     ExitCode::SUCCESS

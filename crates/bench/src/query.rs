@@ -14,7 +14,7 @@ const STEP_SECS: i64 = 10;
 const FACTORY: &str = "bench";
 const SAMPLES: usize = 20;
 
-async fn login(
+pub(crate) async fn login(
     target: &Target,
     http: &reqwest::Client,
     user: &str,
@@ -36,7 +36,7 @@ async fn login(
 }
 
 /// The bench machines' ids, registering the missing ones.
-async fn machines(
+pub(crate) async fn machines(
     target: &Target,
     http: &reqwest::Client,
     manager: &str,
