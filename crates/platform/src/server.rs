@@ -123,6 +123,8 @@ pub struct Application {
     shutdown: CancellationToken,
     tasks: TaskTracker,
     drain_timeout: Duration,
+    /// Set when an essential task ended on its own: the process then exits with an error.
+    failed: std::sync::Arc<std::sync::atomic::AtomicBool>,
 }
 
 impl Application {
@@ -234,6 +236,7 @@ impl Application {
             shutdown,
             tasks,
             drain_timeout: Duration::from_secs(settings.http.shutdown_timeout_secs),
+            failed: Default::default(),
         })
     }
 
@@ -253,6 +256,29 @@ impl Application {
         F: Future<Output = ()> + Send + 'static,
     {
         self.tasks.spawn(task);
+    }
+
+    /// Runs a task the service is useless without (e.g. the bridge's pipeline). If it panics
+    /// or returns before shutdown, the service stops with an error, so the supervisor restarts
+    /// it instead of a half-working process reporting ready.
+    pub fn spawn_essential<F>(&self, name: &'static str, task: F)
+    where
+        F: Future<Output = ()> + Send + 'static,
+    {
+        let (token, failed) = (self.shutdown.clone(), self.failed.clone());
+        let handle = tokio::spawn(task);
+        self.tasks.spawn(async move {
+            let outcome = handle.await;
+            if token.is_cancelled() && outcome.is_ok() {
+                return;
+            }
+            match outcome {
+                Err(err) => tracing::error!(task = name, error = %err, "essential task failed; stopping the service"),
+                Ok(()) => tracing::error!(task = name, "essential task ended early; stopping the service"),
+            }
+            failed.store(true, std::sync::atomic::Ordering::Relaxed);
+            token.cancel();
+        });
     }
 
     /// Serves until SIGTERM/SIGINT or the shutdown token, then drains: in-flight requests
@@ -283,6 +309,9 @@ impl Application {
             );
         }
         tracing::info!(service = service.as_str(), "stopped");
+        if self.failed.load(std::sync::atomic::Ordering::Relaxed) {
+            return Err(std::io::Error::other("an essential task failed"));
+        }
         Ok(())
     }
 }

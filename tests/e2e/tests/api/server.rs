@@ -130,3 +130,28 @@ async fn shutdown_drains_in_flight_requests_and_background_tasks() {
     // And nothing listens any more.
     assert!(reqwest::get(format!("{address}/healthz")).await.is_err());
 }
+
+#[tokio::test]
+async fn a_panicking_essential_task_stops_the_service_with_an_error() {
+    let ctx = TestContext::new().await;
+    let parts = ServiceParts {
+        service: ServiceName::MqttBridge,
+        readiness: Readiness::new(Vec::new(), Duration::from_secs(1)),
+        metrics: Metrics::new("essential-test"),
+        verification: None,
+        routes: |_: &mut web::ServiceConfig| {},
+    };
+    let app = Application::build(&ctx.settings, parts).unwrap();
+    let (go_tx, go_rx) = tokio::sync::oneshot::channel::<()>();
+    app.spawn_essential("doomed", async move {
+        let _ = go_rx.await;
+        panic!("a bug in an essential task");
+    });
+    let running = tokio::spawn(app.run_until_stopped());
+    go_tx.send(()).unwrap();
+    let outcome = tokio::time::timeout(Duration::from_secs(10), running)
+        .await
+        .expect("the service stops by itself")
+        .unwrap();
+    assert!(outcome.is_err(), "the exit reports the failure");
+}
