@@ -28,6 +28,8 @@ async fn connect(name: &str, clean: bool) -> Result<mqtt::AsyncClient, String> {
                 uuid::Uuid::new_v4().simple()
             ))
             .persistence(None)
+            // paho counts queued publishes against this even while connected.
+            .max_buffered_messages(2 * WINDOW as i32)
             .finalize(),
     )
     .map_err(|e| e.to_string())?;

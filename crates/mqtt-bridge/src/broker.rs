@@ -144,7 +144,7 @@ impl BrokerSession {
             let Some(message) = message else { return };
             let received_ms = chrono::Utc::now().timestamp_millis();
             spool.append(message.topic(), message.payload(), received_ms);
-            metrics.count("received", 1);
+            metrics.received.inc();
         });
         Ok(Self {
             client,

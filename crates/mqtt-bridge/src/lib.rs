@@ -99,7 +99,7 @@ pub async fn build(settings: &Settings) -> Result<Application, StartupError> {
     };
     let app = Application::build(settings, parts)?;
     let shutdown = app.shutdown_token();
-    app.spawn_background(pipeline.run(shutdown.clone()));
+    app.spawn_essential("pipeline", pipeline.run(shutdown.clone()));
     app.spawn_background(live_settings.run_refresh(
         pg,
         Duration::from_millis(500),
@@ -113,7 +113,7 @@ pub async fn build(settings: &Settings) -> Result<Application, StartupError> {
             .then(|| Duration::from_millis(settings.bridge.fsync_interval_ms)),
         shutdown.clone(),
     ));
-    app.spawn_background(async move {
+    app.spawn_essential("broker session", async move {
         broker.run(shutdown).await;
         // After the last message was taken: flush it to disk.
         spool.close();

@@ -9,6 +9,8 @@ use prometheus::{Histogram, HistogramOpts, IntCounterVec, IntGauge, Opts};
 pub struct BridgeMetrics {
     /// `received`, `stored`, `spooled` (waited in the spool for InfluxDB), `dead_lettered`.
     pub messages: IntCounterVec,
+    /// `messages{outcome="received"}`, resolved once: it is counted in paho's callback.
+    pub received: prometheus::IntCounter,
     /// Dead letters by reason.
     pub dead_letters: IntCounterVec,
     /// Readings written to InfluxDB.
@@ -29,11 +31,13 @@ fn fixed<T>(metric: prometheus::Result<T>) -> T {
 impl BridgeMetrics {
     /// Creates and registers the families.
     pub fn register(metrics: &Metrics) -> Self {
+        let messages = fixed(IntCounterVec::new(
+            Opts::new("bridge_messages_total", "MQTT messages by outcome"),
+            &["outcome"],
+        ));
         let this = Self {
-            messages: fixed(IntCounterVec::new(
-                Opts::new("bridge_messages_total", "MQTT messages by outcome"),
-                &["outcome"],
-            )),
+            received: messages.with_label_values(&["received"]),
+            messages,
             dead_letters: fixed(IntCounterVec::new(
                 Opts::new(
                     "bridge_dead_letters_total",

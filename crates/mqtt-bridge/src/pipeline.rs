@@ -167,17 +167,20 @@ impl Pipeline {
                         return Some(batch);
                     }
                 }
-                Ok(Next::CaughtUp) => {
-                    let wait = match started {
-                        None => Duration::from_secs(1),
-                        Some(at) if at.elapsed() >= self.linger => return Some(batch),
-                        Some(at) => self.linger - at.elapsed(),
-                    };
-                    tokio::select! {
+                Ok(Next::CaughtUp) => match started.map(|at| at.elapsed()) {
+                    // Nothing yet: sleep until the writer appends.
+                    None => tokio::select! {
                         () = shutdown.cancelled() => return None,
-                        () = self.reader.wait(wait) => {}
-                    }
-                }
+                        () = self.reader.wait(Duration::from_secs(1)) => {}
+                    },
+                    Some(waited) if waited >= self.linger => return Some(batch),
+                    // A partial batch: let more arrive for the rest of the linger instead of
+                    // waking for every message.
+                    Some(waited) => tokio::select! {
+                        () = shutdown.cancelled() => return None,
+                        () = tokio::time::sleep(self.linger - waited) => {}
+                    },
+                },
                 Err(err) => {
                     tracing::error!(error = %err, "spool unreadable; retrying");
                     tokio::select! {

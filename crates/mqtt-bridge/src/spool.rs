@@ -144,6 +144,8 @@ struct State {
     active_file: Arc<File>,
     /// Bytes of every segment on disk, by number.
     sizes: BTreeMap<u64, u64>,
+    /// Their sum.
+    total_bytes: u64,
     checkpoint: Position,
     pending_messages: u64,
     full: bool,
@@ -320,6 +322,7 @@ impl Spool {
             state: Mutex::new(State {
                 active,
                 active_file: Arc::new(active_file),
+                total_bytes: sizes.values().sum(),
                 sizes,
                 checkpoint,
                 pending_messages,
@@ -335,6 +338,7 @@ impl Spool {
             position: checkpoint,
             file: None,
             body: Vec::new(),
+            known_limit: 0,
         };
         Ok((Self { shared }, reader))
     }
@@ -356,7 +360,7 @@ impl Spool {
         let mut state = self.lock();
         let mut waiting_since: Option<Instant> = None;
         loop {
-            let total: u64 = state.sizes.values().sum();
+            let total = state.total_bytes;
             // While shutting down, overshoot the bound rather than block the exit.
             if total + len <= config.max_bytes || self.shared.closing.load(Ordering::Relaxed) {
                 break;
@@ -426,6 +430,7 @@ impl Spool {
             return Err(SpoolError::Io { path, source });
         }
         *state.sizes.entry(state.active).or_insert(0) += len;
+        state.total_bytes += len;
         state.dirty = true;
         Ok(())
     }
@@ -472,7 +477,8 @@ impl Spool {
             let path = segment_path(&dir, segment);
             match fs::remove_file(&path) {
                 Ok(()) => {
-                    state.sizes.remove(&segment);
+                    let freed = state.sizes.remove(&segment).unwrap_or(0);
+                    state.total_bytes -= freed;
                 }
                 Err(err) => {
                     tracing::warn!(error = %err, segment = %path.display(), "spool: stored segment not deleted; retrying at the next commit");
@@ -531,6 +537,9 @@ pub struct SpoolReader {
     position: Position,
     file: Option<BufReader<File>>,
     body: Vec<u8>,
+    /// How far the current segment was written when last asked: records before it are read
+    /// without taking the writer's lock again.
+    known_limit: u64,
 }
 
 /// What [`SpoolReader::next_record`] found.
@@ -546,6 +555,11 @@ impl SpoolReader {
     /// The next record, without waiting.
     pub fn next_record(&mut self) -> Result<Next, SpoolError> {
         loop {
+            if self.position.offset < self.known_limit
+                && let Some(next) = self.read_one(self.known_limit)?
+            {
+                return Ok(next);
+            }
             let (limit, following) = {
                 let state = self
                     .shared
@@ -561,46 +575,56 @@ impl SpoolReader {
                 (limit, following)
             };
             let limit = limit.unwrap_or(0);
+            self.known_limit = limit;
             if self.position.offset >= limit {
                 match following {
                     Some(segment) => {
                         self.position = Position { segment, offset: 0 };
                         self.file = None;
+                        self.known_limit = 0;
                         continue;
                     }
                     None => return Ok(Next::CaughtUp),
                 }
             }
-            let path = segment_path(&self.shared.config.dir, self.position.segment);
-            if self.file.is_none() {
-                let mut file = File::open(&path).map_err(io_error(&path))?;
-                file.seek(SeekFrom::Start(self.position.offset))
-                    .map_err(io_error(&path))?;
-                self.file = Some(BufReader::with_capacity(256 * 1024, file));
+            if let Some(next) = self.read_one(limit)? {
+                return Ok(next);
             }
-            let Some(reader) = self.file.as_mut() else {
-                continue;
-            };
-            let found = read_record(reader, &mut self.body, self.position.offset, limit)
+        }
+    }
+
+    /// Reads the record at the current position, which lies before `limit`; `None` when it is
+    /// damaged (then the rest of the segment is skipped).
+    fn read_one(&mut self, limit: u64) -> Result<Option<Next>, SpoolError> {
+        let path = segment_path(&self.shared.config.dir, self.position.segment);
+        if self.file.is_none() {
+            let mut file = File::open(&path).map_err(io_error(&path))?;
+            file.seek(SeekFrom::Start(self.position.offset))
                 .map_err(io_error(&path))?;
-            let record = found.and_then(|_| Record::decode(&self.body));
-            match (found, record) {
-                (Some(body_len), Some(record)) => {
-                    self.position.offset += (HEADER + body_len) as u64;
-                    return Ok(Next::Record(record, self.position));
-                }
-                _ => {
-                    // Only damage on disk gets here (the writer writes whole records and
-                    // a torn tail was cut at start): skip what cannot be read.
-                    tracing::error!(
-                        segment = %path.display(),
-                        offset = self.position.offset,
-                        skipped_bytes = limit - self.position.offset,
-                        "spool: damaged record; skipping the rest of the segment"
-                    );
-                    self.position.offset = limit;
-                    self.file = None;
-                }
+            self.file = Some(BufReader::with_capacity(256 * 1024, file));
+        }
+        let Some(reader) = self.file.as_mut() else {
+            return Ok(None);
+        };
+        let found = read_record(reader, &mut self.body, self.position.offset, limit)
+            .map_err(io_error(&path))?;
+        match (found, found.and_then(|_| Record::decode(&self.body))) {
+            (Some(body_len), Some(record)) => {
+                self.position.offset += (HEADER + body_len) as u64;
+                Ok(Some(Next::Record(record, self.position)))
+            }
+            _ => {
+                // Only damage on disk gets here (the writer writes whole records and a torn
+                // tail was cut at start): skip what cannot be read.
+                tracing::error!(
+                    segment = %path.display(),
+                    offset = self.position.offset,
+                    skipped_bytes = limit - self.position.offset,
+                    "spool: damaged record; skipping the rest of the segment"
+                );
+                self.position.offset = limit;
+                self.file = None;
+                Ok(None)
             }
         }
     }
