@@ -43,7 +43,7 @@ test: services clean-test-dbs $(PYTHON_VENV)/bin/python ## run every test agains
 
 simulate: up ## send live telemetry for the demo machines (RATE readings/s, MQTT=1 publishes over MQTT, Ctrl-C stops)
 	cargo build --profile $(PROFILE) --quiet -p plantline-simulator
-	target/$(if $(filter dev,$(PROFILE)),debug,$(PROFILE))/plantline-sim --rate $(or $(RATE),20) $(if $(OVERHEAT),--overheat $(OVERHEAT)) $(if $(MQTT),--mqtt tcp://127.0.0.1:1883)
+	target/$(if $(filter dev,$(PROFILE)),debug,$(PROFILE))/plantline-sim --rate $(or $(RATE),20) $(if $(OVERHEAT),--overheat $(OVERHEAT)) $(if $(MQTT),--mqtt tcp://127.0.0.1:1884)
 
 bench: up ## measure against same-run baselines (brings the stack up first; ONLY=mqtt runs one section)
 	cargo build --profile $(PROFILE) --quiet -p plantline-bench

@@ -1,13 +1,15 @@
 #!/usr/bin/env bash
 # Makes sure PostgreSQL, Redis, Mosquitto and InfluxDB answer on loopback, installing (apt)
-# and starting whatever is missing. InfluxDB runs from the project's state folder.
+# and starting whatever is missing. InfluxDB and Plantline's own Mosquitto (port 1884, with
+# telemetry-sized queues) run from the project's state folder.
 #   backing.sh ensure   check/start all four (idempotent)
 #   backing.sh stop     stop what these scripts started (InfluxDB, and any system service
 #                       that was down before we started it)
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 
-PG_PORT=5432 REDIS_PORT=6379 MQTT_PORT=1883 INFLUX_PORT=8086
+PG_PORT=5432 REDIS_PORT=6379 MQTT_PORT=1884 INFLUX_PORT=8086
 INFLUX_DIR="$STATE/influxdb"
+MQTT_DIR="$STATE/mosquitto"
 
 ensure_postgres() {
   if port_open 127.0.0.1 $PG_PORT; then return; fi
@@ -37,11 +39,16 @@ ensure_redis() {
 
 ensure_mosquitto() {
   if port_open 127.0.0.1 $MQTT_PORT; then return; fi
-  command -v mosquitto >/dev/null || apt_install mosquitto mosquitto-clients
-  say "starting Mosquitto"
-  mosquitto -d -c /etc/mosquitto/mosquitto.conf
-  touch "$RUN/started-mosquitto"
-  wait_until 15 Mosquitto port_open 127.0.0.1 $MQTT_PORT
+  command -v mosquitto >/dev/null || [ -x /usr/sbin/mosquitto ] || apt_install mosquitto mosquitto-clients
+  mkdir -p "$MQTT_DIR"
+  # Started as root, Mosquitto switches to its own user unless told otherwise; the state
+  # folder belongs to whoever runs the stack.
+  { MQTT_PORT=$MQTT_PORT MQTT_BIND=127.0.0.1 MQTT_DIR="$MQTT_DIR" MQTT_LOG="$LOGS/mosquitto.log" \
+      envsubst '${MQTT_PORT} ${MQTT_BIND} ${MQTT_DIR} ${MQTT_LOG}' < "$ROOT/deploy/mosquitto/plantline.conf.template"
+    [ "$(id -u)" = 0 ] && echo "user root"; } > "$MQTT_DIR/mosquitto.conf"
+  say "starting Mosquitto on 127.0.0.1:$MQTT_PORT (sessions in ${MQTT_DIR#$ROOT/})"
+  start_daemon mosquitto "$LOGS/mosquitto.log" "$(command -v mosquitto || echo /usr/sbin/mosquitto)" -c "$MQTT_DIR/mosquitto.conf"
+  wait_until 15 Mosquitto port_open 127.0.0.1 $MQTT_PORT || { tail -n 20 "$LOGS/mosquitto.log" >&2; exit 1; }
 }
 
 influx_ping() { curl -fsS -o /dev/null "http://127.0.0.1:$INFLUX_PORT/ping"; }
@@ -94,7 +101,7 @@ case "${1:-ensure}" in
     ;;
   stop)
     stop_daemon influxdb 30
-    if [ -e "$RUN/started-mosquitto" ]; then pkill -x mosquitto || true; rm -f "$RUN/started-mosquitto"; say "stopped Mosquitto"; fi
+    stop_daemon mosquitto 15
     if [ -e "$RUN/started-redis" ]; then redis-cli -p $REDIS_PORT shutdown nosave >/dev/null 2>&1 || true; rm -f "$RUN/started-redis"; say "stopped Redis"; fi
     if [ -e "$RUN/started-postgres" ]; then pg_ctlcluster --skip-systemctl-redirect "$(ls /etc/postgresql | sort -V | tail -n1)" main stop || true; rm -f "$RUN/started-postgres"; say "stopped PostgreSQL"; fi
     ;;

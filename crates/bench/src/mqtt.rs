@@ -16,7 +16,7 @@ const ROUNDS: usize = 2;
 const WINDOW: usize = 500;
 
 fn broker_url() -> String {
-    std::env::var("PLANTLINE_MQTT__URL").unwrap_or_else(|_| "tcp://127.0.0.1:1883".to_owned())
+    std::env::var("PLANTLINE_MQTT__URL").unwrap_or_else(|_| "tcp://127.0.0.1:1884".to_owned())
 }
 
 async fn connect(name: &str, clean: bool) -> Result<mqtt::AsyncClient, String> {
@@ -42,16 +42,24 @@ async fn connect(name: &str, clean: bool) -> Result<mqtt::AsyncClient, String> {
     Ok(client)
 }
 
-/// Publishes `payloads` with QoS 1 keeping `WINDOW` in flight; returns when the broker
-/// acknowledged the last one.
+/// Publishes `messages` with QoS 1 keeping `WINDOW` in flight, at most `pace` per second when
+/// given; returns when the broker acknowledged the last one.
 async fn publish_all(
     client: &mqtt::AsyncClient,
     messages: Vec<(String, String)>,
+    pace: Option<f64>,
     what: &str,
 ) -> Result<(), String> {
     let bar = progress(messages.len() as u64, what);
     let mut in_flight = VecDeque::with_capacity(WINDOW);
-    for (topic, payload) in messages {
+    let started = Instant::now();
+    for (i, (topic, payload)) in messages.into_iter().enumerate() {
+        if let Some(rate) = pace
+            && i % 100 == 0
+        {
+            let due = started + Duration::from_secs_f64(i as f64 / rate);
+            tokio::time::sleep_until(due.into()).await;
+        }
         if in_flight.len() == WINDOW
             && let Some(token) = in_flight.pop_front()
         {
@@ -108,6 +116,7 @@ async fn baseline(ids: &[String], base_us: i64, round: usize) -> Result<f64, Str
     publish_all(
         &publisher,
         load,
+        None,
         &format!("baseline {round}/{ROUNDS}: subscriber"),
     )
     .await?;
@@ -144,12 +153,14 @@ async fn stored(http: &reqwest::Client, influx: &str, from_us: i64) -> Result<u6
         .unwrap_or(0))
 }
 
-/// (b) The bridge: readings per second from first publish until InfluxDB holds them all.
+/// (b) The bridge, offered the baseline's rate: readings per second from first publish until
+/// InfluxDB holds them all.
 async fn bridge(
     http: &reqwest::Client,
     influx: &str,
     ids: &[String],
     base_us: i64,
+    pace: f64,
     round: usize,
 ) -> Result<f64, String> {
     let publisher = connect("publisher", true).await?;
@@ -158,6 +169,7 @@ async fn bridge(
     publish_all(
         &publisher,
         load,
+        Some(pace),
         &format!("bridge {round}/{ROUNDS}: to InfluxDB"),
     )
     .await?;
@@ -193,16 +205,18 @@ pub async fn run(target: &Target, report: &mut Report) -> Result<(), String> {
     let (mut baseline_rate, mut bridge_rate) = (0.0, 0.0);
     for round in 1..=ROUNDS {
         let base_us = (start + round as i64 * 2) * 1_000_000;
-        baseline_rate += baseline(&ids, base_us, round).await? / ROUNDS as f64;
-        bridge_rate +=
-            bridge(&http, &influx, &ids, base_us + 1_000_000, round).await? / ROUNDS as f64;
+        let plain = baseline(&ids, base_us, round).await?;
+        let bridged = bridge(&http, &influx, &ids, base_us + 1_000_000, plain, round).await?;
+        eprintln!("  MQTT round {round}: plain subscriber {plain:.0}/s, bridge {bridged:.0}/s");
+        baseline_rate += plain / ROUNDS as f64;
+        bridge_rate += bridged / ROUNDS as f64;
     }
     report.add(Row {
         figure: format!("MQTT QoS 1, {MESSAGES} one-reading messages"),
         value: format!("{bridge_rate:.0} readings/s"),
         baseline: format!("{baseline_rate:.0}/s plain subscriber"),
         ratio: Some(bridge_rate / baseline_rate),
-        note: "bridge end to end: spool, validation, registry, InfluxDB, latest values".to_owned(),
+        note: "publisher paced at the baseline's rate; bridge end to end: spool, validation, registry, InfluxDB, latest values".to_owned(),
     });
     if let Some(kib) = crate::ingest::peak_rss_kib("mqtt-bridge") {
         report.add(Row {

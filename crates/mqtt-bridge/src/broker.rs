@@ -142,9 +142,13 @@ impl BrokerSession {
         });
         client.set_message_callback(move |_, message| {
             let Some(message) = message else { return };
+            let started = std::time::Instant::now();
             let received_ms = chrono::Utc::now().timestamp_millis();
             spool.append(message.topic(), message.payload(), received_ms);
             metrics.received.inc();
+            metrics
+                .append_seconds
+                .observe(started.elapsed().as_secs_f64());
         });
         Ok(Self {
             client,

@@ -19,6 +19,9 @@ pub struct BridgeMetrics {
     pub batch_readings: Histogram,
     /// InfluxDB write latency (one attempt).
     pub write_seconds: Histogram,
+    /// Time inside paho's message callback (spool append): the broker waits this long for
+    /// each PUBACK.
+    pub append_seconds: Histogram,
     spool_bytes: IntGauge,
     spool_messages: IntGauge,
     spool_full: IntGauge,
@@ -62,6 +65,15 @@ impl BridgeMetrics {
                         0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0,
                     ]),
             )),
+            append_seconds: fixed(Histogram::with_opts(
+                HistogramOpts::new(
+                    "bridge_spool_append_seconds",
+                    "Spool append time per message (before the PUBACK)",
+                )
+                .buckets(vec![
+                    0.00001, 0.00003, 0.0001, 0.0003, 0.001, 0.003, 0.01, 0.03, 0.1, 0.3, 1.0,
+                ]),
+            )),
             spool_bytes: fixed(IntGauge::new(
                 "bridge_spool_bytes",
                 "Spooled bytes not yet stored in InfluxDB",
@@ -80,6 +92,7 @@ impl BridgeMetrics {
         metrics.register(Box::new(this.readings_stored.clone()));
         metrics.register(Box::new(this.batch_readings.clone()));
         metrics.register(Box::new(this.write_seconds.clone()));
+        metrics.register(Box::new(this.append_seconds.clone()));
         metrics.register(Box::new(this.spool_bytes.clone()));
         metrics.register(Box::new(this.spool_messages.clone()));
         metrics.register(Box::new(this.spool_full.clone()));

@@ -43,7 +43,7 @@ impl Backends {
             postgres_base_url,
             influx_url: var("PLANTLINE_TEST_INFLUX_URL", "http://127.0.0.1:8086"),
             redis_url: var("PLANTLINE_TEST_REDIS_URL", "redis://127.0.0.1:6379/0"),
-            mqtt_url: var("PLANTLINE_TEST_MQTT_URL", "tcp://127.0.0.1:1883"),
+            mqtt_url: var("PLANTLINE_TEST_MQTT_URL", "tcp://127.0.0.1:1884"),
         }
     }
 }
