@@ -167,15 +167,6 @@ async fn set_rate_limit(
     Ok(previous)
 }
 
-pub(crate) fn peak_rss_kib(service: &str) -> Option<u64> {
-    let pid = std::fs::read_to_string(format!(".plantline/run/{service}.pid")).ok()?;
-    let status = std::fs::read_to_string(format!("/proc/{}/status", pid.trim())).ok()?;
-    status
-        .lines()
-        .find_map(|l| l.strip_prefix("VmHWM:"))
-        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
-}
-
 /// Runs the ingest section.
 pub async fn run(target: &Target, report: &mut Report) -> Result<(), String> {
     let (json_bodies, line_bodies) = bodies()?;
@@ -301,14 +292,6 @@ pub async fn run(target: &Target, report: &mut Report) -> Result<(), String> {
             note: format!("{count} batches of {BATCH}, open loop"),
         });
     }
-    if let Some(kib) = peak_rss_kib("ingest-api") {
-        report.add(Row {
-            figure: "ingest-api peak RSS".to_owned(),
-            value: format!("{:.1} MiB", kib as f64 / 1024.0),
-            baseline: "64 MiB budget".to_owned(),
-            ratio: Some(kib as f64 / 1024.0 / 64.0),
-            note: "VmHWM since the service started".to_owned(),
-        });
-    }
+    report.add_peak_rss("ingest-api");
     Ok(())
 }

@@ -139,15 +139,7 @@ async fn stored(http: &reqwest::Client, influx: &str, from_us: i64) -> Result<u6
         from_us,
         from_us + MESSAGES as i64
     );
-    let answer: serde_json::Value = http
-        .get(format!("{influx}/query"))
-        .query(&[("db", "telemetry"), ("q", q.as_str())])
-        .send()
-        .await
-        .map_err(|e| e.to_string())?
-        .json()
-        .await
-        .map_err(|e| e.to_string())?;
+    let answer = crate::query::influx(http, influx, &q).await?;
     Ok(answer["results"][0]["series"][0]["values"][0][1]
         .as_u64()
         .unwrap_or(0))
@@ -218,14 +210,6 @@ pub async fn run(target: &Target, report: &mut Report) -> Result<(), String> {
         ratio: Some(bridge_rate / baseline_rate),
         note: "publisher paced at the baseline's rate; bridge end to end: spool, validation, registry, InfluxDB, latest values".to_owned(),
     });
-    if let Some(kib) = crate::ingest::peak_rss_kib("mqtt-bridge") {
-        report.add(Row {
-            figure: "mqtt-bridge peak RSS".to_owned(),
-            value: format!("{:.1} MiB", kib as f64 / 1024.0),
-            baseline: "64 MiB budget".to_owned(),
-            ratio: Some(kib as f64 / 1024.0 / 64.0),
-            note: "VmHWM since the service started".to_owned(),
-        });
-    }
+    report.add_peak_rss("mqtt-bridge");
     Ok(())
 }

@@ -74,7 +74,7 @@ pub(crate) async fn machines(
         .collect())
 }
 
-async fn influx(http: &reqwest::Client, url: &str, q: &str) -> Result<Value, String> {
+pub(crate) async fn influx(http: &reqwest::Client, url: &str, q: &str) -> Result<Value, String> {
     http.post(format!("{url}/query?db=telemetry&epoch=ns"))
         .form(&[("q", q)])
         .send()

@@ -30,6 +30,20 @@ impl Report {
         self.rows.push(row);
     }
 
+    /// Adds `service`'s peak RSS (VmHWM of the local stack's process) against the 64 MiB budget.
+    pub fn add_peak_rss(&mut self, service: &str) {
+        let Some(kib) = peak_rss_kib(service) else {
+            return;
+        };
+        self.add(Row {
+            figure: format!("{service} peak RSS"),
+            value: format!("{:.1} MiB", kib as f64 / 1024.0),
+            baseline: "64 MiB budget".to_owned(),
+            ratio: Some(kib as f64 / 1024.0 / 64.0),
+            note: "VmHWM since the service started".to_owned(),
+        });
+    }
+
     /// Prints the table to stdout.
     pub fn print(&self) {
         let machine = std::fs::read_to_string("/proc/cpuinfo")
@@ -73,6 +87,15 @@ impl Report {
             );
         }
     }
+}
+
+fn peak_rss_kib(service: &str) -> Option<u64> {
+    let pid = std::fs::read_to_string(format!(".plantline/run/{service}.pid")).ok()?;
+    let status = std::fs::read_to_string(format!("/proc/{}/status", pid.trim())).ok()?;
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmHWM:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
 }
 
 /// A progress bar in the bench's style.

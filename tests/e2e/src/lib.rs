@@ -618,6 +618,28 @@ impl TestContext {
     }
 }
 
+/// Asserts one row of [`TestContext::influx_points`]: time, the tags of a test machine
+/// (factory `A`, `Hall 1`, `multi`) and the three field values.
+pub fn assert_point(
+    point: &serde_json::Value,
+    time_ns: i64,
+    machine: &uuid::Uuid,
+    values: [f64; 3],
+) {
+    let row = point.as_array().expect("a point row");
+    assert_eq!(
+        row[..5],
+        serde_json::json!([time_ns, "A", "Hall 1", machine.to_string(), "multi"])
+            .as_array()
+            .expect("expected tags")[..]
+    );
+    let stored: Vec<f64> = row[5..8]
+        .iter()
+        .map(|v| v.as_f64().expect("a numeric field"))
+        .collect();
+    assert_eq!(stored, values);
+}
+
 impl TestApp {
     /// `GET path` with a bearer token, answered as JSON.
     pub async fn get_json(&self, path: &str, token: &str) -> serde_json::Value {

@@ -1,7 +1,7 @@
 //! POST /api/v1/data/ingest against real InfluxDB, Postgres and Redis.
 
 use domain::{MachineStatus, Role};
-use plantline_e2e::{TestApp, TestContext, closed_port};
+use plantline_e2e::{TestApp, TestContext, assert_point, closed_port};
 use platform::ServiceName;
 use reqwest::Method;
 use serde_json::{Value, json};
@@ -93,17 +93,7 @@ async fn the_seed_example_is_stored_exactly() {
         .unwrap()
         .timestamp_nanos_opt()
         .unwrap();
-    assert_eq!(
-        points[0].as_array().unwrap()[..5],
-        json!([expected_ns, "A", "Hall 1", machine.to_string(), "multi"])
-            .as_array()
-            .unwrap()[..]
-    );
-    let values: Vec<f64> = points[0].as_array().unwrap()[5..]
-        .iter()
-        .map(|v| v.as_f64().unwrap())
-        .collect();
-    assert_eq!(values, [72.5, 101.3, 1500.0]);
+    assert_point(&points[0], expected_ns, &machine, [72.5, 101.3, 1500.0]);
     // Stored as floats (a later 1500.5 must not hit a field-type conflict).
     let types = rig
         .ctx

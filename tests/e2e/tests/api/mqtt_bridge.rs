@@ -5,7 +5,7 @@
 use domain::MachineStatus;
 use plantline_e2e::mqtt::{MqttTestClient, PrivateBroker};
 use plantline_e2e::net::{Gate, ServiceProcess};
-use plantline_e2e::{TestApp, TestContext, eventually};
+use plantline_e2e::{TestApp, TestContext, assert_point, eventually};
 use platform::{ServiceName, Settings};
 use serde_json::{Value, json};
 use std::time::Duration;
@@ -66,6 +66,11 @@ async fn wait_stored(ctx: &TestContext, count: usize) {
         "stored values differ: sum {sum}, expected {}",
         expected_sum(count)
     );
+}
+
+/// A closed gate in front of this test's InfluxDB.
+fn influx_gate(ctx: &TestContext) -> Gate {
+    Gate::closed(ctx.settings.influx.url.trim_start_matches("http://"))
 }
 
 async fn readiness(app: &TestApp) -> Value {
@@ -133,17 +138,7 @@ async fn a_qos1_message_lands_in_influxdb_with_exact_tags_and_fields() {
     })
     .await;
     let expected_ns = ts.timestamp_nanos_opt().unwrap();
-    assert_eq!(
-        points[0].as_array().unwrap()[..5],
-        json!([expected_ns, "A", "Hall 1", machine.to_string(), "multi"])
-            .as_array()
-            .unwrap()[..]
-    );
-    let values: Vec<f64> = points[0].as_array().unwrap()[5..]
-        .iter()
-        .map(|v| v.as_f64().unwrap())
-        .collect();
-    assert_eq!(values, [71.5, 101.25, 1450.0]);
+    assert_point(&points[0], expected_ns, &machine, [71.5, 101.25, 1450.0]);
     assert_eq!(points[1][5], 72.0);
     assert_eq!(points[2][7], 1500.0);
     // The latest values reach Redis like HTTP ingest's do.
@@ -277,13 +272,7 @@ async fn each_bad_message_is_dead_lettered_with_its_reason_and_the_good_ones_are
 async fn an_influxdb_outage_is_absorbed_by_the_spool_and_replayed_in_full() {
     let ctx = TestContext::new().await;
     let machine = ctx.create_machine(MachineStatus::Active).await;
-    let influx_address = ctx
-        .settings
-        .influx
-        .url
-        .trim_start_matches("http://")
-        .to_owned();
-    let mut gate = Gate::closed(&influx_address);
+    let mut gate = influx_gate(&ctx);
     let mut settings = ctx.settings.clone();
     settings.influx.url = gate.http_url();
     let app = bridge(&ctx, settings).await;
@@ -326,13 +315,7 @@ async fn an_influxdb_outage_is_absorbed_by_the_spool_and_replayed_in_full() {
 async fn a_bridge_killed_during_an_outage_and_restarted_loses_nothing() {
     let ctx = TestContext::new().await;
     let machine = ctx.create_machine(MachineStatus::Active).await;
-    let influx_address = ctx
-        .settings
-        .influx
-        .url
-        .trim_start_matches("http://")
-        .to_owned();
-    let mut gate = Gate::closed(&influx_address);
+    let mut gate = influx_gate(&ctx);
     let mut env = ctx.env.clone();
     env.push(("PLANTLINE_INFLUX__URL".into(), gate.http_url()));
     let first = ServiceProcess::start("mqtt-bridge", &env);
