@@ -141,7 +141,7 @@ down() {
 }
 
 status() {
-  for svc in "${SERVICES[@]}" nginx influxdb; do
+  for svc in "${SERVICES[@]}" nginx influxdb mosquitto; do
     if pid_alive "$svc"; then echo "$svc: running (pid $(cat "$RUN/$svc.pid"))"; else echo "$svc: stopped"; fi
   done
 }
