@@ -191,6 +191,7 @@ impl BrokerSession {
             }
             backoff = (backoff * 2).min(Duration::from_secs(10));
         }
+        let mut check = tokio::time::interval(Duration::from_secs(3));
         loop {
             tokio::select! {
                 () = shutdown.cancelled() => break,
@@ -198,6 +199,13 @@ impl BrokerSession {
                     Some(()) => self.on_connected().await,
                     None => break,
                 },
+                // Self-healing: connected at the socket level but not subscribed (a lost
+                // callback or a subscription that never got its answer) is retried here.
+                _ = check.tick() => {
+                    if self.client.is_connected() && !self.connected.load(Ordering::Relaxed) {
+                        self.on_connected().await;
+                    }
+                }
             }
         }
         self.connected.store(false, Ordering::Relaxed);
@@ -212,7 +220,11 @@ impl BrokerSession {
     async fn on_connected(&self) {
         // The broker may have lost the session (restarted without persistence): subscribe
         // every time. With the session intact this is a harmless repeat.
-        match self.client.subscribe(self.subscription.as_str(), 1).await {
+        let subscribing = self.client.subscribe(self.subscription.as_str(), 1);
+        match tokio::time::timeout(Duration::from_secs(5), subscribing)
+            .await
+            .unwrap_or(Err(mqtt::Error::Timeout))
+        {
             Ok(_) => {
                 self.connected.store(true, Ordering::Relaxed);
                 tracing::info!(subscription = %self.subscription, "connected to the MQTT broker and subscribed");
