@@ -3,6 +3,7 @@
 //! Everything here is pure (no I/O), so the HTTP services, the MQTT bridge and the tools
 //! share one definition of what a machine, a reading or a permission is.
 
+pub mod alerts;
 pub mod history;
 pub mod ids;
 pub mod ingest;

@@ -39,14 +39,6 @@ impl TelemetryTopic {
             machine_id: machine.parse().map_err(|_| TopicError::Machine)?,
         })
     }
-
-    /// The topic alerts for this machine go to.
-    pub fn alerts_topic(&self, prefix: &str) -> String {
-        format!(
-            "{prefix}factory/{}/machine/{}/alerts",
-            self.factory_id, self.machine_id
-        )
-    }
 }
 
 #[cfg(test)]
@@ -83,6 +75,5 @@ mod tests {
             TelemetryTopic::parse(&format!("x/factory/A/machine/{M}/telemetry"), ""),
             Err(TopicError::Shape)
         );
-        assert_eq!(t.alerts_topic(""), format!("factory/A/machine/{M}/alerts"));
     }
 }

@@ -40,11 +40,13 @@ pub enum Permission {
     DeleteUsers,
     /// Read the audit log.
     ReadAudit,
+    /// Acknowledge alerts.
+    AcknowledgeAlerts,
 }
 
 impl Permission {
     /// Every permission.
-    pub const ALL: [Self; 11] = [
+    pub const ALL: [Self; 12] = [
         Self::ReadMachines,
         Self::ReadSensorData,
         Self::WriteSensorData,
@@ -56,6 +58,7 @@ impl Permission {
         Self::WriteUsers,
         Self::DeleteUsers,
         Self::ReadAudit,
+        Self::AcknowledgeAlerts,
     ];
 
     /// The name carried in tokens, e.g. `write:sensor_data`.
@@ -72,6 +75,7 @@ impl Permission {
             Self::WriteUsers => "write:users",
             Self::DeleteUsers => "delete:users",
             Self::ReadAudit => "read:audit",
+            Self::AcknowledgeAlerts => "ack:alerts",
         }
     }
 
@@ -149,7 +153,13 @@ impl Role {
         use Permission::*;
         match self {
             Self::Operator => &[ReadMachines, ReadSensorData, WriteSensorData],
-            Self::Supervisor => &[ReadMachines, ReadSensorData, WriteSensorData, WriteMachines],
+            Self::Supervisor => &[
+                ReadMachines,
+                ReadSensorData,
+                WriteSensorData,
+                WriteMachines,
+                AcknowledgeAlerts,
+            ],
             Self::Management => &Permission::ALL,
             Self::Gateway => &[WriteSensorData],
         }
@@ -216,7 +226,7 @@ mod tests {
 
     #[test]
     fn the_table_of_architecture_md() {
-        let table: [(Permission, [bool; 4]); 11] = [
+        let table: [(Permission, [bool; 4]); 12] = [
             // operator, supervisor, management, gateway
             (ReadMachines, [true, true, true, false]),
             (ReadSensorData, [true, true, true, false]),
@@ -229,6 +239,7 @@ mod tests {
             (WriteUsers, [false, false, true, false]),
             (DeleteUsers, [false, false, true, false]),
             (ReadAudit, [false, false, true, false]),
+            (AcknowledgeAlerts, [false, true, true, false]),
         ];
         for (permission, allowed) in table {
             for (role, expected) in Role::ALL.into_iter().zip(allowed) {
@@ -253,6 +264,6 @@ mod tests {
         let set: PermissionSet = Role::Supervisor.permissions().iter().copied().collect();
         assert!(set.contains(WriteMachines));
         assert!(!set.contains(DeleteMachines));
-        assert_eq!(set.iter().count(), 4);
+        assert_eq!(set.iter().count(), 5);
     }
 }

@@ -27,6 +27,7 @@ pub(crate) struct IngestState {
     pub settings: LiveSettings,
     pub audience: platform::latest::LiveAudience,
     pub metrics: metrics::IngestMetrics,
+    pub alerts: platform::alerts::AlertEngine,
     /// The whole request, retries included, must finish within this.
     pub deadline: Duration,
 }
@@ -55,13 +56,14 @@ pub async fn build(settings: &Settings) -> Result<Application, StartupError> {
     // every request. The settings were validated above; building from them cannot fail.
     let worker_state = move || -> Result<IngestState, StartupError> {
         let redis = RedisClient::new(&worker_settings.redis)?;
+        let pg = platform::postgres::build_pool(&worker_settings.postgres)?;
         Ok(IngestState {
-            registry: MachineRegistry::new(
-                platform::postgres::build_pool(&worker_settings.postgres)?,
+            alerts: platform::alerts::AlertEngine::new(
+                pg.clone(),
                 redis.clone(),
-                300,
-                30,
+                worker_live.clone(),
             ),
+            registry: MachineRegistry::new(pg, redis.clone(), 300, 30),
             influx: InfluxClient::new(&worker_settings.influx)?,
             redis,
             settings: worker_live.clone(),

@@ -228,6 +228,9 @@ async fn ingest(
     if let Err(err) = platform::latest::run_pipeline(&state.redis, &pipe).await {
         tracing::warn!(error = %err, "Redis lost: latest values and live updates skipped; retrying on the next batch");
     }
+    if let Err(err) = state.alerts.after_store(&written).await {
+        tracing::warn!(error = %err, "alerts not updated for this batch; the readings are stored");
+    }
 
     let rejected = parsed.rejected_readings();
     let details: Vec<_> = parsed

@@ -9,6 +9,7 @@ pub mod broker;
 pub mod dead_letter;
 pub mod metrics;
 pub mod pipeline;
+pub mod relay;
 pub mod spool;
 
 use platform::health::{Dependency, Probe, Readiness};
@@ -60,6 +61,11 @@ pub async fn build(settings: &Settings) -> Result<Application, StartupError> {
             topic_prefix: settings.mqtt.topic_prefix.clone(),
         },
         metrics: bridge_metrics.clone(),
+        alerts: platform::alerts::AlertEngine::new(
+            pg.clone(),
+            redis.clone(),
+            live_settings.clone(),
+        ),
         topic_prefix: settings.mqtt.topic_prefix.clone(),
         batch_max_readings: settings.bridge.batch_max_readings,
         linger: Duration::from_millis(settings.bridge.batch_linger_ms),
@@ -105,7 +111,13 @@ pub async fn build(settings: &Settings) -> Result<Application, StartupError> {
         Duration::from_millis(500),
         shutdown.clone(),
     ));
-    app.spawn_background(audience.run(redis, Duration::from_secs(1), shutdown.clone()));
+    app.spawn_background(audience.run(redis.clone(), Duration::from_secs(1), shutdown.clone()));
+    app.spawn_background(relay::alerts_to_mqtt(
+        redis,
+        broker.client(),
+        settings.mqtt.topic_prefix.clone(),
+        shutdown.clone(),
+    ));
     app.spawn_background(keep_spool(
         spool.clone(),
         bridge_metrics,

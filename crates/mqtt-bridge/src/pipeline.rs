@@ -40,6 +40,8 @@ pub struct Pipeline {
     pub dead_letters: DeadLetterOutbox,
     /// Counters.
     pub metrics: BridgeMetrics,
+    /// Threshold alerts on what was stored.
+    pub alerts: platform::alerts::AlertEngine,
     /// Deployment topic prefix (empty in production).
     pub topic_prefix: String,
     /// Readings per write.
@@ -415,6 +417,9 @@ impl Pipeline {
         platform::latest::queue_late_hours(&mut pipe, &self.redis, &written);
         if let Err(err) = platform::latest::run_pipeline(&self.redis, &pipe).await {
             tracing::warn!(error = %err, "Redis lost: latest values and live updates skipped; retrying on the next batch");
+        }
+        if let Err(err) = self.alerts.after_store(&written).await {
+            tracing::warn!(error = %err, "alerts not updated for this batch; the readings are stored");
         }
     }
 }

@@ -4,6 +4,7 @@
 //! logging, the HTTP server skeleton, the error body, health and metrics endpoints, and the
 //! clients for PostgreSQL, Redis and InfluxDB.
 
+pub mod alerts;
 pub mod audit;
 pub mod auth;
 pub mod config;

@@ -28,6 +28,8 @@ pub enum RedisError {
 #[derive(Clone)]
 pub struct RedisClient {
     pool: deadpool_redis::Pool,
+    /// For dedicated pub/sub connections (a subscribed connection cannot go back to a pool).
+    client: redis::Client,
     prefix: Arc<str>,
     timeout: Duration,
 }
@@ -48,8 +50,11 @@ impl RedisClient {
         let pool = config
             .create_pool(Some(deadpool_redis::Runtime::Tokio1))
             .map_err(|e| RedisError::Build(e.to_string()))?;
+        let client = redis::Client::open(settings.url.expose_secret())
+            .map_err(|e| RedisError::Build(e.to_string()))?;
         Ok(Self {
             pool,
+            client,
             prefix: Arc::from(settings.key_prefix.as_str()),
             timeout: settings.command_timeout(),
         })
@@ -58,6 +63,18 @@ impl RedisClient {
     /// The full key for a logical name, e.g. `machine:{id}` → `plantline:machine:{id}`.
     pub fn key(&self, name: &str) -> String {
         format!("{}{}", self.prefix, name)
+    }
+
+    /// A dedicated connection subscribed to `channels` (full names, see [`key`](Self::key)).
+    pub async fn subscribe(&self, channels: &[String]) -> Result<redis::aio::PubSub, RedisError> {
+        self.bounded(async {
+            let mut pubsub = self.client.get_async_pubsub().await?;
+            for channel in channels {
+                pubsub.subscribe(channel).await?;
+            }
+            Ok(pubsub)
+        })
+        .await
     }
 
     /// The deployment's prefix.

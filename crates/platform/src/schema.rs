@@ -82,7 +82,26 @@ diesel::table! {
     }
 }
 
+diesel::table! {
+    alerts (id) {
+        id -> Uuid,
+        machine_id -> Uuid,
+        factory_id -> Varchar,
+        metric -> Varchar,
+        severity -> Varchar,
+        value -> Float8,
+        threshold -> Float8,
+        first_seen -> Timestamptz,
+        last_seen -> Timestamptz,
+        count -> Int4,
+        closed_at -> Nullable<Timestamptz>,
+        acknowledged_by -> Nullable<Uuid>,
+        acknowledged_at -> Nullable<Timestamptz>,
+    }
+}
+
 diesel::joinable!(refresh_tokens -> users (user_id));
+diesel::joinable!(alerts -> machine_metadata (machine_id));
 diesel::allow_tables_to_appear_in_same_query!(
     machine_metadata,
     users,
@@ -90,4 +109,5 @@ diesel::allow_tables_to_appear_in_same_query!(
     refresh_tokens,
     system_config,
     audit_log,
+    alerts,
 );

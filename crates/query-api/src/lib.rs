@@ -20,6 +20,7 @@ pub(crate) struct QueryState {
     pub registry: platform::registry::MachineRegistry,
     pub influx: InfluxClient,
     pub settings: platform::settings_store::LiveSettings,
+    pub alerts: platform::alerts::AlertEngine,
 }
 
 /// Builds the service from configuration.
@@ -42,7 +43,10 @@ pub async fn build(settings: &Settings) -> Result<Application, StartupError> {
     if let Err(err) = live_settings.refresh(&pg).await {
         tracing::warn!(error = %err, "settings not loaded at start; using defaults until Postgres answers");
     }
+    let alerts =
+        platform::alerts::AlertEngine::new(pg.clone(), redis.clone(), live_settings.clone());
     let state = actix_web::web::Data::new(QueryState {
+        alerts: alerts.clone(),
         registry: platform::registry::MachineRegistry::new(pg.clone(), redis.clone(), 300, 30),
         influx: influx.clone(),
         settings: live_settings.clone(),
@@ -65,6 +69,11 @@ pub async fn build(settings: &Settings) -> Result<Application, StartupError> {
         Duration::from_millis(500),
         app.shutdown_token(),
     ));
+    app.spawn_background(sweep_inactivity(
+        alerts,
+        Duration::from_secs(5),
+        app.shutdown_token(),
+    ));
     app.spawn_background(rollups::run(
         influx,
         redis,
@@ -72,4 +81,31 @@ pub async fn build(settings: &Settings) -> Result<Application, StartupError> {
         app.shutdown_token(),
     ));
     Ok(app)
+}
+
+/// Checks for silent machines every `every` (each replica does; the upsert is idempotent).
+async fn sweep_inactivity(
+    alerts: platform::alerts::AlertEngine,
+    every: Duration,
+    shutdown: tokio_util::sync::CancellationToken,
+) {
+    let mut failing = false;
+    loop {
+        tokio::select! {
+            () = shutdown.cancelled() => return,
+            () = tokio::time::sleep(every) => {}
+        }
+        match alerts.sweep_inactivity().await {
+            Ok(_) if failing => {
+                failing = false;
+                tracing::info!("inactivity sweep works again");
+            }
+            Ok(_) => {}
+            Err(err) if !failing => {
+                failing = true;
+                tracing::warn!(error = %err, "inactivity sweep failed; retrying");
+            }
+            Err(_) => {}
+        }
+    }
 }

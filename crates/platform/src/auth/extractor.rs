@@ -43,6 +43,7 @@ pub mod require {
         WriteUsers,
         DeleteUsers,
         ReadAudit,
+        AcknowledgeAlerts,
     );
 
     /// Any valid token, whatever its permissions.

@@ -1,5 +1,6 @@
 //! HTTP routes of `query-api`.
 
+mod alerts;
 mod audit;
 mod config;
 mod history;
@@ -12,6 +13,11 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
     cfg.route("/api/v1/config", web::get().to(config::show))
         .route("/api/v1/config/update", web::post().to(config::update))
         .route("/api/v1/audit", web::get().to(audit::list))
+        .route("/api/v1/alerts", web::get().to(alerts::list))
+        .route(
+            "/api/v1/alerts/{id}/ack",
+            web::post().to(alerts::acknowledge),
+        )
         .route("/api/v1/data/latest", web::get().to(latest::fleet))
         .route(
             "/api/v1/data/machine/{id}",

@@ -50,7 +50,8 @@ async fn login_answers_the_contract_and_the_token_carries_every_claim() {
             "read:machines",
             "read:sensor_data",
             "write:sensor_data",
-            "write:machines"
+            "write:machines",
+            "ack:alerts"
         ])
     );
 

@@ -1,5 +1,6 @@
 //! End-to-end tests against real services; one binary, one module per capability.
 
+mod alerts;
 mod auth_forgery;
 mod auth_tokens;
 mod demo_seed;

@@ -192,6 +192,22 @@ async fn every_protected_endpoint_answers_exactly_what_the_role_table_implies() 
         Endpoint {
             service: ServiceName::QueryApi,
             method: Method::GET,
+            path: "/api/v1/alerts".into(),
+            body: None,
+            needs: Some(ReadSensorData),
+            allowed_status: 200,
+        },
+        Endpoint {
+            service: ServiceName::QueryApi,
+            method: Method::POST,
+            path: format!("/api/v1/alerts/{missing}/ack"),
+            body: None,
+            needs: Some(AcknowledgeAlerts),
+            allowed_status: 404,
+        },
+        Endpoint {
+            service: ServiceName::QueryApi,
+            method: Method::GET,
             path: "/api/v1/audit".into(),
             body: None,
             needs: Some(ReadAudit),

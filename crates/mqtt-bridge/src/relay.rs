@@ -1,0 +1,101 @@
+//! Alerts to MQTT: every alert change announced on Redis (from ingest-api and from this
+//! bridge alike) is published on `factory/{factory_id}/machine/{machine_id}/alerts`, so
+//! machines and field panels hear about HTTP-path alerts too. With several bridges, a short
+//! Redis claim per change makes exactly one of them publish it.
+
+use deadpool_redis::redis;
+use futures_util::StreamExt;
+use platform::alerts::ALERTS_CHANNEL;
+use platform::redis::RedisClient;
+use std::time::Duration;
+use tokio_util::sync::CancellationToken;
+
+/// The MQTT topic of a machine's alerts.
+pub fn alerts_topic(prefix: &str, factory: &str, machine: &str) -> String {
+    format!("{prefix}factory/{factory}/machine/{machine}/alerts")
+}
+
+/// Relays until `shutdown`, resubscribing after Redis outages.
+pub async fn alerts_to_mqtt(
+    redis: RedisClient,
+    client: paho_mqtt::AsyncClient,
+    prefix: String,
+    shutdown: CancellationToken,
+) {
+    let channel = redis.key(ALERTS_CHANNEL);
+    let mut failing = false;
+    loop {
+        match redis.subscribe(std::slice::from_ref(&channel)).await {
+            Ok(mut pubsub) => {
+                if failing {
+                    tracing::info!("alert relay subscribed again");
+                    failing = false;
+                }
+                let mut messages = pubsub.on_message();
+                loop {
+                    tokio::select! {
+                        () = shutdown.cancelled() => return,
+                        message = messages.next() => match message {
+                            Some(message) => {
+                                let payload: String = message.get_payload().unwrap_or_default();
+                                relay_one(&redis, &client, &prefix, &payload).await;
+                            }
+                            None => break,
+                        },
+                    }
+                }
+            }
+            Err(err) if !failing => {
+                failing = true;
+                tracing::warn!(error = %err, "alert relay cannot subscribe to Redis; retrying");
+            }
+            Err(_) => {}
+        }
+        tokio::select! {
+            () = shutdown.cancelled() => return,
+            () = tokio::time::sleep(Duration::from_secs(1)) => {}
+        }
+    }
+}
+
+async fn relay_one(
+    redis: &RedisClient,
+    client: &paho_mqtt::AsyncClient,
+    prefix: &str,
+    payload: &str,
+) {
+    let Ok(event) = serde_json::from_str::<serde_json::Value>(payload) else {
+        return;
+    };
+    let alert = &event["alert"];
+    let (Some(id), Some(factory), Some(machine)) = (
+        alert["id"].as_str(),
+        alert["factory_id"].as_str(),
+        alert["machine_id"].as_str(),
+    ) else {
+        return;
+    };
+    // One claim per change (same alert, event and count): the first bridge to claim publishes.
+    let claim = redis.key(&format!(
+        "alert:relayed:{id}:{}:{}",
+        event["event"].as_str().unwrap_or_default(),
+        alert["count"]
+    ));
+    let claimed: Result<Option<String>, _> = redis
+        .query(
+            redis::cmd("SET")
+                .arg(&claim)
+                .arg(1)
+                .arg("NX")
+                .arg("EX")
+                .arg(300),
+        )
+        .await;
+    if matches!(claimed, Ok(None)) {
+        return;
+    }
+    let message = paho_mqtt::Message::new(alerts_topic(prefix, factory, machine), payload, 1);
+    if let Err(err) = client.try_publish(message) {
+        tracing::warn!(error = %err, alert = id, "alert not published on MQTT");
+    }
+}
