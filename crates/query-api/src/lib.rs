@@ -1,5 +1,6 @@
 //! `query-api`: history, latest values, the machine registry, configuration and the dashboard.
 
+mod live;
 pub mod rollups;
 mod routes;
 mod store;
@@ -21,6 +22,9 @@ pub(crate) struct QueryState {
     pub influx: InfluxClient,
     pub settings: platform::settings_store::LiveSettings,
     pub alerts: platform::alerts::AlertEngine,
+    pub live: live::LiveHub,
+    /// Events skipped for stream clients that fell behind.
+    pub stream_lagged: prometheus::IntCounter,
 }
 
 /// Builds the service from configuration.
@@ -45,7 +49,17 @@ pub async fn build(settings: &Settings) -> Result<Application, StartupError> {
     }
     let alerts =
         platform::alerts::AlertEngine::new(pg.clone(), redis.clone(), live_settings.clone());
+    let hub = live::LiveHub::default();
+    let stream_lagged = prometheus::IntCounter::new(
+        "stream_events_skipped_total",
+        "Live events skipped because a stream client fell behind",
+    )
+    .unwrap_or_else(|_| unreachable!("static metric definition"));
+    metrics.register(Box::new(stream_lagged.clone()));
+    let registry = platform::registry::MachineRegistry::new(pg.clone(), redis.clone(), 300, 30);
     let state = actix_web::web::Data::new(QueryState {
+        live: hub.clone(),
+        stream_lagged,
         alerts: alerts.clone(),
         registry: platform::registry::MachineRegistry::new(pg.clone(), redis.clone(), 300, 30),
         influx: influx.clone(),
@@ -69,6 +83,7 @@ pub async fn build(settings: &Settings) -> Result<Application, StartupError> {
         Duration::from_millis(500),
         app.shutdown_token(),
     ));
+    app.spawn_background(hub.run(redis.clone(), registry, app.shutdown_token()));
     app.spawn_background(sweep_inactivity(
         alerts,
         Duration::from_secs(5),

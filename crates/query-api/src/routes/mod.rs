@@ -6,6 +6,7 @@ mod config;
 mod history;
 mod latest;
 mod machines;
+mod stream;
 
 use actix_web::web;
 
@@ -14,6 +15,8 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
         .route("/api/v1/config/update", web::post().to(config::update))
         .route("/api/v1/audit", web::get().to(audit::list))
         .route("/api/v1/alerts", web::get().to(alerts::list))
+        .route("/api/v1/stream/ticket", web::post().to(stream::ticket))
+        .route("/api/v1/stream", web::get().to(stream::stream))
         .route(
             "/api/v1/alerts/{id}/ack",
             web::post().to(alerts::acknowledge),

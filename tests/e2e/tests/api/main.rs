@@ -14,4 +14,5 @@ mod mqtt_bridge;
 mod postgres_schema;
 mod rbac;
 mod server;
+mod stream;
 mod users_admin;

@@ -1,0 +1,213 @@
+//! The live hub: one Redis subscription per query-api process (stored readings and alert
+//! changes) fanned out to every stream client through a bounded broadcast channel. A client
+//! too slow to keep up skips ahead (it is told with a `reset` event) instead of growing the
+//! server's memory; the last events are kept for `Last-Event-ID` resumption.
+
+use futures_util::StreamExt;
+use platform::redis::RedisClient;
+use platform::registry::MachineRegistry;
+use std::collections::VecDeque;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+use tokio::sync::broadcast;
+use tokio_util::sync::CancellationToken;
+
+/// Events kept for resumption, and the broadcast buffer each client may fall behind by.
+pub const BACKLOG: usize = 512;
+
+/// One event as streamed.
+#[derive(Debug)]
+pub struct LiveEvent {
+    /// Sequence number (the SSE `id`).
+    pub id: u64,
+    /// `reading` or `alert`.
+    pub kind: &'static str,
+    /// The machine it is about.
+    pub machine_id: String,
+    /// Its factory.
+    pub factory_id: String,
+    /// Its location.
+    pub location: String,
+    /// The JSON payload as published.
+    pub data: String,
+}
+
+/// The fan-out point (cheap to clone).
+#[derive(Clone)]
+pub struct LiveHub {
+    sender: broadcast::Sender<Arc<LiveEvent>>,
+    recent: Arc<Mutex<VecDeque<Arc<LiveEvent>>>>,
+    next_id: Arc<AtomicU64>,
+}
+
+impl Default for LiveHub {
+    fn default() -> Self {
+        Self {
+            sender: broadcast::channel(BACKLOG).0,
+            recent: Arc::default(),
+            // Ids start at the process's start time so a client's Last-Event-ID from another
+            // replica or an earlier process is recognised as too old, not confused.
+            next_id: Arc::new(AtomicU64::new(
+                chrono::Utc::now().timestamp_micros().max(0) as u64
+            )),
+        }
+    }
+}
+
+impl LiveHub {
+    /// A receiver for one client.
+    pub fn subscribe(&self) -> broadcast::Receiver<Arc<LiveEvent>> {
+        self.sender.subscribe()
+    }
+
+    /// The kept events after `last_id`, oldest first; `None` when `last_id` is older than
+    /// what is kept (the client must reload).
+    pub fn since(&self, last_id: u64) -> Option<Vec<Arc<LiveEvent>>> {
+        let recent = self.recent.lock().ok()?;
+        let oldest = recent.front().map_or(u64::MAX, |e| e.id);
+        let newest = recent.back().map_or(0, |e| e.id);
+        if last_id + 1 < oldest && last_id < newest {
+            return None;
+        }
+        Some(recent.iter().filter(|e| e.id > last_id).cloned().collect())
+    }
+
+    fn publish(&self, kind: &'static str, tags: (String, String, String), data: String) {
+        let (machine_id, factory_id, location) = tags;
+        let event = Arc::new(LiveEvent {
+            id: self.next_id.fetch_add(1, Ordering::Relaxed),
+            kind,
+            machine_id,
+            factory_id,
+            location,
+            data,
+        });
+        if let Ok(mut recent) = self.recent.lock() {
+            if recent.len() == BACKLOG {
+                recent.pop_front();
+            }
+            recent.push_back(event.clone());
+        }
+        let _ = self.sender.send(event);
+    }
+
+    /// Relays Redis until `shutdown`, resubscribing after outages.
+    pub async fn run(
+        self,
+        redis: RedisClient,
+        registry: MachineRegistry,
+        shutdown: CancellationToken,
+    ) {
+        let readings = redis.key(platform::latest::LIVE_CHANNEL);
+        let alerts = redis.key(platform::alerts::ALERTS_CHANNEL);
+        let mut failing = false;
+        loop {
+            match redis.subscribe(&[readings.clone(), alerts.clone()]).await {
+                Ok(mut pubsub) => {
+                    failing = false;
+                    let mut messages = pubsub.on_message();
+                    loop {
+                        let message = tokio::select! {
+                            () = shutdown.cancelled() => return,
+                            message = messages.next() => message,
+                        };
+                        let Some(message) = message else { break };
+                        let payload: String = message.get_payload().unwrap_or_default();
+                        if message.get_channel_name() == readings {
+                            self.on_reading(payload);
+                        } else {
+                            self.on_alert(payload, &registry).await;
+                        }
+                    }
+                }
+                Err(err) if !failing => {
+                    failing = true;
+                    tracing::warn!(error = %err, "live stream cannot subscribe to Redis; retrying");
+                }
+                Err(_) => {}
+            }
+            tokio::select! {
+                () = shutdown.cancelled() => return,
+                () = tokio::time::sleep(Duration::from_secs(1)) => {}
+            }
+        }
+    }
+
+    fn on_reading(&self, payload: String) {
+        let Ok(message) = serde_json::from_str::<serde_json::Value>(&payload) else {
+            return;
+        };
+        let text = |key: &str| message[key].as_str().unwrap_or_default().to_owned();
+        let tags = (text("machine_id"), text("factory_id"), text("location"));
+        self.publish("reading", tags, payload);
+    }
+
+    async fn on_alert(&self, payload: String, registry: &MachineRegistry) {
+        let Ok(event) = serde_json::from_str::<serde_json::Value>(&payload) else {
+            return;
+        };
+        let alert = &event["alert"];
+        let machine_id = alert["machine_id"].as_str().unwrap_or_default().to_owned();
+        // Alerts carry no location; the registry (cached) knows it, for location filters.
+        let location = match machine_id.parse::<domain::MachineId>() {
+            Ok(id) => registry
+                .lookup(&[id])
+                .await
+                .ok()
+                .and_then(|found| found.get(&id).cloned().flatten())
+                .map(|info| info.location)
+                .unwrap_or_default(),
+            Err(_) => String::new(),
+        };
+        let factory_id = alert["factory_id"].as_str().unwrap_or_default().to_owned();
+        self.publish("alert", (machine_id, factory_id, location), payload);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn tags() -> (String, String, String) {
+        ("m".into(), "A".into(), "Hall 1".into())
+    }
+
+    #[tokio::test]
+    async fn a_client_that_falls_behind_skips_ahead_and_memory_stays_bounded() {
+        let hub = LiveHub::default();
+        let mut slow = hub.subscribe();
+        for i in 0..(3 * BACKLOG) {
+            hub.publish("reading", tags(), format!("{{\"n\":{i}}}"));
+        }
+        assert!(matches!(
+            slow.recv().await,
+            Err(broadcast::error::RecvError::Lagged(skipped)) if skipped == 2 * BACKLOG as u64
+        ));
+        // Then it continues with what is still buffered, newest last.
+        let next = slow.recv().await.unwrap();
+        assert_eq!(next.data, format!("{{\"n\":{}}}", 2 * BACKLOG));
+        assert_eq!(
+            hub.recent.lock().unwrap().len(),
+            BACKLOG,
+            "the kept backlog is bounded"
+        );
+    }
+
+    #[test]
+    fn resumption_replays_what_is_kept_and_refuses_what_is_not() {
+        let hub = LiveHub::default();
+        for i in 0..(BACKLOG + 10) {
+            hub.publish("reading", tags(), i.to_string());
+        }
+        let oldest = hub.recent.lock().unwrap().front().unwrap().id;
+        let newest = hub.recent.lock().unwrap().back().unwrap().id;
+        assert_eq!(hub.since(newest - 3).unwrap().len(), 3);
+        assert_eq!(hub.since(newest).unwrap().len(), 0);
+        assert_eq!(hub.since(oldest - 1).unwrap().len(), BACKLOG);
+        assert!(
+            hub.since(oldest - 5).is_none(),
+            "too old: the client must reload"
+        );
+    }
+}
