@@ -4,10 +4,8 @@
 //! Redis claim per change makes exactly one of them publish it.
 
 use deadpool_redis::redis;
-use futures_util::StreamExt;
 use platform::alerts::ALERTS_CHANNEL;
 use platform::redis::RedisClient;
-use std::time::Duration;
 use tokio_util::sync::CancellationToken;
 
 /// The MQTT topic of a machine's alerts.
@@ -22,40 +20,13 @@ pub async fn alerts_to_mqtt(
     prefix: String,
     shutdown: CancellationToken,
 ) {
-    let channel = redis.key(ALERTS_CHANNEL);
-    let mut failing = false;
-    loop {
-        match redis.subscribe(std::slice::from_ref(&channel)).await {
-            Ok(mut pubsub) => {
-                if failing {
-                    tracing::info!("alert relay subscribed again");
-                    failing = false;
-                }
-                let mut messages = pubsub.on_message();
-                loop {
-                    tokio::select! {
-                        () = shutdown.cancelled() => return,
-                        message = messages.next() => match message {
-                            Some(message) => {
-                                let payload: String = message.get_payload().unwrap_or_default();
-                                relay_one(&redis, &client, &prefix, &payload).await;
-                            }
-                            None => break,
-                        },
-                    }
-                }
-            }
-            Err(err) if !failing => {
-                failing = true;
-                tracing::warn!(error = %err, "alert relay cannot subscribe to Redis; retrying");
-            }
-            Err(_) => {}
-        }
-        tokio::select! {
-            () = shutdown.cancelled() => return,
-            () = tokio::time::sleep(Duration::from_secs(1)) => {}
-        }
-    }
+    let channels = [redis.key(ALERTS_CHANNEL)];
+    redis
+        .for_each_message(&channels, "alert relay", shutdown, |_, payload| {
+            let (redis, client, prefix) = (&redis, &client, &prefix);
+            async move { relay_one(redis, client, prefix, &payload).await }
+        })
+        .await;
 }
 
 async fn relay_one(

@@ -77,6 +77,51 @@ impl RedisClient {
         .await
     }
 
+    /// Calls `handle(channel, payload)` for every message on `channels` until `shutdown`,
+    /// resubscribing after Redis outages (logged once per outage as `what`).
+    pub async fn for_each_message<F, Fut>(
+        &self,
+        channels: &[String],
+        what: &str,
+        shutdown: tokio_util::sync::CancellationToken,
+        mut handle: F,
+    ) where
+        F: FnMut(String, String) -> Fut,
+        Fut: Future<Output = ()>,
+    {
+        use futures_util::StreamExt;
+        let mut failing = false;
+        loop {
+            match self.subscribe(channels).await {
+                Ok(mut pubsub) => {
+                    if failing {
+                        tracing::info!(what, "subscribed to Redis again");
+                        failing = false;
+                    }
+                    let mut messages = pubsub.on_message();
+                    loop {
+                        let message = tokio::select! {
+                            () = shutdown.cancelled() => return,
+                            message = messages.next() => message,
+                        };
+                        let Some(message) = message else { break };
+                        let payload: String = message.get_payload().unwrap_or_default();
+                        handle(message.get_channel_name().to_owned(), payload).await;
+                    }
+                }
+                Err(err) if !failing => {
+                    failing = true;
+                    tracing::warn!(error = %err, what, "cannot subscribe to Redis; retrying");
+                }
+                Err(_) => {}
+            }
+            tokio::select! {
+                () = shutdown.cancelled() => return,
+                () = tokio::time::sleep(Duration::from_secs(1)) => {}
+            }
+        }
+    }
+
     /// The deployment's prefix.
     pub fn prefix(&self) -> &str {
         &self.prefix

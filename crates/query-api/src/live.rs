@@ -3,13 +3,11 @@
 //! too slow to keep up skips ahead (it is told with a `reset` event) instead of growing the
 //! server's memory; the last events are kept for `Last-Event-ID` resumption.
 
-use futures_util::StreamExt;
 use platform::redis::RedisClient;
 use platform::registry::MachineRegistry;
 use std::collections::VecDeque;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
 use tokio::sync::broadcast;
 use tokio_util::sync::CancellationToken;
 
@@ -100,38 +98,22 @@ impl LiveHub {
         shutdown: CancellationToken,
     ) {
         let readings = redis.key(platform::latest::LIVE_CHANNEL);
-        let alerts = redis.key(platform::alerts::ALERTS_CHANNEL);
-        let mut failing = false;
-        loop {
-            match redis.subscribe(&[readings.clone(), alerts.clone()]).await {
-                Ok(mut pubsub) => {
-                    failing = false;
-                    let mut messages = pubsub.on_message();
-                    loop {
-                        let message = tokio::select! {
-                            () = shutdown.cancelled() => return,
-                            message = messages.next() => message,
-                        };
-                        let Some(message) = message else { break };
-                        let payload: String = message.get_payload().unwrap_or_default();
-                        if message.get_channel_name() == readings {
-                            self.on_reading(payload);
-                        } else {
-                            self.on_alert(payload, &registry).await;
-                        }
+        let channels = [
+            readings.clone(),
+            redis.key(platform::alerts::ALERTS_CHANNEL),
+        ];
+        redis
+            .for_each_message(&channels, "live stream", shutdown, |channel, payload| {
+                let (hub, registry, readings) = (&self, &registry, &readings);
+                async move {
+                    if channel == *readings {
+                        hub.on_reading(payload);
+                    } else {
+                        hub.on_alert(payload, registry).await;
                     }
                 }
-                Err(err) if !failing => {
-                    failing = true;
-                    tracing::warn!(error = %err, "live stream cannot subscribe to Redis; retrying");
-                }
-                Err(_) => {}
-            }
-            tokio::select! {
-                () = shutdown.cancelled() => return,
-                () = tokio::time::sleep(Duration::from_secs(1)) => {}
-            }
-        }
+            })
+            .await;
     }
 
     fn on_reading(&self, payload: String) {

@@ -14,6 +14,7 @@ use tokio_util::sync::CancellationToken;
 
 pub mod mqtt;
 pub mod net;
+pub mod plant;
 
 /// Where the tests find the backing services (the ones `make services` starts).
 pub struct Backends {

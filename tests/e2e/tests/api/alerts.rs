@@ -1,8 +1,9 @@
 //! Threshold and inactivity alerts on both write paths, served and acknowledged by query-api.
 
-use domain::{MachineStatus, Role};
+use domain::MachineStatus;
+use plantline_e2e::eventually;
 use plantline_e2e::mqtt::MqttTestClient;
-use plantline_e2e::{TestApp, TestContext, eventually};
+use plantline_e2e::plant::Plant;
 use platform::ServiceName;
 use reqwest::Method;
 use serde_json::{Value, json};
@@ -10,39 +11,10 @@ use std::time::Duration;
 
 const WAIT: Duration = Duration::from_secs(15);
 
-struct Rig {
-    ctx: TestContext,
-    ingest: TestApp,
-    query: TestApp,
-    gateway_token: String,
-    supervisor: String,
-    operator: String,
-    manager: String,
-}
+type Rig = Plant;
 
 async fn rig() -> Rig {
-    let ctx = TestContext::new().await;
-    let auth = ctx.spawn(ServiceName::Auth).await;
-    let gateway = ctx.create_gateway().await;
-    let gateway_token = auth.gateway_token(&gateway).await;
-    let supervisor = auth
-        .token_for(&ctx.create_user(Role::Supervisor).await)
-        .await;
-    let operator = auth.token_for(&ctx.create_user(Role::Operator).await).await;
-    let manager = auth
-        .token_for(&ctx.create_user(Role::Management).await)
-        .await;
-    let ingest = ctx.spawn(ServiceName::IngestApi).await;
-    let query = ctx.spawn(ServiceName::QueryApi).await;
-    Rig {
-        ctx,
-        ingest,
-        query,
-        gateway_token,
-        supervisor,
-        operator,
-        manager,
-    }
+    Plant::start().await
 }
 
 fn seconds_ago(seconds: i64) -> String {
@@ -50,22 +22,12 @@ fn seconds_ago(seconds: i64) -> String {
         .to_rfc3339_opts(chrono::SecondsFormat::Millis, true)
 }
 
-impl Rig {
-    async fn post_temperature(&self, machine: &uuid::Uuid, temperature: f64, age_secs: i64) {
-        let body = json!({"gateway_id": "gw", "timestamp": seconds_ago(0), "batch": [
-            {"machine_id": machine, "readings": [{"timestamp": seconds_ago(age_secs), "temperature": temperature}]}
-        ]});
-        let response = self
-            .ingest
-            .request(Method::POST, "/api/v1/data/ingest")
-            .bearer_auth(&self.gateway_token)
-            .json(&body)
-            .send()
-            .await
-            .unwrap();
-        assert_eq!(response.status(), 201);
-    }
+trait AlertCalls {
+    async fn alerts(&self, query: &str) -> Vec<Value>;
+    async fn ack(&self, id: &str, token: &str) -> reqwest::Response;
+}
 
+impl AlertCalls for Rig {
     async fn alerts(&self, query: &str) -> Vec<Value> {
         self.query
             .get_json(&format!("/api/v1/alerts?{query}"), &self.operator)

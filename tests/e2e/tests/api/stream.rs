@@ -1,38 +1,18 @@
 //! The live stream (SSE) from query-api: tickets, readings and alerts as they are stored,
 //! filters, resumption and refusal.
 
-use domain::{MachineStatus, Role};
+use domain::MachineStatus;
 use futures_util::StreamExt;
-use plantline_e2e::{TestApp, TestContext};
-use platform::ServiceName;
+use plantline_e2e::plant::Plant;
 use reqwest::Method;
-use serde_json::{Value, json};
+use serde_json::Value;
 use std::time::{Duration, Instant};
 use tokio::sync::mpsc;
 
-struct Rig {
-    ctx: TestContext,
-    ingest: TestApp,
-    query: TestApp,
-    gateway_token: String,
-    operator: String,
-}
+type Rig = Plant;
 
 async fn rig() -> Rig {
-    let ctx = TestContext::new().await;
-    let auth = ctx.spawn(ServiceName::Auth).await;
-    let gateway = ctx.create_gateway().await;
-    let gateway_token = auth.gateway_token(&gateway).await;
-    let operator = auth.token_for(&ctx.create_user(Role::Operator).await).await;
-    let ingest = ctx.spawn(ServiceName::IngestApi).await;
-    let query = ctx.spawn(ServiceName::QueryApi).await;
-    Rig {
-        ctx,
-        ingest,
-        query,
-        gateway_token,
-        operator,
-    }
+    Plant::start().await
 }
 
 /// One server-sent event and when it arrived.
@@ -44,7 +24,13 @@ struct Event {
     at: Instant,
 }
 
-impl Rig {
+trait StreamCalls {
+    async fn ticket(&self) -> String;
+    async fn open(&self, query: &str, last_event_id: Option<&str>) -> reqwest::Response;
+    async fn post(&self, machine: &uuid::Uuid, temperature: f64) -> Instant;
+}
+
+impl StreamCalls for Rig {
     async fn ticket(&self) -> String {
         let response = self
             .query
@@ -71,21 +57,7 @@ impl Rig {
     }
 
     async fn post(&self, machine: &uuid::Uuid, temperature: f64) -> Instant {
-        let ts = chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Micros, true);
-        let body = json!({"gateway_id": "gw", "timestamp": ts, "batch": [
-            {"machine_id": machine, "readings": [{"timestamp": ts, "temperature": temperature}]}
-        ]});
-        let sent = Instant::now();
-        let response = self
-            .ingest
-            .request(Method::POST, "/api/v1/data/ingest")
-            .bearer_auth(&self.gateway_token)
-            .json(&body)
-            .send()
-            .await
-            .unwrap();
-        assert_eq!(response.status(), 201);
-        sent
+        self.post_temperature(machine, temperature, 0).await
     }
 }
 
