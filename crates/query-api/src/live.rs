@@ -37,6 +37,19 @@ pub struct LiveHub {
     sender: broadcast::Sender<Arc<LiveEvent>>,
     recent: Arc<Mutex<VecDeque<Arc<LiveEvent>>>>,
     next_id: Arc<AtomicU64>,
+    /// Open streams. Readings are only subscribed to while someone watches: ingest-api then
+    /// sees no audience and skips serialising every reading for nobody.
+    watchers: Arc<std::sync::atomic::AtomicUsize>,
+    watched: Arc<tokio::sync::Notify>,
+}
+
+/// Held by an open stream; counts it as a watcher until dropped.
+pub struct Watcher(LiveHub);
+
+impl Drop for Watcher {
+    fn drop(&mut self) {
+        self.0.watchers.fetch_sub(1, Ordering::Relaxed);
+    }
 }
 
 impl Default for LiveHub {
@@ -49,14 +62,18 @@ impl Default for LiveHub {
             next_id: Arc::new(AtomicU64::new(
                 chrono::Utc::now().timestamp_micros().max(0) as u64
             )),
+            watchers: Arc::default(),
+            watched: Arc::default(),
         }
     }
 }
 
 impl LiveHub {
-    /// A receiver for one client.
-    pub fn subscribe(&self) -> broadcast::Receiver<Arc<LiveEvent>> {
-        self.sender.subscribe()
+    /// A receiver for one client, and the guard that counts it as watching.
+    pub fn subscribe(&self) -> (broadcast::Receiver<Arc<LiveEvent>>, Watcher) {
+        self.watchers.fetch_add(1, Ordering::Relaxed);
+        self.watched.notify_one();
+        (self.sender.subscribe(), Watcher(self.clone()))
     }
 
     /// The kept events after `last_id`, oldest first; `None` when `last_id` is older than
@@ -90,30 +107,54 @@ impl LiveHub {
         let _ = self.sender.send(event);
     }
 
-    /// Relays Redis until `shutdown`, resubscribing after outages.
+    /// Relays Redis until `shutdown`: alert changes always, readings while someone watches.
     pub async fn run(
         self,
         redis: RedisClient,
         registry: MachineRegistry,
         shutdown: CancellationToken,
     ) {
-        let readings = redis.key(platform::latest::LIVE_CHANNEL);
-        let channels = [
-            readings.clone(),
-            redis.key(platform::alerts::ALERTS_CHANNEL),
-        ];
-        redis
-            .for_each_message(&channels, "live stream", shutdown, |channel, payload| {
-                let (hub, registry, readings) = (&self, &registry, &readings);
-                async move {
-                    if channel == *readings {
-                        hub.on_reading(payload);
-                    } else {
-                        hub.on_alert(payload, registry).await;
+        let alerts = [redis.key(platform::alerts::ALERTS_CHANNEL)];
+        let readings = [redis.key(platform::latest::LIVE_CHANNEL)];
+        let relay_alerts =
+            redis.for_each_message(&alerts, "live alerts", shutdown.clone(), |_, payload| {
+                let (hub, registry) = (&self, &registry);
+                async move { hub.on_alert(payload, registry).await }
+            });
+        let relay_readings = async {
+            loop {
+                while self.watchers.load(Ordering::Relaxed) == 0 {
+                    tokio::select! {
+                        () = shutdown.cancelled() => return,
+                        () = self.watched.notified() => {}
                     }
                 }
-            })
-            .await;
+                let unwatched = shutdown.child_token();
+                let watch = async {
+                    while self.watchers.load(Ordering::Relaxed) > 0 {
+                        tokio::select! {
+                            () = unwatched.cancelled() => return,
+                            () = tokio::time::sleep(std::time::Duration::from_secs(1)) => {}
+                        }
+                    }
+                    unwatched.cancel();
+                };
+                let relay = redis.for_each_message(
+                    &readings,
+                    "live readings",
+                    unwatched.clone(),
+                    |_, payload| {
+                        self.on_reading(payload);
+                        std::future::ready(())
+                    },
+                );
+                tokio::join!(relay, watch);
+                if shutdown.is_cancelled() {
+                    return;
+                }
+            }
+        };
+        tokio::join!(relay_alerts, relay_readings);
     }
 
     fn on_reading(&self, payload: String) {
@@ -158,7 +199,7 @@ mod tests {
     #[tokio::test]
     async fn a_client_that_falls_behind_skips_ahead_and_memory_stays_bounded() {
         let hub = LiveHub::default();
-        let mut slow = hub.subscribe();
+        let (mut slow, _watching) = hub.subscribe();
         for i in 0..(3 * BACKLOG) {
             hub.publish("reading", tags(), format!("{{\"n\":{i}}}"));
         }

@@ -136,7 +136,7 @@ pub async fn stream(
         location: query.location,
         factory_id: query.factory_id,
     };
-    let receiver = state.live.subscribe();
+    let (receiver, watcher) = state.live.subscribe();
     let last_event_id = req
         .headers()
         .get("last-event-id")
@@ -159,15 +159,15 @@ pub async fn stream(
     let started = Instant::now();
     let metrics = state.stream_lagged.clone();
     let body = futures_util::stream::unfold(
-        (first, receiver, filter, newest_sent),
-        move |(mut pending, mut receiver, filter, mut newest_sent)| {
+        (first, (receiver, watcher), filter, newest_sent),
+        move |(mut pending, (mut receiver, watcher), filter, mut newest_sent)| {
             let metrics = metrics.clone();
             async move {
                 loop {
                     if let Some(bytes) = pending.pop_front() {
                         return Some((
                             Ok::<_, actix_web::Error>(bytes),
-                            (pending, receiver, filter, newest_sent),
+                            (pending, (receiver, watcher), filter, newest_sent),
                         ));
                     }
                     if started.elapsed() > MAX_STREAM {
@@ -189,7 +189,10 @@ pub async fn stream(
                         }
                         Ok(Err(RecvError::Closed)) => return None,
                     };
-                    return Some((Ok(bytes), (pending, receiver, filter, newest_sent)));
+                    return Some((
+                        Ok(bytes),
+                        (pending, (receiver, watcher), filter, newest_sent),
+                    ));
                 }
             }
         },

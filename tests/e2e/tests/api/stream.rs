@@ -226,6 +226,10 @@ async fn a_reconnect_with_last_event_id_gets_what_it_missed() {
             .await,
     );
     let (first, _) = first_reading_seen(&rig, &mut rx, &machine, None).await;
+    // Another dashboard keeps watching (readings are only relayed while someone does).
+    let _fleet = rig
+        .open(&format!("ticket={}", rig.ticket().await), None)
+        .await;
     drop(rx);
     // Missed while disconnected.
     rig.post(&machine, 42.25).await;
