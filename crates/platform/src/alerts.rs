@@ -15,7 +15,7 @@ use crate::settings_store::LiveSettings;
 use chrono::{DateTime, Utc};
 use deadpool_redis::redis;
 use diesel::prelude::*;
-use diesel::sql_types::{Bool, Double, Integer, Timestamptz, Uuid as SqlUuid, Varchar};
+use diesel::sql_types::{Array, Bool, Double, Integer, Timestamptz, Uuid as SqlUuid, Varchar};
 use diesel_async::RunQueryDsl;
 use domain::alerts::{Metric, Observation, Severity, Thresholds, observe};
 use domain::reading::Reading;
@@ -132,6 +132,20 @@ impl AlertEngine {
         if batches.is_empty() {
             return Ok(Vec::new());
         }
+        // One entry per machine: the bridge's micro-batches hold a machine once per message,
+        // and one statement may touch each alert only once.
+        let mut merged: Vec<(&MachineInfo, Vec<Reading>)> = Vec::new();
+        let mut index: HashMap<Uuid, usize> = HashMap::new();
+        for (machine, readings) in batches {
+            match index.get(&machine.id) {
+                Some(&at) => merged[at].1.extend_from_slice(readings),
+                None => {
+                    index.insert(machine.id, merged.len());
+                    merged.push((machine, readings.to_vec()));
+                }
+            }
+        }
+        let batches = &merged;
         let keys: Vec<String> = batches
             .iter()
             .map(|(m, _)| open_key(&self.redis, &m.id))
@@ -160,37 +174,34 @@ impl AlertEngine {
         if work.is_empty() {
             return Ok(Vec::new());
         }
-        let mut conn = crate::postgres::connection(&self.pg).await?;
-        let mut events = Vec::new();
+        let mut breaches = Breaches::default();
+        let mut closing: Vec<(Uuid, &'static str)> = Vec::new();
         for (machine, observations) in &work {
             for observation in observations {
-                if let (Some(breach), Some(worst)) = (observation.latest_breach, observation.worst)
-                {
-                    let first = observation.first_breach.map_or(breach.at_ns, |b| b.at_ns);
-                    events.push(
-                        upsert(
-                            &mut conn,
-                            machine,
-                            observation.metric,
-                            worst,
-                            breach.value,
-                            breach.threshold,
-                            (time(first), time(breach.at_ns)),
-                            observation.breaches as i32,
-                        )
-                        .await?,
+                if let (Some(first), Some(last), Some(worst)) = (
+                    observation.first_breach,
+                    observation.latest_breach,
+                    observation.worst,
+                ) {
+                    breaches.push(
+                        machine,
+                        observation.metric,
+                        worst,
+                        (last.value, last.threshold),
+                        (time(first.at_ns), time(last.at_ns)),
+                        observation.breaches as i32,
                     );
                 }
-                if observation.ends_normal
-                    && let Some(alert) = close(&mut conn, &machine.id, observation.metric).await?
-                {
-                    events.push(AlertEvent {
-                        event: "closed",
-                        alert,
-                    });
+                if observation.ends_normal {
+                    closing.push((machine.id, observation.metric.as_str()));
                 }
             }
         }
+        // One statement for every breach of the batch, one for every close: a batch costs
+        // at most three round trips to Postgres, however many machines it carries.
+        let mut conn = crate::postgres::connection(&self.pg).await?;
+        let mut events = breaches.upsert(&mut conn).await?;
+        events.extend(close_all(&mut conn, &closing).await?);
         let machines: Vec<Uuid> = work.iter().map(|(m, _)| m.id).collect();
         self.sync_open_keys(&mut conn, &machines).await?;
         self.announce(&events).await;
@@ -217,7 +228,7 @@ impl AlertEngine {
         }
         let latest: Vec<Vec<Option<i64>>> = self.redis.query_pipeline(&pipe).await?;
         let now = Utc::now();
-        let mut events = Vec::new();
+        let mut silent_machines = Breaches::default();
         for (machine, stamps) in machines.iter().zip(latest) {
             // Never reported (or Redis forgot): nothing to judge yet.
             let Some(newest) = stamps.into_iter().flatten().max() else {
@@ -225,21 +236,17 @@ impl AlertEngine {
             };
             let silent = (now - time(newest)).num_seconds();
             if silent > timeout {
-                events.push(
-                    upsert(
-                        &mut conn,
-                        machine,
-                        Metric::Inactivity,
-                        Severity::Warning,
-                        silent as f64,
-                        timeout as f64,
-                        (now, now),
-                        1,
-                    )
-                    .await?,
+                silent_machines.push(
+                    machine,
+                    Metric::Inactivity,
+                    Severity::Warning,
+                    (silent as f64, timeout as f64),
+                    (now, now),
+                    1,
                 );
             }
         }
+        let events = silent_machines.upsert(&mut conn).await?;
         let open: Vec<Uuid> = alerts::table
             .filter(alerts::closed_at.is_null())
             .select(alerts::machine_id)
@@ -300,60 +307,107 @@ impl AlertEngine {
     }
 }
 
-#[allow(clippy::too_many_arguments)]
-async fn upsert(
-    conn: &mut diesel_async::AsyncPgConnection,
-    machine: &MachineInfo,
-    metric: Metric,
-    severity: Severity,
-    value: f64,
-    threshold: f64,
-    (first_seen, last_seen): (DateTime<Utc>, DateTime<Utc>),
-    count: i32,
-) -> Result<AlertEvent, AlertError> {
-    let row: Upserted = diesel::sql_query(
-        "INSERT INTO alerts (machine_id, factory_id, metric, severity, value, threshold, first_seen, last_seen, count)
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)
-         ON CONFLICT (machine_id, metric) WHERE closed_at IS NULL DO UPDATE SET
-           severity = CASE WHEN alerts.severity = 'critical' OR EXCLUDED.severity = 'critical'
-                           THEN 'critical' ELSE 'warning' END,
-           value = EXCLUDED.value,
-           threshold = EXCLUDED.threshold,
-           last_seen = GREATEST(alerts.last_seen, EXCLUDED.last_seen),
-           count = alerts.count + EXCLUDED.count
-         RETURNING *, (xmax = 0) AS inserted",
-    )
-    .bind::<SqlUuid, _>(machine.id)
-    .bind::<Varchar, _>(&machine.factory_id)
-    .bind::<Varchar, _>(metric.as_str())
-    .bind::<Varchar, _>(severity.as_str())
-    .bind::<Double, _>(value)
-    .bind::<Double, _>(threshold)
-    .bind::<Timestamptz, _>(first_seen)
-    .bind::<Timestamptz, _>(last_seen)
-    .bind::<Integer, _>(count)
-    .get_result(conn)
-    .await?;
-    Ok(AlertEvent {
-        event: if row.inserted { "opened" } else { "updated" },
-        alert: row.alert,
-    })
+/// Breaches to record, one row per machine and metric, as column arrays for `UNNEST`.
+#[derive(Default)]
+struct Breaches {
+    machine_id: Vec<Uuid>,
+    factory_id: Vec<String>,
+    metric: Vec<&'static str>,
+    severity: Vec<&'static str>,
+    value: Vec<f64>,
+    threshold: Vec<f64>,
+    first_seen: Vec<DateTime<Utc>>,
+    last_seen: Vec<DateTime<Utc>>,
+    count: Vec<i32>,
 }
 
-async fn close(
+impl Breaches {
+    fn push(
+        &mut self,
+        machine: &MachineInfo,
+        metric: Metric,
+        severity: Severity,
+        (value, threshold): (f64, f64),
+        (first_seen, last_seen): (DateTime<Utc>, DateTime<Utc>),
+        count: i32,
+    ) {
+        self.machine_id.push(machine.id);
+        self.factory_id.push(machine.factory_id.clone());
+        self.metric.push(metric.as_str());
+        self.severity.push(severity.as_str());
+        self.value.push(value);
+        self.threshold.push(threshold);
+        self.first_seen.push(first_seen);
+        self.last_seen.push(last_seen);
+        self.count.push(count);
+    }
+
+    /// Opens or updates one alert per row, in one statement.
+    async fn upsert(
+        self,
+        conn: &mut diesel_async::AsyncPgConnection,
+    ) -> Result<Vec<AlertEvent>, AlertError> {
+        if self.machine_id.is_empty() {
+            return Ok(Vec::new());
+        }
+        let rows: Vec<Upserted> = diesel::sql_query(
+            "INSERT INTO alerts (machine_id, factory_id, metric, severity, value, threshold, first_seen, last_seen, count)
+             SELECT * FROM UNNEST($1, $2, $3, $4, $5, $6, $7, $8, $9)
+             ON CONFLICT (machine_id, metric) WHERE closed_at IS NULL DO UPDATE SET
+               severity = CASE WHEN alerts.severity = 'critical' OR EXCLUDED.severity = 'critical'
+                               THEN 'critical' ELSE 'warning' END,
+               value = EXCLUDED.value,
+               threshold = EXCLUDED.threshold,
+               last_seen = GREATEST(alerts.last_seen, EXCLUDED.last_seen),
+               count = alerts.count + EXCLUDED.count
+             RETURNING *, (xmax = 0) AS inserted",
+        )
+        .bind::<Array<SqlUuid>, _>(self.machine_id)
+        .bind::<Array<Varchar>, _>(self.factory_id)
+        .bind::<Array<Varchar>, _>(self.metric)
+        .bind::<Array<Varchar>, _>(self.severity)
+        .bind::<Array<Double>, _>(self.value)
+        .bind::<Array<Double>, _>(self.threshold)
+        .bind::<Array<Timestamptz>, _>(self.first_seen)
+        .bind::<Array<Timestamptz>, _>(self.last_seen)
+        .bind::<Array<Integer>, _>(self.count)
+        .load(conn)
+        .await?;
+        Ok(rows
+            .into_iter()
+            .map(|row| AlertEvent {
+                event: if row.inserted { "opened" } else { "updated" },
+                alert: row.alert,
+            })
+            .collect())
+    }
+}
+
+/// Closes the open alerts of these (machine, metric) pairs, in one statement.
+async fn close_all(
     conn: &mut diesel_async::AsyncPgConnection,
-    machine: &Uuid,
-    metric: Metric,
-) -> Result<Option<Alert>, AlertError> {
-    Ok(diesel::update(
-        alerts::table
-            .filter(alerts::machine_id.eq(machine))
-            .filter(alerts::metric.eq(metric.as_str()))
-            .filter(alerts::closed_at.is_null()),
+    pairs: &[(Uuid, &'static str)],
+) -> Result<Vec<AlertEvent>, AlertError> {
+    if pairs.is_empty() {
+        return Ok(Vec::new());
+    }
+    let (machines, metrics): (Vec<Uuid>, Vec<&str>) = pairs.iter().copied().unzip();
+    let closed: Vec<Alert> = diesel::sql_query(
+        "UPDATE alerts SET closed_at = now()
+         FROM UNNEST($1, $2) AS normal(machine_id, metric)
+         WHERE alerts.machine_id = normal.machine_id AND alerts.metric = normal.metric
+           AND alerts.closed_at IS NULL
+         RETURNING alerts.*",
     )
-    .set(alerts::closed_at.eq(Utc::now()))
-    .returning(Alert::as_returning())
-    .get_result(conn)
-    .await
-    .optional()?)
+    .bind::<Array<SqlUuid>, _>(machines)
+    .bind::<Array<Varchar>, _>(metrics)
+    .load(conn)
+    .await?;
+    Ok(closed
+        .into_iter()
+        .map(|alert| AlertEvent {
+            event: "closed",
+            alert,
+        })
+        .collect())
 }
