@@ -157,7 +157,7 @@ impl AlertEngine {
             .await
             .unwrap_or_else(|_| vec![None; keys.len()]);
         let thresholds = self.thresholds();
-        let mut work: Vec<(&MachineInfo, Vec<Observation>)> = Vec::new();
+        let mut work: Vec<(&MachineInfo, String, Vec<Observation>)> = Vec::new();
         for ((machine, readings), open) in batches.iter().zip(open) {
             let open = open.unwrap_or_default();
             let relevant: Vec<Observation> = observe(readings, &thresholds)
@@ -168,7 +168,7 @@ impl AlertEngine {
                 })
                 .collect();
             if !relevant.is_empty() {
-                work.push((machine, relevant));
+                work.push((machine, open, relevant));
             }
         }
         if work.is_empty() {
@@ -176,7 +176,7 @@ impl AlertEngine {
         }
         let mut breaches = Breaches::default();
         let mut closing: Vec<(Uuid, &'static str)> = Vec::new();
-        for (machine, observations) in &work {
+        for (machine, _, observations) in &work {
             for observation in observations {
                 if let (Some(first), Some(last), Some(worst)) = (
                     observation.first_breach,
@@ -197,14 +197,35 @@ impl AlertEngine {
                 }
             }
         }
-        // One statement for every breach of the batch, one for every close: a batch costs
-        // at most three round trips to Postgres, however many machines it carries.
+        // One statement for every breach of the batch, one for every close: at most two round
+        // trips to Postgres, however many machines the batch carries.
         let mut conn = crate::postgres::connection(&self.pg).await?;
         let mut events = breaches.upsert(&mut conn).await?;
         events.extend(close_all(&mut conn, &closing).await?);
-        let machines: Vec<Uuid> = work.iter().map(|(m, _)| m.id).collect();
-        self.sync_open_keys(&mut conn, &machines).await?;
-        self.announce(&events).await;
+        drop(conn);
+        // The open metrics after this batch follow from before + the changes: no query needed.
+        let mut pipe = redis::pipe();
+        for (machine, before, _) in &work {
+            let mut open: Vec<&str> = before.split(',').filter(|m| !m.is_empty()).collect();
+            for event in events.iter().filter(|e| e.alert.machine_id == machine.id) {
+                let metric = event.alert.metric.as_str();
+                open.retain(|m| *m != metric);
+                if event.event != "closed" {
+                    open.push(metric);
+                }
+            }
+            open.sort_unstable();
+            let key = open_key(&self.redis, &machine.id);
+            if open.is_empty() {
+                pipe.cmd("DEL").arg(key).ignore();
+            } else {
+                pipe.cmd("SET").arg(key).arg(open.join(",")).ignore();
+            }
+        }
+        self.queue_announcements(&mut pipe, &events);
+        if let Err(err) = self.redis.query_pipeline::<()>(&pipe).await {
+            tracing::warn!(error = %err, events = events.len(), "Redis lost: alert changes not announced");
+        }
         Ok(events)
     }
 
@@ -289,18 +310,22 @@ impl AlertEngine {
         Ok(())
     }
 
-    /// Publishes `events` on the alerts channel (best effort: they are stored already).
-    pub async fn announce(&self, events: &[AlertEvent]) {
-        if events.is_empty() {
-            return;
-        }
-        let mut pipe = redis::pipe();
+    fn queue_announcements(&self, pipe: &mut redis::Pipeline, events: &[AlertEvent]) {
         for event in events {
             pipe.cmd("PUBLISH")
                 .arg(self.redis.key(ALERTS_CHANNEL))
                 .arg(serde_json::to_string(event).unwrap_or_default())
                 .ignore();
         }
+    }
+
+    /// Publishes `events` on the alerts channel (best effort: they are stored already).
+    pub async fn announce(&self, events: &[AlertEvent]) {
+        if events.is_empty() {
+            return;
+        }
+        let mut pipe = redis::pipe();
+        self.queue_announcements(&mut pipe, events);
         if let Err(err) = self.redis.query_pipeline::<()>(&pipe).await {
             tracing::warn!(error = %err, events = events.len(), "Redis lost: alert changes not announced");
         }
