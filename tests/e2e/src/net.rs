@@ -119,6 +119,17 @@ impl ServiceProcess {
         answer.json().await.ok()
     }
 
+    /// Resident memory (VmRSS) of the process, in KiB.
+    pub fn rss_kib(&self) -> u64 {
+        let status = std::fs::read_to_string(format!("/proc/{}/status", self.child.id()))
+            .expect("process status");
+        status
+            .lines()
+            .find_map(|l| l.strip_prefix("VmRSS:"))
+            .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+            .expect("VmRSS")
+    }
+
     /// `kill -9`: no drain, no flush, no goodbye.
     pub fn kill(mut self) {
         let _ = self.child.kill();

@@ -5,7 +5,7 @@ use domain::MachineStatus;
 use futures_util::StreamExt;
 use plantline_e2e::plant::Plant;
 use reqwest::Method;
-use serde_json::Value;
+use serde_json::{Value, json};
 use std::time::{Duration, Instant};
 use tokio::sync::mpsc;
 
@@ -269,4 +269,120 @@ async fn a_reconnect_with_last_event_id_gets_what_it_missed() {
         }
     }
     assert_eq!(replayed, [42.25, 43.25]);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_client_that_stops_reading_does_not_grow_the_servers_memory() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let plant = rig().await;
+    // query-api as its own process, so its memory is measured alone.
+    let query = plantline_e2e::net::ServiceProcess::start("query-api", &plant.ctx.env);
+    let ticket_url = format!("{}/api/v1/stream/ticket", query.address);
+    let http = reqwest::Client::new();
+    let ticket = || async {
+        let answer = http
+            .post(&ticket_url)
+            .bearer_auth(&plant.operator)
+            .send()
+            .await
+            .ok()?;
+        let body: Value = answer.json().await.ok()?;
+        body["ticket"].as_str().map(str::to_owned)
+    };
+    let slow_ticket =
+        plantline_e2e::eventually(Duration::from_secs(20), "query-api up", ticket).await;
+    // A raw socket that sends its request and then reads nothing for a while.
+    let address = query.address.trim_start_matches("http://").to_owned();
+    let mut socket = tokio::net::TcpStream::connect(&address).await.unwrap();
+    socket
+        .write_all(
+            format!("GET /api/v1/stream?ticket={slow_ticket} HTTP/1.1\r\nHost: x\r\n\r\n")
+                .as_bytes(),
+        )
+        .await
+        .unwrap();
+    // A second client keeps reading: once it has the marker, the server has handled it all.
+    let watcher_ticket = ticket().await.expect("a second ticket");
+    let watcher = http
+        .get(format!(
+            "{}/api/v1/stream?ticket={watcher_ticket}",
+            query.address
+        ))
+        .send()
+        .await
+        .unwrap();
+    let mut watched = events(watcher);
+    let redis = plant.ctx.redis();
+    let channel = redis.key(platform::latest::LIVE_CHANNEL);
+    plantline_e2e::eventually(Duration::from_secs(10), "the hub subscribed", || async {
+        let (_, count): (String, i64) = redis
+            .query(
+                deadpool_redis::redis::cmd("PUBSUB")
+                    .arg("NUMSUB")
+                    .arg(&channel),
+            )
+            .await
+            .ok()?;
+        (count > 0).then_some(())
+    })
+    .await;
+    let before = query.rss_kib();
+    // 24 MiB of live readings for a client that reads none of them (in bursts Redis lets
+    // through: it drops a subscriber more than 32 MiB behind).
+    let reading =
+        json!({"machine_id": uuid::Uuid::new_v4(), "factory_id": "A", "location": "Hall 1",
+        "readings": [{"time_ms": 0, "temperature": 60.0, "padding": "x".repeat(1500)}]})
+        .to_string();
+    for _ in 0..16 {
+        let mut pipe = deadpool_redis::redis::pipe();
+        for _ in 0..1024 {
+            pipe.cmd("PUBLISH").arg(&channel).arg(&reading).ignore();
+        }
+        redis.query_pipeline::<()>(&pipe).await.unwrap();
+    }
+    let marker = json!({"machine_id": "marker", "factory_id": "A", "location": "", "readings": []});
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        assert!(
+            Instant::now() < deadline,
+            "the reading client never got the marker"
+        );
+        redis
+            .query::<()>(
+                deadpool_redis::redis::cmd("PUBLISH")
+                    .arg(&channel)
+                    .arg(marker.to_string()),
+            )
+            .await
+            .unwrap();
+        if next_matching(&mut watched, "reading", Duration::from_millis(500), |d| {
+            d["machine_id"] == "marker"
+        })
+        .await
+        .is_some()
+        {
+            break;
+        }
+    }
+    let grown_mib = query.rss_kib().saturating_sub(before) as f64 / 1024.0;
+    assert!(
+        grown_mib < 12.0,
+        "query-api grew by {grown_mib:.1} MiB for 24 MiB of events to a client that reads none"
+    );
+    // When the slow client reads again, it learns it fell behind.
+    let mut seen = String::new();
+    let mut buffer = vec![0u8; 1 << 16];
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while !seen.contains("event: reset") {
+        assert!(Instant::now() < deadline, "no reset event");
+        let n = tokio::time::timeout(Duration::from_secs(5), socket.read(&mut buffer))
+            .await
+            .expect("the stream answers")
+            .unwrap();
+        assert!(n > 0, "the stream closed");
+        seen.push_str(&String::from_utf8_lossy(&buffer[..n]));
+        if seen.len() > 1 << 20 {
+            seen.drain(..seen.len() - 1024);
+        }
+    }
 }
