@@ -42,22 +42,35 @@ fn field_errors(violations: &[Violation]) -> Vec<FieldError> {
         .collect()
 }
 
+/// What the registry lookup found: the machines that may send, and which metrics of each
+/// have an open alert (read in the same Redis round trip).
+struct Registered {
+    known: HashMap<MachineId, MachineInfo>,
+    open_alerts: HashMap<uuid::Uuid, Option<String>>,
+}
+
 /// Rejects machines the registry does not know or has switched off; returns the known ones.
 /// The caller's rate window is checked in the same Redis round trip.
 async fn check_registry(
     state: &IngestState,
     parsed: &mut ParsedBatch,
     window: &RateWindow,
-) -> Result<HashMap<MachineId, MachineInfo>, ApiError> {
+) -> Result<Registered, ApiError> {
     let ids: Vec<MachineId> = parsed
         .machines
         .iter()
         .filter(|m| !m.readings.is_empty())
         .filter_map(|m| m.machine_id)
         .collect();
+    // The caller's rate counter and the machines' open-alert keys come with the lookup.
+    let mut also = vec![window.key.clone()];
+    also.extend(
+        ids.iter()
+            .map(|id| platform::alerts::open_key(&state.redis, id.as_uuid())),
+    );
     let (found, counters) = state
         .registry
-        .lookup_with(&ids, std::slice::from_ref(&window.key))
+        .lookup_with(&ids, &also)
         .await
         .map_err(|err| {
             tracing::error!(error = %err, "machine registry unavailable (Redis and Postgres)");
@@ -67,6 +80,11 @@ async fn check_registry(
         counters.first().and_then(Option::as_deref),
         state.settings.i64("gateway_rate_limit_per_minute"),
     )?;
+    let open_alerts = ids
+        .iter()
+        .zip(counters.into_iter().skip(1))
+        .map(|(id, open)| (*id.as_uuid(), open))
+        .collect();
     let mut known = HashMap::new();
     let mut unknown = Vec::new();
     let mut inactive = Vec::new();
@@ -95,7 +113,7 @@ async fn check_registry(
         state.metrics.rejected("inactive_machine", count);
         parsed.reject_machine(*index, "machine is inactive");
     }
-    Ok(known)
+    Ok(Registered { known, open_alerts })
 }
 
 async fn ingest(
@@ -151,7 +169,7 @@ async fn ingest(
         "payload validated"
     );
 
-    let known = check_registry(&state, &mut parsed, &window).await?;
+    let Registered { known, open_alerts } = check_registry(&state, &mut parsed, &window).await?;
     let stored = parsed.valid_readings();
     if stored == 0 {
         return Err(ApiError::validation(
@@ -228,7 +246,11 @@ async fn ingest(
     if let Err(err) = platform::latest::run_pipeline(&state.redis, &pipe).await {
         tracing::warn!(error = %err, "Redis lost: latest values and live updates skipped; retrying on the next batch");
     }
-    if let Err(err) = state.alerts.after_store(&written).await {
+    if let Err(err) = state
+        .alerts
+        .after_store_knowing(&written, Some(&open_alerts))
+        .await
+    {
         tracing::warn!(error = %err, "alerts not updated for this batch; the readings are stored");
     }
 

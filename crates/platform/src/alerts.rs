@@ -129,6 +129,16 @@ impl AlertEngine {
         &self,
         batches: &[(&MachineInfo, &[Reading])],
     ) -> Result<Vec<AlertEvent>, AlertError> {
+        self.after_store_knowing(batches, None).await
+    }
+
+    /// [`after_store`](Self::after_store) for a caller that already read the machines'
+    /// [`open_key`]s (ingest-api reads them with its registry lookup: no extra round trip).
+    pub async fn after_store_knowing(
+        &self,
+        batches: &[(&MachineInfo, &[Reading])],
+        known_open: Option<&HashMap<Uuid, Option<String>>>,
+    ) -> Result<Vec<AlertEvent>, AlertError> {
         if batches.is_empty() {
             return Ok(Vec::new());
         }
@@ -146,16 +156,24 @@ impl AlertEngine {
             }
         }
         let batches = &merged;
-        let keys: Vec<String> = batches
-            .iter()
-            .map(|(m, _)| open_key(&self.redis, &m.id))
-            .collect();
-        // Unknown (Redis away) counts as "nothing open": closing waits for Redis, opening not.
-        let open: Vec<Option<String>> = self
-            .redis
-            .query(redis::cmd("MGET").arg(&keys))
-            .await
-            .unwrap_or_else(|_| vec![None; keys.len()]);
+        let open: Vec<Option<String>> = match known_open {
+            Some(known) => batches
+                .iter()
+                .map(|(m, _)| known.get(&m.id).cloned().flatten())
+                .collect(),
+            None => {
+                let keys: Vec<String> = batches
+                    .iter()
+                    .map(|(m, _)| open_key(&self.redis, &m.id))
+                    .collect();
+                // Unknown (Redis away) counts as "nothing open": closing waits for Redis,
+                // opening does not.
+                self.redis
+                    .query(redis::cmd("MGET").arg(&keys))
+                    .await
+                    .unwrap_or_else(|_| vec![None; keys.len()])
+            }
+        };
         let thresholds = self.thresholds();
         let mut work: Vec<(&MachineInfo, String, Vec<Observation>)> = Vec::new();
         for ((machine, readings), open) in batches.iter().zip(open) {
