@@ -280,6 +280,16 @@ impl Page {
     }
 }
 
+/// The `pagination` object of an offset-paged list: where this page is, how many exist.
+pub fn offset_pagination(limit: i64, offset: i64, shown: usize, total: i64) -> serde_json::Value {
+    serde_json::json!({
+        "limit": limit,
+        "offset": offset,
+        "total": total,
+        "has_more": offset + (shown as i64) < total,
+    })
+}
+
 /// 400 listing every problem, or nothing.
 pub fn reject_if_any(message: &str, errors: Vec<FieldError>) -> Result<(), ApiError> {
     if errors.is_empty() {

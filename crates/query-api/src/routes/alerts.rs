@@ -10,7 +10,7 @@ use platform::ApiError;
 use platform::alerts::{Alert, AlertEvent};
 use platform::audit::{self, Actor, Change};
 use platform::auth::{Authenticated, require};
-use platform::error::{FieldError, Page, reject_if_any};
+use platform::error::{FieldError, Page, offset_pagination, reject_if_any};
 use platform::postgres::connection;
 use platform::schema::alerts;
 use serde::Deserialize;
@@ -138,7 +138,7 @@ pub async fn list(
     Ok(HttpResponse::Ok().json(json!({
         "status": "success",
         "alerts": page,
-        "pagination": {"limit": limit, "offset": offset, "total": total, "has_more": offset + (page.len() as i64) < total},
+        "pagination": offset_pagination(limit, offset, page.len(), total),
     })))
 }
 

@@ -5,7 +5,7 @@ use crate::store::audit;
 use actix_web::{HttpResponse, web};
 use platform::ApiError;
 use platform::auth::{Authenticated, require};
-use platform::error::{Page, reject_if_any};
+use platform::error::{Page, offset_pagination, reject_if_any};
 use platform::postgres::connection;
 use serde::Deserialize;
 use serde_json::json;
@@ -44,6 +44,6 @@ pub async fn list(
     Ok(HttpResponse::Ok().json(json!({
         "status": "success",
         "entries": entries,
-        "pagination": {"limit": limit, "offset": offset, "total": total, "has_more": offset + (entries.len() as i64) < total},
+        "pagination": offset_pagination(limit, offset, entries.len(), total),
     })))
 }

@@ -11,7 +11,7 @@ use domain::{FactoryId, MachineId, MachineName, MachineStatus, SensorType};
 use platform::ApiError;
 use platform::audit::{self, Actor, Change};
 use platform::auth::{Authenticated, require};
-use platform::error::{FieldError, Page, conflict_on_duplicate, reject_if_any};
+use platform::error::{FieldError, Page, conflict_on_duplicate, offset_pagination, reject_if_any};
 use platform::postgres::connection;
 use serde::Deserialize;
 use serde_json::json;
@@ -149,7 +149,7 @@ pub async fn list(
     Ok(HttpResponse::Ok().json(json!({
         "status": "success",
         "machines": page,
-        "pagination": {"limit": limit, "offset": offset, "total": total, "has_more": offset + (page.len() as i64) < total},
+        "pagination": offset_pagination(limit, offset, page.len(), total),
     })))
 }
 
