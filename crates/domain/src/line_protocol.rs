@@ -26,12 +26,16 @@ pub struct SeriesTags<'a> {
     pub location: &'a str,
 }
 
-/// Escapes a tag key or value: `,` `=` space and `\` get a backslash; newlines cannot be
-/// represented and become spaces.
+/// Escapes a tag key or value the way InfluxDB 1.x reads it back: `,` `=` and space get a
+/// backslash. A backslash itself is written as is — InfluxDB never unescapes `\\`, and
+/// treats a backslash as escaping the next byte only before those three — so one at the very
+/// end would swallow the separator after it: trailing backslashes are dropped (the registry
+/// refuses them in locations). Newlines cannot be represented and become spaces. Found by
+/// the round-trip property test against a real InfluxDB.
 fn escape_tag(out: &mut String, text: &str) {
-    for c in text.chars() {
+    for c in text.trim_end_matches('\\').chars() {
         match c {
-            ',' | '=' | ' ' | '\\' => {
+            ',' | '=' | ' ' => {
                 out.push('\\');
                 out.push(c);
             }
@@ -48,7 +52,7 @@ pub fn series_key(tags: &SeriesTags<'_>) -> String {
     out.push_str(MEASUREMENT);
     for (key, value) in [("factory_id", tags.factory_id), ("location", tags.location)] {
         // InfluxDB refuses empty tag values; an empty tag is the same as no tag.
-        if !value.is_empty() {
+        if !value.trim_end_matches('\\').is_empty() {
             out.push(',');
             out.push_str(key);
             out.push('=');
@@ -125,7 +129,8 @@ impl Precision {
     }
 }
 
-/// Splits at unescaped `separator`s outside double quotes; `\x` escapes are resolved.
+/// Splits the field set at unescaped `separator`s outside double quotes; `\x` escapes are
+/// resolved.
 fn split_unescaped(text: &str, separator: char) -> Vec<String> {
     let mut parts = Vec::new();
     let mut current = String::new();
@@ -154,14 +159,50 @@ fn split_unescaped(text: &str, separator: char) -> Vec<String> {
     parts
 }
 
-/// Splits a line into its three space-separated sections, honouring escapes and quotes.
+/// Splits the measurement and tags the way InfluxDB 1.x does: a separator is escaped exactly
+/// when the byte before it is a backslash (so `\\,` is an escaped comma, and a backslash
+/// before anything else is an ordinary character). Pieces stay escaped.
+fn split_unescaped_by_influx_rules(text: &str, separator: u8) -> Vec<&str> {
+    let bytes = text.as_bytes();
+    let mut pieces = Vec::new();
+    let mut start = 0;
+    for (i, &b) in bytes.iter().enumerate() {
+        if b == separator && (i == 0 || bytes[i - 1] != b'\\') {
+            pieces.push(&text[start..i]);
+            start = i + 1;
+        }
+    }
+    pieces.push(&text[start..]);
+    pieces
+}
+
+/// InfluxDB's tag unescaping: `\\,` `\\=` `\\ ` lose their backslash; nothing else changes.
+fn unescape_series(text: &str) -> String {
+    text.replace("\\,", ",")
+        .replace("\\=", "=")
+        .replace("\\ ", " ")
+}
+
+/// Splits a line into its three space-separated sections: in the measurement and tags a
+/// space is escaped when the byte before it is a backslash and `"` is ordinary (InfluxDB's
+/// rules); in the field set escapes and double-quoted strings apply. Found by fuzzing.
 fn sections(line: &str) -> Vec<&str> {
     let mut sections = Vec::new();
     let mut start = 0;
     let mut escaped = false;
     let mut quoted = false;
+    let mut previous = '\0';
     for (i, c) in line.char_indices() {
+        let in_series = sections.is_empty();
+        let was = std::mem::replace(&mut previous, c);
         match c {
+            ' ' if in_series && was != '\\' => {
+                if i > start {
+                    sections.push(&line[start..i]);
+                }
+                start = i + 1;
+            }
+            _ if in_series => {}
             _ if escaped => escaped = false,
             '\\' => escaped = true,
             '"' => quoted = !quoted,
@@ -222,26 +263,29 @@ fn parse_line(
         ));
         return None;
     }
-    let series = split_unescaped(parts[0], ',');
-    if series[0] != MEASUREMENT {
+    let series = split_unescaped_by_influx_rules(parts[0], b',');
+    if unescape_series(series[0]) != MEASUREMENT {
         violations.push(Violation::new(
             format!("{path}.measurement"),
             "must be sensor_readings",
-            Some(Value::from(series[0].clone())),
+            Some(Value::from(unescape_series(series[0]))),
         ));
         return None;
     }
     let mut machine = None;
     for tag in &series[1..] {
-        match tag.split_once('=') {
-            Some(("machine_id", value)) => machine = Some(value.to_owned()),
+        let pair = split_unescaped_by_influx_rules(tag, b'=');
+        match pair.as_slice() {
+            [key, value] if unescape_series(key) == "machine_id" => {
+                machine = Some(unescape_series(value));
+            }
             // factory_id, sensor_type, location (and a Telegraf `host`) come from the registry.
-            Some((_, _)) => {}
-            None => {
+            [_, _] => {}
+            _ => {
                 violations.push(Violation::new(
                     format!("{path}.tags"),
                     "must be key=value pairs",
-                    Some(Value::from(tag.clone())),
+                    Some(Value::from(unescape_series(tag))),
                 ));
                 return None;
             }

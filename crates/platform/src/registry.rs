@@ -47,6 +47,9 @@ pub struct RegistryError(#[from] DbError);
 const NEGATIVE: &str = "-";
 
 /// Cache-aside reader (and invalidator) of `machine_metadata`.
+/// What a lookup found: every asked id, `None` for ids the registry does not know.
+pub type Found = HashMap<MachineId, Option<MachineInfo>>;
+
 #[derive(Clone)]
 pub struct MachineRegistry {
     pg: PgPool,
@@ -72,21 +75,19 @@ impl MachineRegistry {
     }
 
     /// Looks up every id; `None` for ids the registry does not know.
-    pub async fn lookup(
-        &self,
-        ids: &[MachineId],
-    ) -> Result<HashMap<MachineId, Option<MachineInfo>>, RegistryError> {
+    pub async fn lookup(&self, ids: &[MachineId]) -> Result<Found, RegistryError> {
         self.lookup_with(ids, &[]).await.map(|(found, _)| found)
     }
 
     /// Like [`lookup`](Self::lookup), reading `also` (full keys) in the same Redis round
     /// trip — the write paths fetch their rate counter with it. `also`'s values are `None`
     /// when Redis is away.
+    #[tracing::instrument(name = "registry.lookup", skip_all, fields(machines = ids.len()))]
     pub async fn lookup_with(
         &self,
         ids: &[MachineId],
         also: &[String],
-    ) -> Result<(HashMap<MachineId, Option<MachineInfo>>, Vec<Option<String>>), RegistryError> {
+    ) -> Result<(Found, Vec<Option<String>>), RegistryError> {
         let mut found = HashMap::with_capacity(ids.len());
         if ids.is_empty() && also.is_empty() {
             return Ok((found, Vec::new()));

@@ -85,6 +85,18 @@ async fn machines_are_registered_listed_filtered_and_validated() {
         fields,
         ["name", "sensor_type", "status", "factory_id", "location"]
     );
+    // Line protocol cannot carry a tag value ending in a backslash: refused up front.
+    let unstorable = rig
+        .call(
+            Method::POST,
+            "/api/v1/machines",
+            Some(json!({"name": "Drill 1", "location": "Hall 1\\"})),
+            None,
+        )
+        .await;
+    assert_eq!(unstorable.status(), 400);
+    let body: Value = unstorable.json().await.unwrap();
+    assert_eq!(body["errors"][0]["field"], "location");
 
     let listed: Value = rig
         .call(Method::GET, "/api/v1/machines?factory_id=B", None, None)
