@@ -3,13 +3,13 @@
 //! JSON batches; (c) latency at half of (b)'s rate; (d) ingest-api's peak RSS.
 
 use crate::Target;
-use crate::report::{Report, Row, progress};
+use crate::report::{Curve, Plot, Report, Row, cdf_ms, progress};
 use crate::stats::Samples;
 use domain::ingest::BatchLimits;
 use domain::line_protocol::{SeriesTags, encode};
 use domain::reading::{ReadingRules, Timestamp};
 use serde_json::json;
-use simulator::{GatewayClient, SimMachine, batch};
+use simulator::{SimMachine, batch};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 use tokio::sync::Mutex;
@@ -23,8 +23,17 @@ const LATENCY_SECONDS: f64 = 6.0;
 /// Request bodies, one per batch.
 type Bodies = Vec<Vec<u8>>;
 
+/// Batch sizes of the throughput sweep, and the readings each side sends at each size.
+const SWEEP: [usize; 5] = [10, 50, 200, 500, 2000];
+const SWEEP_READINGS: usize = 100_000;
+
 /// The same readings as JSON batches and as line-protocol bodies.
 fn bodies() -> Result<(Bodies, Bodies), String> {
+    bodies_of(BATCH, BATCHES, 0)
+}
+
+/// `batches` batches of `size` readings, ending `offset_min` minutes further back.
+fn bodies_of(size: usize, batches: usize, offset_min: i64) -> Result<(Bodies, Bodies), String> {
     let mut machines = SimMachine::demo_fleet();
     let tags: std::collections::HashMap<&str, (&str, &str, &str)> = admin::demo::MACHINES
         .iter()
@@ -40,15 +49,17 @@ fn bodies() -> Result<(Bodies, Bodies), String> {
         max_machines: 1000,
         max_readings: 100_000,
     };
-    let mut json_bodies = Vec::with_capacity(BATCHES);
-    let mut line_bodies = Vec::with_capacity(BATCHES);
+    let mut json_bodies = Vec::with_capacity(batches);
+    let mut line_bodies = Vec::with_capacity(batches);
     // Distinct timestamps an hour apart per batch, readings 1 ms apart within it, so every
     // reading is a new point (no overwrites flattering either side).
-    for i in 0..BATCHES {
-        let end = now - chrono::Duration::minutes(10) - chrono::Duration::seconds(i as i64 * 5);
+    for i in 0..batches {
+        let end = now
+            - chrono::Duration::minutes(10 + offset_min)
+            - chrono::Duration::seconds(i as i64 * 5);
         let body = batch(
             &mut machines,
-            BATCH,
+            size,
             end,
             Duration::from_millis(1),
             "bench-gateway",
@@ -56,7 +67,7 @@ fn bodies() -> Result<(Bodies, Bodies), String> {
         let bytes = body.to_string().into_bytes();
         let parsed =
             domain::ingest::parse_json(&bytes, &rules, &limits).map_err(|e| format!("{e:?}"))?;
-        let mut lines = String::with_capacity(BATCH * 160);
+        let mut lines = String::with_capacity(size * 160);
         for machine in &parsed.machines {
             let id = machine.machine_id.ok_or("machine id")?;
             let (factory, sensor_type, location) = tags
@@ -200,13 +211,7 @@ pub async fn run(target: &Target, report: &mut Report) -> Result<(), String> {
     let readings = (ROUNDS * BATCHES * BATCH) as f64;
 
     // (b) Plantline end to end through nginx.
-    let token = GatewayClient::new(
-        &target.base_url,
-        target.env("GATEWAY_CLIENT_ID")?,
-        target.env("GATEWAY_CLIENT_SECRET")?,
-    )
-    .token()
-    .await?;
+    let token = target.gateway_token().await?;
     let ingest_url = format!("{}/api/v1/data/ingest", target.base_url);
     let (client, url, bearer) = (http.clone(), ingest_url.clone(), token.clone());
     let send_json = move |body: Vec<u8>| {
@@ -273,6 +278,57 @@ pub async fn run(target: &Target, report: &mut Report) -> Result<(), String> {
         latencies.push(task.await.map_err(|e| e.to_string())??);
     }
     progress.finish_and_clear();
+    // (d) throughput by batch size, both sides, same readings.
+    let mut sweep = (Vec::new(), Vec::new());
+    for (i, size) in SWEEP.into_iter().enumerate() {
+        let (json_bodies, line_bodies) =
+            bodies_of(size, SWEEP_READINGS / size, 60 * (i as i64 + 1))?;
+        let readings = (SWEEP_READINGS / size * size) as f64;
+        let base = blast(
+            line_bodies,
+            &format!("sweep {size}: Influx"),
+            send_lines.clone(),
+        )
+        .await?
+        .0;
+        let ours = blast(
+            json_bodies,
+            &format!("sweep {size}: nginx"),
+            send_json.clone(),
+        )
+        .await?
+        .0;
+        sweep.0.push((size as f64, readings / ours.as_secs_f64()));
+        sweep.1.push((size as f64, readings / base.as_secs_f64()));
+    }
+    report.add_plot(Plot {
+        file: "ingest-throughput-by-batch.png",
+        title: format!("Ingest throughput by batch size, {CONCURRENCY} senders"),
+        x_label: "readings per request (log scale)".to_owned(),
+        y_label: "readings per second".to_owned(),
+        log_x: true,
+        curves: vec![
+            Curve {
+                name: "Plantline: JSON through nginx".to_owned(),
+                points: sweep.0,
+            },
+            Curve {
+                name: "InfluxDB direct, line protocol (baseline)".to_owned(),
+                points: sweep.1,
+            },
+        ],
+    });
+    report.add_plot(Plot {
+        file: "ingest-latency.png",
+        title: format!("Ingest latency at half the maximum rate, {BATCH}-reading batches"),
+        x_label: "request latency through nginx, ms".to_owned(),
+        y_label: "percent of requests".to_owned(),
+        log_x: false,
+        curves: vec![Curve {
+            name: "Plantline".to_owned(),
+            points: cdf_ms(&latencies),
+        }],
+    });
     let latencies = Samples::new(latencies);
     set_rate_limit(target, &http, previous_limit).await?;
 

@@ -7,7 +7,9 @@ mod ingest;
 mod mqtt;
 mod query;
 mod report;
+mod soak;
 mod stats;
+mod stream;
 
 use std::process::ExitCode;
 
@@ -19,9 +21,22 @@ pub struct Target {
     pub demo_env: std::collections::HashMap<String, String>,
     /// Run only this section.
     pub only: Option<String>,
+    /// `soak MINUTES` instead of the benchmark.
+    pub soak_minutes: Option<u64>,
 }
 
 impl Target {
+    /// An access token for the demo gateway client.
+    pub async fn gateway_token(&self) -> Result<String, String> {
+        simulator::GatewayClient::new(
+            &self.base_url,
+            self.env("GATEWAY_CLIENT_ID")?,
+            self.env("GATEWAY_CLIENT_SECRET")?,
+        )
+        .token()
+        .await
+    }
+
     /// A value from the demo env file.
     pub fn env(&self, key: &str) -> Result<&str, String> {
         self.demo_env
@@ -35,9 +50,14 @@ fn parse_args() -> Result<Target, String> {
     let mut base_url = "http://127.0.0.1:8080".to_owned();
     let mut demo_env = ".plantline/demo.env".to_owned();
     let mut only = None;
+    let mut soak_minutes = None;
     let mut args = std::env::args().skip(1);
     while let Some(arg) = args.next() {
         match arg.as_str() {
+            "soak" => {
+                let minutes = args.next().ok_or("soak needs MINUTES")?;
+                soak_minutes = Some(minutes.parse().map_err(|_| "soak MINUTES: a number")?);
+            }
             "--base-url" => base_url = args.next().ok_or("--base-url needs a value")?,
             "--demo-env" => demo_env = args.next().ok_or("--demo-env needs a value")?,
             "--only" => only = Some(args.next().ok_or("--only needs a section")?),
@@ -55,7 +75,19 @@ fn parse_args() -> Result<Target, String> {
         base_url,
         demo_env,
         only,
+        soak_minutes,
     })
+}
+
+/// Sends `request` and reads its answer as JSON.
+pub async fn json_of(request: reqwest::RequestBuilder) -> Result<serde_json::Value, String> {
+    request
+        .send()
+        .await
+        .map_err(|e| e.to_string())?
+        .json()
+        .await
+        .map_err(|e| e.to_string())
 }
 
 #[tokio::main]
@@ -67,10 +99,20 @@ async fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
+    if let Some(minutes) = target.soak_minutes {
+        return match soak::run(&target, minutes).await {
+            Ok(true) => ExitCode::SUCCESS,
+            Ok(false) => ExitCode::FAILURE,
+            Err(err) => {
+                eprintln!("plantline-bench: soak: {err}");
+                ExitCode::FAILURE
+            }
+        };
+    }
     let mut report = report::Report::new();
     let wanted = |section: &str| target.only.as_deref().is_none_or(|only| only == section);
     // MQTT last: it reuses the machines the query section registers.
-    for section in ["auth", "ingest", "query", "mqtt"] {
+    for section in ["auth", "ingest", "query", "mqtt", "stream"] {
         if !wanted(section) {
             continue;
         }
@@ -78,7 +120,8 @@ async fn main() -> ExitCode {
             "auth" => auth::run(&target, &mut report).await,
             "ingest" => ingest::run(&target, &mut report).await,
             "query" => query::run(&target, &mut report).await,
-            _ => mqtt::run(&target, &mut report).await,
+            "mqtt" => mqtt::run(&target, &mut report).await,
+            _ => stream::run(&target, &mut report).await,
         };
         if let Err(err) = outcome {
             eprintln!("plantline-bench: {section}: {err}");
@@ -86,5 +129,13 @@ async fn main() -> ExitCode {
         }
     }
     report.print();
+    let dir = std::path::Path::new("bench");
+    match report.write(dir) {
+        Ok(()) => println!("\nwrote {}/report.md and its plots", dir.display()),
+        Err(err) => {
+            eprintln!("plantline-bench: report: {err}");
+            return ExitCode::FAILURE;
+        }
+    }
     ExitCode::SUCCESS
 }

@@ -19,7 +19,7 @@ fn broker_url() -> String {
     std::env::var("PLANTLINE_MQTT__URL").unwrap_or_else(|_| "tcp://127.0.0.1:1884".to_owned())
 }
 
-async fn connect(name: &str, clean: bool) -> Result<mqtt::AsyncClient, String> {
+pub(crate) async fn connect(name: &str, clean: bool) -> Result<mqtt::AsyncClient, String> {
     let client = mqtt::AsyncClient::new(
         mqtt::CreateOptionsBuilder::new()
             .server_uri(broker_url())

@@ -3,7 +3,7 @@
 //! the equivalent InfluxQL sent straight to InfluxDB.
 
 use crate::Target;
-use crate::report::{Report, Row, progress};
+use crate::report::{Curve, Plot, Report, Row, progress};
 use crate::stats::Samples;
 use serde_json::{Value, json};
 use std::time::{Duration, Instant};
@@ -54,18 +54,14 @@ pub(crate) async fn machines(
             ));
         }
     }
-    let listed: Value = http
-        .get(format!(
+    let listed = crate::json_of(
+        http.get(format!(
             "{}/api/v1/machines?factory_id={FACTORY}&limit=500",
             target.base_url
         ))
-        .bearer_auth(manager)
-        .send()
-        .await
-        .map_err(|e| e.to_string())?
-        .json()
-        .await
-        .map_err(|e| e.to_string())?;
+        .bearer_auth(manager),
+    )
+    .await?;
     Ok(listed["machines"]
         .as_array()
         .ok_or("machine list")?
@@ -75,14 +71,11 @@ pub(crate) async fn machines(
 }
 
 pub(crate) async fn influx(http: &reqwest::Client, url: &str, q: &str) -> Result<Value, String> {
-    http.post(format!("{url}/query?db=telemetry&epoch=ns"))
-        .form(&[("q", q)])
-        .send()
-        .await
-        .map_err(|e| e.to_string())?
-        .json()
-        .await
-        .map_err(|e| e.to_string())
+    crate::json_of(
+        http.post(format!("{url}/query?db=telemetry&epoch=ns"))
+            .form(&[("q", q)]),
+    )
+    .await
 }
 
 /// Loads 30 days for every machine unless a previous run did; returns the load time if it loaded.
@@ -176,8 +169,20 @@ fn rollup_statements(from: i64, to: i64) -> Vec<String> {
 }
 
 /// One row per measured variant, each against the same baseline's median.
-fn add_rows(report: &mut Report, variants: [(String, Vec<Duration>, &str); 2], base: &Samples) {
+/// Adds the rows of one query, and its p50s (first read, repeated read, baseline) to `plot`.
+fn add_rows(
+    report: &mut Report,
+    variants: [(String, Vec<Duration>, &str); 2],
+    base: &Samples,
+    plot: &mut Vec<[f64; 3]>,
+) {
     let ms = |d: Duration| d.as_secs_f64() * 1e3;
+    let p50 = |samples: &[Duration]| ms(Samples::new(samples.to_vec()).quantile(0.5));
+    plot.push([
+        p50(&variants[0].1),
+        p50(&variants[1].1),
+        ms(base.quantile(0.5)),
+    ]);
     for (figure, samples, note) in variants {
         let samples = Samples::new(samples);
         report.add(Row {
@@ -303,6 +308,7 @@ pub async fn run(target: &Target, report: &mut Report) -> Result<(), String> {
         ),
     ];
     let bar = progress((cases.len() * SAMPLES * 3 + SAMPLES * 3) as u64, "queries");
+    let mut plot = Vec::new();
     for (name, plantline, baseline) in &cases {
         let url = |q: String| format!("{}/api/v1/data/machine/{machine}?{q}", target.base_url);
         let (mut cold, mut warm, mut base) = (Vec::new(), Vec::new(), Vec::new());
@@ -341,6 +347,7 @@ pub async fn run(target: &Target, report: &mut Report) -> Result<(), String> {
                 ),
             ],
             &Samples::new(base),
+            &mut plot,
         );
     }
     // (e) fleet latest: make Redis know every bench machine's newest reading first.
@@ -393,6 +400,28 @@ pub async fn run(target: &Target, report: &mut Report) -> Result<(), String> {
             ),
         ],
         &Samples::new(base),
+        &mut plot,
     );
+    let curve = |name: &str, column: usize| Curve {
+        name: name.to_owned(),
+        points: plot
+            .iter()
+            .enumerate()
+            .map(|(i, p50s)| ((i + 1) as f64, p50s[column]))
+            .collect(),
+    };
+    report.add_plot(Plot {
+        file: "query-latency.png",
+        title: "Query latency by query, p50".to_owned(),
+        x_label: "query: 1 raw hour, 2 hourly week, 3 hourly month, 4 daily month, 5 fleet latest"
+            .to_owned(),
+        y_label: "milliseconds".to_owned(),
+        log_x: false,
+        curves: vec![
+            curve("Plantline, first read", 0),
+            curve("Plantline, repeated (cache)", 1),
+            curve("InfluxDB direct (baseline)", 2),
+        ],
+    });
     Ok(())
 }
