@@ -8,7 +8,7 @@ export PROFILE
 # CI runs the nextest profile that never stops at the first failure.
 NEXTEST_PROFILE := $(if $(filter true,$(CI)),ci,default)
 
-.PHONY: help run up down status test lint fmt services clean-test-dbs bench simulate
+.PHONY: help run up down status test lint fmt services clean-test-dbs bench simulate soak dashboard browser-deps static-checks compose-env openapi
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
@@ -35,7 +35,13 @@ $(PYTHON_VENV)/bin/python:
 	@python3 -m venv $(PYTHON_VENV) || (apt-get install -y -qq python3-venv && python3 -m venv $(PYTHON_VENV))
 	@$(PYTHON_VENV)/bin/pip install -q 'pyjwt[crypto]>=2.8,<3'
 
-test: services clean-test-dbs $(PYTHON_VENV)/bin/python ## run every test against the real services
+dashboard: ## build the dashboard query-api serves (npm ci, uPlot vendored into its dist/)
+	@deploy/local/dashboard.sh
+
+browser-deps: ## Chromium and playwright-core for the dashboard's browser test
+	@deploy/local/browser.sh
+
+test: services clean-test-dbs $(PYTHON_VENV)/bin/python dashboard browser-deps static-checks ## run every test against the real services
 	@export PLANTLINE_TEST_PYTHON=$(CURDIR)/$(PYTHON_VENV)/bin/python; \
 	status=0; cargo build --workspace --bins --quiet && \
 	  cargo nextest run --workspace --profile $(NEXTEST_PROFILE) || status=$$?; \
@@ -45,13 +51,27 @@ simulate: up ## send live telemetry for the demo machines (RATE readings/s, MQTT
 	cargo build --profile $(PROFILE) --quiet -p plantline-simulator
 	target/$(if $(filter dev,$(PROFILE)),debug,$(PROFILE))/plantline-sim --rate $(or $(RATE),20) $(if $(OVERHEAT),--overheat $(OVERHEAT)) $(if $(MQTT),--mqtt tcp://127.0.0.1:1884)
 
-bench: up ## measure against same-run baselines (brings the stack up first; ONLY=mqtt runs one section)
+bench: up ## measure against same-run baselines, write bench/report.md + plots (ONLY=mqtt runs one section)
+	@test -f /usr/share/fonts/truetype/dejavu/DejaVuSans.ttf || apt-get install -y -qq fonts-dejavu-core >/dev/null
 	cargo build --profile $(PROFILE) --quiet -p plantline-bench
 	target/$(if $(filter dev,$(PROFILE)),debug,$(PROFILE))/plantline-bench --base-url http://127.0.0.1:8080 --demo-env .plantline/demo.env $(if $(ONLY),--only $(ONLY))
 
-lint: ## formatting and clippy, warnings are errors
+soak: up ## steady HTTP + MQTT load for MINUTES (default 10): memory of every service over time, errors, loss
+	cargo build --profile $(PROFILE) --quiet -p plantline-bench
+	target/$(if $(filter dev,$(PROFILE)),debug,$(PROFILE))/plantline-bench --base-url http://127.0.0.1:8080 --demo-env .plantline/demo.env soak $(or $(MINUTES),10)
+
+lint: static-checks ## formatting, clippy (warnings are errors) and the static checks
 	cargo fmt --all -- --check
 	cargo clippy --workspace --all-targets -- -D warnings
+
+static-checks: ## Dockerfile, compose, Kubernetes, workflows, OpenAPI and AsyncAPI validated without Docker or a cluster
+	@deploy/lint/check.sh
+
+openapi: ## regenerate proto-docs/openapi.json from the handlers (a test fails while it is stale)
+	PLANTLINE_UPDATE_OPENAPI=1 cargo nextest run -p plantline-e2e openapi::the_committed_merged_document_is_the_generated_one
+
+compose-env: ## generate deploy/compose/.env and the token keys for `docker compose` (kept out of git)
+	@deploy/compose/init-env.sh
 
 fmt: ## format the code
 	cargo fmt --all
@@ -61,7 +81,7 @@ clean-test-dbs: ## drop databases, Influx databases and Redis keys left behind b
 	  | grep -o '"plantline_test_[a-z0-9_]*"' | tr -d '"' \
 	  | while read -r db; do curl -fsS -o /dev/null -XPOST http://127.0.0.1:8086/query --data-urlencode "q=DROP DATABASE \"$$db\""; done || true
 	@redis-cli -h 127.0.0.1 --scan --pattern 'plantline_test:*' | xargs -r -n 500 redis-cli -h 127.0.0.1 del >/dev/null || true
-	@rm -rf /tmp/plantline-test-spool-* /tmp/plantline-test-broker-* /tmp/plantline-test-keys-*
+	@rm -rf /tmp/plantline-test-spool-* /tmp/plantline-test-broker-* /tmp/plantline-test-keys-* /tmp/plantline-test-nginx-*
 	@psql -h 127.0.0.1 -U postgres -d postgres -Atqc \
 	  "SELECT 'DROP DATABASE IF EXISTS \"' || datname || '\" WITH (FORCE);' FROM pg_database WHERE datname LIKE 'plantline_test_%'" \
 	  | psql -h 127.0.0.1 -U postgres -d postgres -q >/dev/null

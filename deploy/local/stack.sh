@@ -31,11 +31,13 @@ service_env() {
   export PLANTLINE_AUTH__PUBLIC_KEY_FILES="$KEYS/public-key.pem"
   # Survives restarts: what the bridge acknowledged but InfluxDB has not stored yet.
   export PLANTLINE_BRIDGE__SPOOL_DIR="$STATE/spool/bridge-1"
+  export PLANTLINE_DASHBOARD__DIR="$ROOT/crates/query-api/dashboard/dist"
 }
 
 build() {
   say "building the services (cargo build --profile $PROFILE)"
   (cd "$ROOT" && cargo build --profile "$PROFILE" --bins --quiet)
+  "$ROOT/deploy/local/dashboard.sh"
 }
 
 ensure_database() {

@@ -1,10 +1,9 @@
-//! `plantline-admin migrate` | `plantline-admin seed-demo [ENV_FILE]`
+//! `plantline-admin migrate` | `check-schema` | `gen-keys DIR` | `seed-demo [ENV_FILE]`
 
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-const USAGE: &str =
-    "usage: plantline-admin migrate | seed-demo [ENV_FILE (default .plantline/demo.env)]";
+const USAGE: &str = "usage: plantline-admin migrate | check-schema | gen-keys DIR | seed-demo [ENV_FILE (default .plantline/demo.env)]";
 
 #[tokio::main]
 async fn main() -> ExitCode {
@@ -18,6 +17,7 @@ async fn main() -> ExitCode {
     };
     let outcome = match args.first().map(String::as_str) {
         Some("migrate") => migrate(&settings).await,
+        Some("check-schema") => check_schema(&settings).await,
         Some("gen-keys") => match args.get(1) {
             Some(dir) => gen_keys(dir),
             None => {
@@ -68,6 +68,23 @@ async fn migrate(settings: &platform::Settings) -> Result<(), platform::StartupE
         }
     }
     Ok(())
+}
+
+/// Exit 0 once PostgreSQL has every migration (the services' init containers wait on this
+/// while the migrate Job runs); 1 with what is missing otherwise.
+async fn check_schema(settings: &platform::Settings) -> Result<(), platform::StartupError> {
+    let pending = platform::postgres::pending_migrations(&settings.postgres.url).await?;
+    if pending.is_empty() {
+        println!("postgres: schema up to date");
+        Ok(())
+    } else {
+        Err(format!(
+            "schema not migrated yet, {} pending: {}",
+            pending.len(),
+            pending.join(", ")
+        )
+        .into())
+    }
 }
 
 async fn seed_demo(

@@ -1,6 +1,6 @@
 //! `auth`: logins, tokens, users and gateway clients. The only service that can mint tokens.
 
-mod routes;
+pub mod routes;
 pub mod store;
 mod throttle;
 pub mod tokens;

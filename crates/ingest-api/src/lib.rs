@@ -7,7 +7,7 @@
 mod body;
 mod metrics;
 mod rate_limit;
-mod routes;
+pub mod routes;
 
 use platform::auth::Verification;
 use platform::health::{Dependency, Probe, Readiness};
@@ -93,12 +93,14 @@ pub async fn build(settings: &Settings) -> Result<Application, StartupError> {
                 .map(actix_web::web::Data::new)
                 .unwrap_or_else(|_| fallback.clone());
             cfg.app_data(state);
+            // Raw bodies up to 16 MiB; the live setting decides what is accepted.
+            cfg.app_data(actix_web::web::PayloadConfig::new(routes::MAX_RAW_BODY));
             routes::configure(cfg);
         },
     };
     let app = Application::build(settings, parts)?;
     // Without this poll `listening()` stays false and live updates are never published.
-    app.spawn_background(audience.run(redis.clone(), Duration::from_secs(1), app.shutdown_token()));
+    app.spawn_background(audience.run(redis.clone(), app.shutdown_token()));
     app.spawn_background(live_settings.run_refresh(
         pg,
         Duration::from_millis(500),

@@ -21,12 +21,48 @@ use std::time::Instant;
 /// decides what is accepted, after decompression.
 pub const MAX_RAW_BODY: usize = 16 * 1024 * 1024;
 
-pub fn configure(cfg: &mut web::ServiceConfig) {
-    cfg.service(
-        web::resource("/api/v1/data/ingest")
-            .app_data(web::PayloadConfig::new(MAX_RAW_BODY))
-            .route(web::post().to(ingest)),
-    );
+platform::http_routes! {
+    service: platform::ServiceName::IngestApi;
+    "/api/v1/data/ingest" => { post: ingest },
+}
+
+/// A gateway's batch (documentation of the JSON body; parsing is `domain::ingest`).
+#[derive(utoipa::ToSchema)]
+#[allow(dead_code)]
+struct IngestRequest {
+    /// Who sent it (logged).
+    #[schema(example = "gateway-hall-1")]
+    gateway_id: Option<String>,
+    /// When the gateway sent it, RFC 3339.
+    timestamp: Option<String>,
+    /// One entry per machine (at most `ingest_max_machines_per_batch`).
+    batch: Vec<MachineReadings>,
+}
+
+/// One machine's readings in a batch.
+#[derive(utoipa::ToSchema)]
+#[allow(dead_code)]
+struct MachineReadings {
+    machine_id: uuid::Uuid,
+    /// Ignored when the registry knows better; tags come from the registry.
+    sensor_type: Option<String>,
+    location: Option<String>,
+    readings: Vec<ReadingBody>,
+}
+
+/// One reading: a timestamp and at least one value.
+#[derive(utoipa::ToSchema)]
+#[allow(dead_code)]
+struct ReadingBody {
+    /// RFC 3339 with an offset.
+    #[schema(example = "2026-11-22T10:30:00Z")]
+    timestamp: String,
+    /// °C.
+    temperature: Option<f64>,
+    /// kPa.
+    pressure: Option<f64>,
+    /// rpm.
+    speed: Option<f64>,
 }
 
 fn field_errors(violations: &[Violation]) -> Vec<FieldError> {
@@ -116,6 +152,24 @@ async fn check_registry(
     Ok(Registered { known, open_alerts })
 }
 
+/// Stores a gateway's batch: JSON (optionally gzip) or InfluxDB line protocol. Valid readings
+/// are stored even when others are rejected (207 lists every rejected field).
+#[utoipa::path(post, path = "/api/v1/data/ingest", tag = "ingest",
+    security(("bearer" = [])),
+    params(("precision" = Option<String>, Query, description = "Line protocol only: ns (default), us, ms or s")),
+    request_body(description = "A batch", content(
+        (IngestRequest = "application/json"),
+        (String = "text/plain", example = "sensor_readings,machine_id=0b6f1c3e-8a51-4c7e-9a01-000000000001 temperature=72.5 1763807400000000000"))),
+    responses(
+        (status = 201, description = "Everything stored: `{status, stored, rejected: 0, details}`"),
+        (status = 207, description = "Partly stored: `{status: partial, stored, rejected, errors: [{field, error, value}]}`"),
+        (status = 400, description = "Nothing valid, or a malformed body", body = platform::openapi::ErrorResponse),
+        (status = 401, description = "No valid token", body = platform::openapi::ErrorResponse),
+        (status = 403, description = "Not write:sensor_data", body = platform::openapi::ErrorResponse),
+        (status = 413, description = "Body or batch too large", body = platform::openapi::ErrorResponse),
+        (status = 415, description = "Neither JSON nor line protocol", body = platform::openapi::ErrorResponse),
+        (status = 429, description = "Rate limit; see Retry-After", body = platform::openapi::ErrorResponse),
+        (status = 503, description = "InfluxDB unavailable: nothing stored, retry after Retry-After", body = platform::openapi::ErrorResponse)))]
 async fn ingest(
     state: web::Data<IngestState>,
     caller: Authenticated<require::WriteSensorData>,

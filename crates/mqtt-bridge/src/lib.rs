@@ -12,6 +12,13 @@ pub mod pipeline;
 pub mod relay;
 pub mod spool;
 
+/// The bridge's HTTP side: only the probes and its OpenAPI document.
+pub mod routes {
+    platform::http_routes! {
+        service: platform::ServiceName::MqttBridge;
+    }
+}
+
 use platform::health::{Dependency, Probe, Readiness};
 use platform::influx::InfluxClient;
 use platform::metrics::Metrics;
@@ -101,7 +108,7 @@ pub async fn build(settings: &Settings) -> Result<Application, StartupError> {
         metrics,
         // No HTTP API to protect: the broker authenticates the publishers.
         verification: None,
-        routes: |_cfg: &mut actix_web::web::ServiceConfig| {},
+        routes: routes::configure,
     };
     let app = Application::build(settings, parts)?;
     let shutdown = app.shutdown_token();
@@ -111,7 +118,7 @@ pub async fn build(settings: &Settings) -> Result<Application, StartupError> {
         Duration::from_millis(500),
         shutdown.clone(),
     ));
-    app.spawn_background(audience.run(redis.clone(), Duration::from_secs(1), shutdown.clone()));
+    app.spawn_background(audience.run(redis.clone(), shutdown.clone()));
     app.spawn_background(relay::alerts_to_mqtt(
         redis,
         broker.client(),

@@ -196,6 +196,9 @@ impl Pipeline {
 
     /// Stores a batch (retrying while InfluxDB or the registry is away) and commits it.
     /// `false` when `shutdown` interrupted it (nothing committed: replayed next start).
+    /// One trace per micro-batch: the registry lookup, the InfluxDB write, latest values and
+    /// alerts are its children.
+    #[tracing::instrument(name = "bridge.batch", skip_all, fields(messages = batch.items.len(), readings = batch.readings))]
     async fn store(&mut self, batch: Batch, shutdown: &CancellationToken) -> bool {
         let Some(machines) = self.machines(&batch, shutdown).await else {
             return false;

@@ -22,7 +22,7 @@ pub async fn alerts_to_mqtt(
 ) {
     let channels = [redis.key(ALERTS_CHANNEL)];
     redis
-        .for_each_message(&channels, "alert relay", shutdown, |_, payload| {
+        .for_each_message(&channels, "alert relay", shutdown, None, |_, payload| {
             let (redis, client, prefix) = (&redis, &client, &prefix);
             async move { relay_one(redis, client, prefix, &payload).await }
         })

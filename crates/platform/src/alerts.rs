@@ -134,6 +134,7 @@ impl AlertEngine {
 
     /// [`after_store`](Self::after_store) for a caller that already read the machines'
     /// [`open_key`]s (ingest-api reads them with its registry lookup: no extra round trip).
+    #[tracing::instrument(name = "alerts.judge", skip_all, fields(machines = batches.len()))]
     pub async fn after_store_knowing(
         &self,
         batches: &[(&MachineInfo, &[Reading])],

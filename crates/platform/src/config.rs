@@ -46,6 +46,8 @@ pub struct Settings {
     pub mqtt: MqttSettings,
     /// mqtt-bridge's spool and batching.
     pub bridge: BridgeSettings,
+    /// The dashboard query-api serves.
+    pub dashboard: DashboardSettings,
     /// Tokens: issuing (auth) and verifying (every HTTP service).
     pub auth: AuthSettings,
 }
@@ -239,6 +241,13 @@ pub struct BridgeSettings {
     pub batch_max_readings: usize,
     /// How long a partial batch waits for more readings before it is written.
     pub batch_linger_ms: u64,
+}
+
+/// The dashboard's built files (`make dashboard`).
+#[derive(Debug, Clone, Deserialize)]
+pub struct DashboardSettings {
+    /// Folder holding `index.html` and its assets; read once when query-api starts.
+    pub dir: String,
 }
 
 impl BridgeSettings {

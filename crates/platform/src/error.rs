@@ -11,7 +11,7 @@ use serde::Serialize;
 use std::fmt;
 
 /// One problem with one part of a request.
-#[derive(Debug, Clone, Serialize, PartialEq)]
+#[derive(Debug, Clone, Serialize, PartialEq, utoipa::ToSchema)]
 pub struct FieldError {
     /// Path into the JSON body, e.g. `batch[1].readings[0].timestamp`.
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -23,6 +23,7 @@ pub struct FieldError {
     pub error: String,
     /// The offending value, when it is safe to echo.
     #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = Option<Object>)]
     pub value: Option<serde_json::Value>,
 }
 

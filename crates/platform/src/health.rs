@@ -169,7 +169,10 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
         .route("/metrics", web::get().to(metrics));
 }
 
-async fn healthz(service: web::Data<ServiceName>) -> HttpResponse {
+/// Liveness: the process serves HTTP.
+#[utoipa::path(get, path = "/healthz", tag = "probes",
+    responses((status = 200, description = "`{\"status\":\"ok\",\"service\",\"version\"}`")))]
+pub(crate) async fn healthz(service: web::Data<ServiceName>) -> HttpResponse {
     HttpResponse::Ok().json(serde_json::json!({
         "status": "ok",
         "service": service.as_str(),
@@ -177,7 +180,14 @@ async fn healthz(service: web::Data<ServiceName>) -> HttpResponse {
     }))
 }
 
-async fn readyz(service: web::Data<ServiceName>, readiness: web::Data<Readiness>) -> HttpResponse {
+/// Readiness: every required dependency answers (optional ones may be down: `degraded`).
+#[utoipa::path(get, path = "/readyz", tag = "probes", responses(
+    (status = 200, description = "`ready` or `degraded`, with each dependency's state, latency and error"),
+    (status = 503, description = "`not_ready`: a required dependency is down")))]
+pub(crate) async fn readyz(
+    service: web::Data<ServiceName>,
+    readiness: web::Data<Readiness>,
+) -> HttpResponse {
     let report = readiness.report(**service).await;
     if report.status == "not_ready" {
         tracing::warn!(dependencies = ?report.dependencies.iter().filter(|(_, d)| d.error.is_some()).map(|(n, _)| n).collect::<Vec<_>>(), "not ready");
@@ -187,7 +197,10 @@ async fn readyz(service: web::Data<ServiceName>, readiness: web::Data<Readiness>
     }
 }
 
-async fn metrics(metrics: web::Data<Metrics>) -> HttpResponse {
+/// Prometheus metrics (through nginx only from private addresses).
+#[utoipa::path(get, path = "/metrics", tag = "probes",
+    responses((status = 200, description = "Prometheus text format", content_type = "text/plain")))]
+pub(crate) async fn metrics(metrics: web::Data<Metrics>) -> HttpResponse {
     HttpResponse::Ok()
         .content_type("text/plain; version=0.0.4; charset=utf-8")
         .body(metrics.render())

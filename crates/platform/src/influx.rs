@@ -157,7 +157,12 @@ impl InfluxClient {
         })
     }
 
+    /// Credentials, and the caller's trace for InfluxDB's side (when tracing is on).
     fn authorize(&self, request: reqwest::RequestBuilder) -> reqwest::RequestBuilder {
+        let request = match crate::telemetry::traceparent() {
+            Some((name, value)) => request.header(name, value),
+            None => request,
+        };
         match &self.credentials {
             Some((user, password)) => request.basic_auth(user, Some(password.expose_secret())),
             None => request,
@@ -177,6 +182,7 @@ impl InfluxClient {
     /// Runs InfluxQL statements (`;`-separated) and returns each statement's series.
     ///
     /// Only pass statements built from validated identifiers and typed values.
+    #[tracing::instrument(name = "influx.query", skip_all, fields(db = %self.database))]
     pub async fn query(&self, statements: &str) -> Result<Vec<Vec<Series>>, InfluxError> {
         let response = self
             .authorize(self.http.post(format!("{}/query", self.base_url)))
@@ -203,6 +209,7 @@ impl InfluxClient {
 
     /// `POST /write` of line protocol with nanosecond timestamps into `rp` (default policy
     /// when `None`). InfluxDB answers 204 only once the points are durable in its WAL.
+    #[tracing::instrument(name = "influx.write", skip_all, fields(db = %self.database, rp = rp.unwrap_or("default")))]
     pub async fn write_lines(
         &self,
         lines: impl Into<bytes::Bytes>,

@@ -50,6 +50,7 @@ fn is_missing_script(err: &RedisError) -> bool {
 
 /// Runs a pipeline holding [`queue`]d commands; when Redis restarted and forgot the script,
 /// loads it and tries once more.
+#[tracing::instrument(name = "redis.latest", skip_all)]
 pub async fn run_pipeline(redis: &RedisClient, pipe: &redis::Pipeline) -> Result<(), RedisError> {
     match redis.query_pipeline::<()>(pipe).await {
         Err(err) if is_missing_script(&err) => {
@@ -100,6 +101,10 @@ pub fn latest_key(redis: &RedisClient, machine: &uuid::Uuid) -> String {
     redis.key(&format!("latest:{machine}"))
 }
 
+/// How often the write paths check for live subscribers: a new subscriber starts getting
+/// readings within this (query-api holds a first stream's answer back that long).
+pub const AUDIENCE_POLL: std::time::Duration = std::time::Duration::from_secs(1);
+
 /// Whether anyone listens on the live channel, refreshed in the background: serialising every
 /// reading for a channel nobody reads would be the write path's largest avoidable cost.
 #[derive(Clone, Default)]
@@ -111,13 +116,9 @@ impl LiveAudience {
         self.0.load(std::sync::atomic::Ordering::Relaxed)
     }
 
-    /// Polls `PUBSUB NUMSUB` every `every` until `shutdown`.
-    pub async fn run(
-        self,
-        redis: RedisClient,
-        every: std::time::Duration,
-        shutdown: tokio_util::sync::CancellationToken,
-    ) {
+    /// Polls `PUBSUB NUMSUB` every [`AUDIENCE_POLL`] until `shutdown`.
+    pub async fn run(self, redis: RedisClient, shutdown: tokio_util::sync::CancellationToken) {
+        let every = AUDIENCE_POLL;
         loop {
             let answer: Result<(String, i64), RedisError> = redis
                 .query(

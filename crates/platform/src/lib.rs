@@ -13,6 +13,7 @@ pub mod health;
 pub mod influx;
 pub mod latest;
 pub mod metrics;
+pub mod openapi;
 pub mod password;
 pub mod postgres;
 pub mod redis;

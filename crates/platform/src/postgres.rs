@@ -64,6 +64,21 @@ pub async fn ping(pool: &PgPool) -> Result<(), DbError> {
     Ok(())
 }
 
+/// The migrations not yet applied (Kubernetes init containers wait until there are none).
+pub async fn pending_migrations(url: &SecretString) -> Result<Vec<String>, DbError> {
+    let url = url.expose_secret().to_owned();
+    tokio::task::spawn_blocking(move || {
+        use diesel::Connection;
+        let mut conn = AsyncConnectionWrapper::<AsyncPgConnection>::establish(&url)
+            .map_err(|e| DbError::Migration(format!("connecting: {e}")))?;
+        conn.pending_migrations(MIGRATIONS)
+            .map(|pending| pending.iter().map(|m| m.name().to_string()).collect())
+            .map_err(|e| DbError::Migration(e.to_string()))
+    })
+    .await
+    .map_err(|e| DbError::Migration(format!("migration check failed: {e}")))?
+}
+
 /// Applies pending migrations and returns the versions applied now.
 ///
 /// diesel's migration harness is synchronous, so it runs on a blocking thread through the

@@ -78,12 +78,14 @@ impl RedisClient {
     }
 
     /// Calls `handle(channel, payload)` for every message on `channels` until `shutdown`,
-    /// resubscribing after Redis outages (logged once per outage as `what`).
+    /// resubscribing after Redis outages (logged once per outage as `what`). `subscribed`,
+    /// when given, holds since when the subscription has been active (`None` while it is not).
     pub async fn for_each_message<F, Fut>(
         &self,
         channels: &[String],
         what: &str,
         shutdown: tokio_util::sync::CancellationToken,
+        subscribed: Option<&tokio::sync::watch::Sender<Option<std::time::Instant>>>,
         mut handle: F,
     ) where
         F: FnMut(String, String) -> Fut,
@@ -99,15 +101,25 @@ impl RedisClient {
                         failing = false;
                     }
                     let mut messages = pubsub.on_message();
+                    let signal = |since| {
+                        if let Some(subscribed) = subscribed {
+                            subscribed.send_replace(since);
+                        }
+                    };
+                    signal(Some(std::time::Instant::now()));
                     loop {
                         let message = tokio::select! {
-                            () = shutdown.cancelled() => return,
+                            () = shutdown.cancelled() => {
+                                signal(None);
+                                return;
+                            }
                             message = messages.next() => message,
                         };
                         let Some(message) = message else { break };
                         let payload: String = message.get_payload().unwrap_or_default();
                         handle(message.get_channel_name().to_owned(), payload).await;
                     }
+                    signal(None);
                 }
                 Err(err) if !failing => {
                     failing = true;

@@ -192,6 +192,7 @@ impl Application {
                         method = %method,
                         route = %route,
                     );
+                    crate::telemetry::continue_trace(&span, req.headers());
                     let started = Instant::now();
                     let response = srv.call(req);
                     let metrics = metrics.clone();
@@ -333,16 +334,54 @@ where
             return std::process::ExitCode::from(2);
         }
     };
+    // `<service> healthcheck`: the container's HEALTHCHECK (distroless has no curl).
+    if std::env::args().nth(1).as_deref() == Some("healthcheck") {
+        let port = settings.port_for(service);
+        return match check_own_health(port, Duration::from_secs(2)) {
+            Ok(()) => std::process::ExitCode::SUCCESS,
+            Err(reason) => {
+                eprintln!("{}: unhealthy: {reason}", service.as_str());
+                std::process::ExitCode::FAILURE
+            }
+        };
+    }
     crate::telemetry::init(service, &settings.log);
     let outcome = match build(settings).await {
         Ok(app) => app.run_until_stopped().await.map_err(StartupError::from),
         Err(err) => Err(err),
     };
+    crate::telemetry::flush();
     match outcome {
         Ok(()) => std::process::ExitCode::SUCCESS,
         Err(err) => {
             tracing::error!(error = %err, "service failed");
             std::process::ExitCode::FAILURE
         }
+    }
+}
+
+/// `GET /healthz` on this host's `port`, over a plain socket: 200 or the reason it is not.
+fn check_own_health(port: u16, timeout: Duration) -> Result<(), String> {
+    use std::io::{Read, Write};
+    let address = std::net::SocketAddr::from(([127, 0, 0, 1], port));
+    let mut stream = std::net::TcpStream::connect_timeout(&address, timeout)
+        .map_err(|e| format!("connect to {address}: {e}"))?;
+    stream
+        .set_read_timeout(Some(timeout))
+        .and_then(|()| stream.set_write_timeout(Some(timeout)))
+        .map_err(|e| e.to_string())?;
+    stream
+        .write_all(b"GET /healthz HTTP/1.0\r\nHost: localhost\r\n\r\n")
+        .map_err(|e| format!("send: {e}"))?;
+    let mut head = [0u8; 32];
+    let read = stream.read(&mut head).map_err(|e| format!("read: {e}"))?;
+    let status_line = String::from_utf8_lossy(&head[..read]);
+    if status_line.starts_with("HTTP/1.1 200") || status_line.starts_with("HTTP/1.0 200") {
+        Ok(())
+    } else {
+        Err(format!(
+            "answered {:?}",
+            status_line.lines().next().unwrap_or_default()
+        ))
     }
 }

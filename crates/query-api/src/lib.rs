@@ -1,8 +1,9 @@
 //! `query-api`: history, latest values, the machine registry, configuration and the dashboard.
 
+mod dashboard;
 mod live;
 pub mod rollups;
-mod routes;
+pub mod routes;
 mod store;
 
 use platform::auth::Verification;
@@ -61,19 +62,22 @@ pub async fn build(settings: &Settings) -> Result<Application, StartupError> {
         live: hub.clone(),
         stream_lagged,
         alerts: alerts.clone(),
-        registry: platform::registry::MachineRegistry::new(pg.clone(), redis.clone(), 300, 30),
+        registry: registry.clone(),
         influx: influx.clone(),
         settings: live_settings.clone(),
         pg: pg.clone(),
         redis: redis.clone(),
     });
+    let dashboard = actix_web::web::Data::new(dashboard::Dashboard::load(std::path::Path::new(
+        &settings.dashboard.dir,
+    )));
     let parts = ServiceParts {
         service: ServiceName::QueryApi,
         readiness,
         metrics,
         verification: Some(verification),
         routes: move |cfg: &mut actix_web::web::ServiceConfig| {
-            cfg.app_data(state.clone());
+            cfg.app_data(state.clone()).app_data(dashboard.clone());
             routes::configure(cfg);
         },
     };

@@ -41,6 +41,8 @@ pub struct LiveHub {
     /// sees no audience and skips serialising every reading for nobody.
     watchers: Arc<std::sync::atomic::AtomicUsize>,
     watched: Arc<tokio::sync::Notify>,
+    /// Since when readings have been subscribed to (`None`: not now).
+    readings_since: Arc<tokio::sync::watch::Sender<Option<std::time::Instant>>>,
 }
 
 /// Held by an open stream; counts it as a watcher until dropped.
@@ -64,6 +66,7 @@ impl Default for LiveHub {
             )),
             watchers: Arc::default(),
             watched: Arc::default(),
+            readings_since: Arc::new(tokio::sync::watch::Sender::new(None)),
         }
     }
 }
@@ -74,6 +77,39 @@ impl LiveHub {
         self.watchers.fetch_add(1, Ordering::Relaxed);
         self.watched.notify_one();
         (self.sender.subscribe(), Watcher(self.clone()))
+    }
+
+    /// Waits (at most `limit`) until readings stored from now on reach this hub: the
+    /// readings subscription is up and the write paths have had an audience poll to notice
+    /// it. Immediate while others already watch. `false` when that did not happen in time.
+    pub async fn wait_until_delivering(&self, limit: std::time::Duration) -> bool {
+        let deadline = tokio::time::Instant::now() + limit;
+        let mut since = self.readings_since.subscribe();
+        loop {
+            let subscribed_at = *since.borrow_and_update();
+            match subscribed_at {
+                Some(at) => {
+                    let noticed =
+                        tokio::time::Instant::from_std(at + platform::latest::AUDIENCE_POLL);
+                    if tokio::time::Instant::now() >= noticed {
+                        return true;
+                    }
+                    if noticed > deadline {
+                        tokio::time::sleep_until(deadline).await;
+                        return false;
+                    }
+                    tokio::time::sleep_until(noticed).await;
+                }
+                None => {
+                    if tokio::time::timeout_at(deadline, since.changed())
+                        .await
+                        .is_err()
+                    {
+                        return false;
+                    }
+                }
+            }
+        }
     }
 
     /// The kept events after `last_id`, oldest first; `None` when `last_id` is older than
@@ -116,11 +152,16 @@ impl LiveHub {
     ) {
         let alerts = [redis.key(platform::alerts::ALERTS_CHANNEL)];
         let readings = [redis.key(platform::latest::LIVE_CHANNEL)];
-        let relay_alerts =
-            redis.for_each_message(&alerts, "live alerts", shutdown.clone(), |_, payload| {
+        let relay_alerts = redis.for_each_message(
+            &alerts,
+            "live alerts",
+            shutdown.clone(),
+            None,
+            |_, payload| {
                 let (hub, registry) = (&self, &registry);
                 async move { hub.on_alert(payload, registry).await }
-            });
+            },
+        );
         let relay_readings = async {
             loop {
                 while self.watchers.load(Ordering::Relaxed) == 0 {
@@ -143,6 +184,7 @@ impl LiveHub {
                     &readings,
                     "live readings",
                     unwatched.clone(),
+                    Some(&self.readings_since),
                     |_, payload| {
                         self.on_reading(payload);
                         std::future::ready(())

@@ -12,6 +12,7 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 use tokio_util::sync::CancellationToken;
 
+pub mod front;
 pub mod mqtt;
 pub mod net;
 pub mod plant;
@@ -70,8 +71,13 @@ where
     }
 }
 
+/// The repository's root folder.
+pub fn workspace_root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
+}
+
 fn migrations_dir() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../../migrations")
+    workspace_root().join("migrations")
 }
 
 /// A fingerprint of the migrations, so a changed migration gets a fresh template.
@@ -261,6 +267,13 @@ impl TestContext {
             ),
             // Small batches keep the bridge's tests quick to observe.
             ("PLANTLINE_BRIDGE__BATCH_LINGER_MS", "10".to_owned()),
+            (
+                "PLANTLINE_DASHBOARD__DIR",
+                workspace_root()
+                    .join("crates/query-api/dashboard/dist")
+                    .display()
+                    .to_string(),
+            ),
         ];
         let env: Vec<(String, String)> = vars.into_iter().map(|(k, v)| (k.to_owned(), v)).collect();
         let settings = platform::config::load_settings_from(env.clone()).expect("test settings");

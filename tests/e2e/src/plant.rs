@@ -1,7 +1,7 @@
 //! A small plant for tests that need the whole read/write loop: auth, ingest-api and
 //! query-api running, a gateway token and one token per human role.
 
-use crate::{TestApp, TestContext};
+use crate::{TestApp, TestContext, TestUser};
 use domain::Role;
 use platform::ServiceName;
 use reqwest::Method;
@@ -11,6 +11,8 @@ use std::time::Instant;
 pub struct Plant {
     /// The test's own databases and prefixes.
     pub ctx: TestContext,
+    /// auth.
+    pub auth: TestApp,
     /// ingest-api.
     pub ingest: TestApp,
     /// query-api.
@@ -23,6 +25,8 @@ pub struct Plant {
     pub supervisor: String,
     /// A manager's access token.
     pub manager: String,
+    /// The operator, supervisor and manager behind those tokens, in that order.
+    pub people: [TestUser; 3],
 }
 
 impl Plant {
@@ -33,15 +37,20 @@ impl Plant {
         let gateway = ctx.create_gateway().await;
         let gateway_token = auth.gateway_token(&gateway).await;
         let mut tokens = Vec::new();
+        let mut people = Vec::new();
         for role in [Role::Operator, Role::Supervisor, Role::Management] {
-            tokens.push(auth.token_for(&ctx.create_user(role).await).await);
+            let person = ctx.create_user(role).await;
+            tokens.push(auth.token_for(&person).await);
+            people.push(person);
         }
         let [operator, supervisor, manager] =
             <[String; 3]>::try_from(tokens).expect("three tokens");
         let ingest = ctx.spawn(ServiceName::IngestApi).await;
         let query = ctx.spawn(ServiceName::QueryApi).await;
         Self {
+            people: <[TestUser; 3]>::try_from(people).expect("three people"),
             ctx,
+            auth,
             ingest,
             query,
             gateway_token,

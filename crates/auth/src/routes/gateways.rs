@@ -17,14 +17,16 @@ use serde::Deserialize;
 use serde_json::json;
 use uuid::Uuid;
 
-#[derive(Deserialize)]
+/// A new gateway client; its secret is generated and answered once.
+#[derive(Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct CreateGateway {
     client_id: String,
     name: String,
 }
 
-#[derive(Deserialize)]
+/// What changes; deactivating revokes the gateway's tokens.
+#[derive(Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct UpdateGateway {
     #[serde(default)]
@@ -43,7 +45,11 @@ fn not_found() -> ApiError {
     ApiError::not_found("no such gateway")
 }
 
-/// `GET /api/v1/gateways`
+/// Every gateway client.
+#[utoipa::path(get, path = "/api/v1/gateways", tag = "gateways", security(("bearer" = [])),  
+    responses(
+        (status = 200, description = "`{status, gateways: [gateway]}`"),
+        (status = 403, description = "Not read:users (management)", body = platform::openapi::ErrorResponse)))]
 pub async fn list(
     state: web::Data<AuthState>,
     _caller: Authenticated<require::ReadUsers>,
@@ -56,7 +62,13 @@ pub async fn list(
     })))
 }
 
-/// `POST /api/v1/gateways`: answers the generated secret, once.
+/// Creates a gateway client (audited); the secret is in this answer only.
+#[utoipa::path(post, path = "/api/v1/gateways", tag = "gateways", security(("bearer" = [])),  request_body = CreateGateway,
+    responses(
+        (status = 201, description = "`{status, gateway, client_secret}`"),
+        (status = 400, description = "Invalid fields", body = platform::openapi::ErrorResponse),
+        (status = 403, description = "Not write:users (management)", body = platform::openapi::ErrorResponse),
+        (status = 409, description = "client_id taken", body = platform::openapi::ErrorResponse)))]
 pub async fn create(
     state: web::Data<AuthState>,
     caller: Authenticated<require::WriteUsers>,
@@ -114,7 +126,13 @@ pub async fn create(
     })))
 }
 
-/// `PATCH /api/v1/gateways/{id}`: rename, activate, deactivate (which revokes its tokens).
+/// Renames, activates or deactivates a gateway client (audited).
+#[utoipa::path(patch, path = "/api/v1/gateways/{id}", tag = "gateways", security(("bearer" = [])), params(("id" = uuid::Uuid, Path, description = "The gateway client")), request_body = UpdateGateway,
+    responses(
+        (status = 200, description = "`{status, gateway}`"),
+        (status = 400, description = "Invalid fields", body = platform::openapi::ErrorResponse),
+        (status = 403, description = "Not write:users", body = platform::openapi::ErrorResponse),
+        (status = 404, description = "Unknown gateway", body = platform::openapi::ErrorResponse)))]
 pub async fn update(
     state: web::Data<AuthState>,
     caller: Authenticated<require::WriteUsers>,
@@ -165,7 +183,12 @@ pub async fn update(
     Ok(HttpResponse::Ok().json(json!({"status": "success", "gateway": gateway.view()})))
 }
 
-/// `DELETE /api/v1/gateways/{id}`: its tokens stop working within a second.
+/// Deletes a gateway client (audited); its tokens stop working within a second.
+#[utoipa::path(delete, path = "/api/v1/gateways/{id}", tag = "gateways", security(("bearer" = [])), params(("id" = uuid::Uuid, Path, description = "The gateway client")), 
+    responses(
+        (status = 204, description = "Deleted"),
+        (status = 403, description = "Not delete:users", body = platform::openapi::ErrorResponse),
+        (status = 404, description = "Unknown gateway", body = platform::openapi::ErrorResponse)))]
 pub async fn delete(
     state: web::Data<AuthState>,
     caller: Authenticated<require::DeleteUsers>,

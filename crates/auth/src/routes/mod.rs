@@ -8,37 +8,18 @@ use actix_web::web;
 use platform::ApiError;
 use platform::error::FieldError;
 
-pub fn configure(cfg: &mut web::ServiceConfig) {
-    cfg.route("/.well-known/jwks.json", web::get().to(session::jwks))
-        .service(
-            web::scope("/api/v1/auth")
-                .route("/login", web::post().to(session::login))
-                .route("/refresh", web::post().to(session::refresh))
-                .route("/logout", web::post().to(session::logout))
-                .route("/me", web::get().to(session::me))
-                .route("/token", web::post().to(session::client_credentials)),
-        )
-        .service(
-            web::resource("/api/v1/users")
-                .route(web::get().to(users::list))
-                .route(web::post().to(users::create)),
-        )
-        .service(
-            web::resource("/api/v1/users/{id}")
-                .route(web::get().to(users::get))
-                .route(web::patch().to(users::update))
-                .route(web::delete().to(users::delete)),
-        )
-        .service(
-            web::resource("/api/v1/gateways")
-                .route(web::get().to(gateways::list))
-                .route(web::post().to(gateways::create)),
-        )
-        .service(
-            web::resource("/api/v1/gateways/{id}")
-                .route(web::patch().to(gateways::update))
-                .route(web::delete().to(gateways::delete)),
-        );
+platform::http_routes! {
+    service: platform::ServiceName::Auth;
+    "/.well-known/jwks.json" => { get: session::jwks },
+    "/api/v1/auth/login" => { post: session::login },
+    "/api/v1/auth/refresh" => { post: session::refresh },
+    "/api/v1/auth/logout" => { post: session::logout },
+    "/api/v1/auth/me" => { get: session::me },
+    "/api/v1/auth/token" => { post: session::client_credentials },
+    "/api/v1/users" => { get: users::list, post: users::create },
+    "/api/v1/users/{id}" => { get: users::get, patch: users::update, delete: users::delete },
+    "/api/v1/gateways" => { get: gateways::list, post: gateways::create },
+    "/api/v1/gateways/{id}" => { patch: gateways::update, delete: gateways::delete },
 }
 
 /// Runs a CPU-heavy password hash/verify off the async workers.
@@ -57,10 +38,13 @@ fn reject_if_any(errors: Vec<FieldError>) -> Result<(), ApiError> {
 }
 
 /// Pagination without other filters.
-#[derive(Debug, serde::Deserialize)]
+#[derive(Debug, serde::Deserialize, utoipa::IntoParams)]
 #[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
 pub struct Page {
+    /// 1..=500, default 50.
     limit: Option<i64>,
+    /// Default 0.
     offset: Option<i64>,
 }
 

@@ -21,14 +21,17 @@ use uuid::Uuid;
 
 const BAD_CREDENTIALS: &str = "invalid username or password";
 
-#[derive(Deserialize)]
+/// A person's credentials.
+#[derive(Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct LoginRequest {
+    #[schema(example = "operator")]
     username: String,
     password: String,
 }
 
-#[derive(Deserialize)]
+/// A refresh token from a login or an earlier refresh (single use).
+#[derive(Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct RefreshRequest {
     refresh_token: String,
@@ -69,7 +72,13 @@ fn sign_error(err: crate::tokens::SignError) -> ApiError {
     ApiError::internal()
 }
 
-/// `POST /api/v1/auth/login`
+/// Logs a person in: a 15-minute access token and a refresh token.
+#[utoipa::path(post, path = "/api/v1/auth/login", tag = "auth", request_body = LoginRequest,
+    responses(
+        (status = 200, description = "`{status, access_token, token_type: Bearer, expires_in, refresh_token?, user?}`"),
+        (status = 400, description = "Username or password missing or too long", body = platform::openapi::ErrorResponse),
+        (status = 401, description = "Invalid username or password", body = platform::openapi::ErrorResponse),
+        (status = 429, description = "Too many failures for this account or address; Retry-After", body = platform::openapi::ErrorResponse)))]
 pub async fn login(
     state: web::Data<AuthState>,
     req: HttpRequest,
@@ -136,8 +145,11 @@ pub async fn login(
     ))
 }
 
-/// `POST /api/v1/auth/refresh`: exchanges a refresh token for a new pair. A token that was
-/// already exchanged means two parties hold it; the whole session is revoked.
+/// Exchanges a refresh token for a new pair; a token presented twice revokes the session.
+#[utoipa::path(post, path = "/api/v1/auth/refresh", tag = "auth", request_body = RefreshRequest,
+    responses(
+        (status = 200, description = "`{status, access_token, token_type: Bearer, expires_in, refresh_token?, user?}`"),
+        (status = 401, description = "Invalid, expired, revoked or reused refresh token", body = platform::openapi::ErrorResponse)))]
 pub async fn refresh(
     state: web::Data<AuthState>,
     body: web::Json<RefreshRequest>,
@@ -210,8 +222,11 @@ pub async fn refresh(
     }
 }
 
-/// `POST /api/v1/auth/logout`: ends the caller's session — its refresh tokens in Postgres,
-/// its access tokens everywhere (every service's revocation mirror picks it up).
+/// Ends the caller's session: its refresh tokens, and its access tokens in every service within a second.
+#[utoipa::path(post, path = "/api/v1/auth/logout", tag = "auth", security(("bearer" = [])),
+    responses(
+        (status = 204, description = "Logged out"),
+        (status = 401, description = "No valid token", body = platform::openapi::ErrorResponse)))]
 pub async fn logout(
     state: web::Data<AuthState>,
     caller: Authenticated<require::Any>,
@@ -229,7 +244,11 @@ pub async fn logout(
     Ok(HttpResponse::NoContent().finish())
 }
 
-/// `GET /api/v1/auth/me`
+/// Who the token belongs to, with role and permissions.
+#[utoipa::path(get, path = "/api/v1/auth/me", tag = "auth", security(("bearer" = [])),
+    responses(
+        (status = 200, description = "`{status, user}` or, for gateways, `{status, gateway, role, permissions}`"),
+        (status = 401, description = "No valid token", body = platform::openapi::ErrorResponse)))]
 pub async fn me(
     state: web::Data<AuthState>,
     caller: Authenticated<require::Any>,
@@ -252,7 +271,8 @@ pub async fn me(
     Ok(HttpResponse::Ok().json(json!({"status": "success", "user": user.view()})))
 }
 
-#[derive(Deserialize)]
+/// OAuth 2 client credentials (or HTTP Basic with `grant_type` only).
+#[derive(Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 struct ClientCredentials {
     grant_type: String,
@@ -273,8 +293,15 @@ fn basic_credentials(req: &HttpRequest) -> Option<(String, String)> {
     Some((id.to_owned(), secret.to_owned()))
 }
 
-/// `POST /api/v1/auth/token` with `grant_type=client_credentials`, as a form or JSON, the
-/// credentials in the body or an HTTP Basic header.
+/// A gateway's access token: OAuth 2 client credentials as form, JSON or HTTP Basic.
+#[utoipa::path(post, path = "/api/v1/auth/token", tag = "auth",
+    request_body(description = "grant_type=client_credentials with client_id and client_secret (or HTTP Basic)", content(
+        (ClientCredentials = "application/json"), (ClientCredentials = "application/x-www-form-urlencoded"))),
+    responses(
+        (status = 200, description = "`{status, access_token, token_type, expires_in}`"),
+        (status = 400, description = "Unsupported grant type or missing fields", body = platform::openapi::ErrorResponse),
+        (status = 401, description = "Invalid client credentials", body = platform::openapi::ErrorResponse),
+        (status = 429, description = "Too many failures; Retry-After", body = platform::openapi::ErrorResponse)))]
 pub async fn client_credentials(
     state: web::Data<AuthState>,
     req: HttpRequest,
@@ -359,7 +386,9 @@ pub async fn client_credentials(
     Ok(token_response::<()>(&access, None, None))
 }
 
-/// `GET /.well-known/jwks.json`
+/// The public keys that verify access tokens (RFC 7517), for anyone who verifies tokens.
+#[utoipa::path(get, path = "/.well-known/jwks.json", tag = "auth",
+    responses((status = 200, description = "`{keys: [{kty: OKP, crv: Ed25519, x, kid, alg: EdDSA, use: sig}]}`")))]
 pub async fn jwks(state: web::Data<AuthState>) -> HttpResponse {
     HttpResponse::Ok()
         .insert_header((header::CACHE_CONTROL, "public, max-age=300"))

@@ -19,20 +19,27 @@ use serde::Deserialize;
 use serde_json::json;
 use uuid::Uuid;
 
-#[derive(Deserialize)]
+/// A new person.
+#[derive(Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct CreateUser {
     username: String,
     #[serde(default)]
     email: Option<String>,
+    /// At least 12 characters.
     password: String,
+    /// `operator`, `supervisor` or `management`.
+    #[schema(example = "operator")]
     role: String,
 }
 
-#[derive(Deserialize)]
+/// What changes; `email: null` clears it. Role changes and deactivation revoke the
+/// person's tokens.
+#[derive(Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct UpdateUser {
     #[serde(default)]
+    #[schema(value_type = Option<String>)]
     email: Option<Option<String>>,
     #[serde(default)]
     role: Option<String>,
@@ -99,7 +106,11 @@ async fn keep_a_manager(
     Ok(())
 }
 
-/// `GET /api/v1/users`
+/// Every user, paged.
+#[utoipa::path(get, path = "/api/v1/users", tag = "users", security(("bearer" = [])), params(Page), 
+    responses(
+        (status = 200, description = "`{status, users: [user], pagination}`"),
+        (status = 403, description = "Not read:users (management)", body = platform::openapi::ErrorResponse)))]
 pub async fn list(
     state: web::Data<AuthState>,
     _caller: Authenticated<require::ReadUsers>,
@@ -115,7 +126,12 @@ pub async fn list(
     })))
 }
 
-/// `GET /api/v1/users/{id}`
+/// One user.
+#[utoipa::path(get, path = "/api/v1/users/{id}", tag = "users", security(("bearer" = [])), params(("id" = uuid::Uuid, Path, description = "The user")), 
+    responses(
+        (status = 200, description = "`{status, user}`"),
+        (status = 403, description = "Not read:users", body = platform::openapi::ErrorResponse),
+        (status = 404, description = "Unknown user", body = platform::openapi::ErrorResponse)))]
 pub async fn get(
     state: web::Data<AuthState>,
     _caller: Authenticated<require::ReadUsers>,
@@ -126,7 +142,13 @@ pub async fn get(
     Ok(HttpResponse::Ok().json(json!({"status": "success", "user": user.view()})))
 }
 
-/// `POST /api/v1/users`
+/// Creates a user (audited).
+#[utoipa::path(post, path = "/api/v1/users", tag = "users", security(("bearer" = [])),  request_body = CreateUser,
+    responses(
+        (status = 201, description = "`{status, user}`"),
+        (status = 400, description = "Invalid fields, each named", body = platform::openapi::ErrorResponse),
+        (status = 403, description = "Not write:users (management)", body = platform::openapi::ErrorResponse),
+        (status = 409, description = "Username taken", body = platform::openapi::ErrorResponse)))]
 pub async fn create(
     state: web::Data<AuthState>,
     caller: Authenticated<require::WriteUsers>,
@@ -181,8 +203,14 @@ pub async fn create(
     Ok(HttpResponse::Created().json(json!({"status": "success", "user": user.view()})))
 }
 
-/// `PATCH /api/v1/users/{id}`: email, role, activation, password reset. Role changes,
-/// deactivation and password resets end the user's sessions and revoke their tokens.
+/// Changes a user (audited); the last active manager cannot be demoted or deactivated.
+#[utoipa::path(patch, path = "/api/v1/users/{id}", tag = "users", security(("bearer" = [])), params(("id" = uuid::Uuid, Path, description = "The user")), request_body = UpdateUser,
+    responses(
+        (status = 200, description = "`{status, user}`"),
+        (status = 400, description = "Invalid fields", body = platform::openapi::ErrorResponse),
+        (status = 403, description = "Not write:users", body = platform::openapi::ErrorResponse),
+        (status = 404, description = "Unknown user", body = platform::openapi::ErrorResponse),
+        (status = 409, description = "Would leave no active manager", body = platform::openapi::ErrorResponse)))]
 pub async fn update(
     state: web::Data<AuthState>,
     caller: Authenticated<require::WriteUsers>,
@@ -266,7 +294,13 @@ pub async fn update(
     Ok(HttpResponse::Ok().json(json!({"status": "success", "user": user.view()})))
 }
 
-/// `DELETE /api/v1/users/{id}`
+/// Deletes a user (audited); their tokens stop working within a second.
+#[utoipa::path(delete, path = "/api/v1/users/{id}", tag = "users", security(("bearer" = [])), params(("id" = uuid::Uuid, Path, description = "The user")), 
+    responses(
+        (status = 204, description = "Deleted"),
+        (status = 403, description = "Not delete:users", body = platform::openapi::ErrorResponse),
+        (status = 404, description = "Unknown user", body = platform::openapi::ErrorResponse),
+        (status = 409, description = "Would leave no active manager", body = platform::openapi::ErrorResponse)))]
 pub async fn delete(
     state: web::Data<AuthState>,
     caller: Authenticated<require::DeleteUsers>,

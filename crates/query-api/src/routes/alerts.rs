@@ -17,16 +17,25 @@ use serde::Deserialize;
 use serde_json::json;
 use uuid::Uuid;
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::IntoParams)]
 #[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
 pub struct AlertQuery {
+    /// `open`, `closed` or `all` (default).
     state: Option<String>,
+    /// `warning` or `critical`.
     severity: Option<String>,
+    /// `temperature`, `pressure` or `inactivity`.
     metric: Option<String>,
+    /// A machine's UUID.
     machine_id: Option<String>,
+    /// RFC 3339: last seen at or after.
     since: Option<String>,
+    /// RFC 3339: first seen before.
     until: Option<String>,
+    /// 1..=500, default 50.
     limit: Option<i64>,
+    /// Default 0.
     offset: Option<i64>,
 }
 
@@ -48,8 +57,12 @@ fn time_param(
     }
 }
 
-/// `GET /api/v1/alerts?state=open|closed|all&severity=&metric=&machine_id=&since=&until=&limit=&offset=`
-/// — newest activity first; `since`/`until` bound `last_seen`.
+/// Alerts, newest first, filtered.
+#[utoipa::path(get, path = "/api/v1/alerts", tag = "alerts", security(("bearer" = [])), params(AlertQuery),
+    responses(
+        (status = 200, description = "`{status, alerts: [alert], pagination: {limit, offset, total, has_more}}`"),
+        (status = 400, description = "Bad parameters, each named", body = platform::openapi::ErrorResponse),
+        (status = 403, description = "Not read:sensor_data", body = platform::openapi::ErrorResponse)))]
 pub async fn list(
     state: web::Data<QueryState>,
     _caller: Authenticated<require::ReadSensorData>,
@@ -142,8 +155,14 @@ pub async fn list(
     })))
 }
 
-/// `POST /api/v1/alerts/{id}/ack` (supervisor, management): records who acknowledged it.
-/// Acknowledging again keeps the first acknowledgement (200, unchanged).
+/// Acknowledges an alert (audited; idempotent: the first acknowledgement stays).
+#[utoipa::path(post, path = "/api/v1/alerts/{id}/ack", tag = "alerts", security(("bearer" = [])),
+    params(("id" = uuid::Uuid, Path, description = "The alert")),
+    responses(
+        (status = 200, description = "`{status, alert}`"),
+        (status = 400, description = "Not a UUID", body = platform::openapi::ErrorResponse),
+        (status = 403, description = "Not ack:alerts (supervisor, management)", body = platform::openapi::ErrorResponse),
+        (status = 404, description = "No such alert", body = platform::openapi::ErrorResponse)))]
 pub async fn acknowledge(
     state: web::Data<QueryState>,
     caller: Authenticated<require::AcknowledgeAlerts>,

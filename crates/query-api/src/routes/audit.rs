@@ -10,16 +10,26 @@ use platform::postgres::connection;
 use serde::Deserialize;
 use serde_json::json;
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::IntoParams)]
 #[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
 pub struct AuditQuery {
+    /// `machine`, `user`, `gateway`, `setting`, `alert`.
     resource_type: Option<String>,
+    /// The resource's id.
     resource_id: Option<String>,
+    /// 1..=500, default 50.
     limit: Option<i64>,
+    /// Default 0.
     offset: Option<i64>,
 }
 
-/// `GET /api/v1/audit?resource_type=&resource_id=&limit=&offset=`
+/// Who changed what, newest first.
+#[utoipa::path(get, path = "/api/v1/audit", tag = "registry", security(("bearer" = [])), params(AuditQuery),
+    responses(
+        (status = 200, description = "`{status, entries: [...], pagination: {limit, offset, total, has_more}}`"),
+        (status = 400, description = "Bad parameters", body = platform::openapi::ErrorResponse),
+        (status = 403, description = "Not read:audit (management)", body = platform::openapi::ErrorResponse)))]
 pub async fn list(
     state: web::Data<QueryState>,
     _caller: Authenticated<require::ReadAudit>,

@@ -14,15 +14,19 @@ use serde::Deserialize;
 use serde_json::{Value, json};
 
 /// One change: the seed's `{setting_name, setting_value}`.
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct SettingChange {
+    /// A name from `GET /api/v1/config`.
+    #[schema(example = "max_temperature_threshold")]
     setting_name: String,
+    /// Of the setting's kind, within its bounds.
+    #[schema(value_type = Object, example = 85.0)]
     setting_value: Value,
 }
 
 /// A single change, or several applied together (all or nothing).
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::ToSchema)]
 #[serde(untagged)]
 pub enum UpdateRequest {
     /// `{"settings": [{setting_name, setting_value}, ...]}`
@@ -34,7 +38,12 @@ pub enum UpdateRequest {
     Single(SettingChange),
 }
 
-/// `GET /api/v1/config`
+/// Every setting with its value, default, kind, bounds, unit and version.
+#[utoipa::path(get, path = "/api/v1/config", tag = "settings", security(("bearer" = [])),
+    responses(
+        (status = 200, description = "`{status, version, settings: [{name, value, default, kind, unit, description, version, updated_at, updated_by}]}`"),
+        (status = 401, description = "No valid token", body = platform::openapi::ErrorResponse),
+        (status = 403, description = "Not read:config (management)", body = platform::openapi::ErrorResponse)))]
 pub async fn show(
     state: web::Data<QueryState>,
     _caller: Authenticated<require::ReadConfig>,
@@ -63,7 +72,15 @@ pub async fn show(
         .json(json!({"status": "success", "version": version, "settings": settings})))
 }
 
-/// `POST /api/v1/config/update`
+/// Changes settings (audited); every service applies them within a second, without restart.
+#[utoipa::path(post, path = "/api/v1/config/update", tag = "settings", security(("bearer" = [])),
+    request_body = UpdateRequest,
+    responses(
+        (status = 200, description = "`{status, updated: [{name, value, version}]}`"),
+        (status = 400, description = "Unknown name, wrong type or out of bounds, per field", body = platform::openapi::ErrorResponse),
+        (status = 401, description = "No valid token", body = platform::openapi::ErrorResponse),
+        (status = 403, description = "Not write:config (management)", body = platform::openapi::ErrorResponse),
+        (status = 503, description = "Token revocations not in sync: administrative calls fail closed", body = platform::openapi::ErrorResponse)))]
 pub async fn update(
     state: web::Data<QueryState>,
     caller: Authenticated<require::WriteConfig>,

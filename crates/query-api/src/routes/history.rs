@@ -354,7 +354,24 @@ fn normalised(query: &HistoryQuery) -> Value {
     })
 }
 
-/// `GET /api/v1/data/machine/{id}?start_time&end_time&interval&fields&agg&tz&limit&cursor`
+/// A machine's readings: raw, or bucketed (settled hours and days from the rollups).
+#[utoipa::path(get, path = "/api/v1/data/machine/{id}", tag = "data", security(("bearer" = [])),
+    params(
+        ("id" = uuid::Uuid, Path, description = "The machine"),
+        ("start_time" = String, Query, description = "RFC 3339, required"),
+        ("end_time" = Option<String>, Query, description = "RFC 3339, default now"),
+        ("interval" = Option<String>, Query, description = "raw (default), 1m, 5m, 15m, 1h, 1d"),
+        ("fields" = Option<String>, Query, description = "Comma-separated subset of temperature, pressure, speed"),
+        ("agg" = Option<String>, Query, description = "Comma-separated subset of mean, min, max, count (bucketed only)"),
+        ("tz" = Option<String>, Query, description = "IANA zone for day buckets, default UTC"),
+        ("limit" = Option<u32>, Query, description = "1..=10000, default 1000"),
+        ("cursor" = Option<String>, Query, description = "pagination.next_cursor of the previous page")),
+    responses(
+        (status = 200, description = "`{status, machine, query, data: [{timestamp, <field>, <field>_min, …}], pagination: {limit, has_more, next_cursor}}`"),
+        (status = 400, description = "Every parameter problem, each named", body = platform::openapi::ErrorResponse),
+        (status = 403, description = "Not read:sensor_data", body = platform::openapi::ErrorResponse),
+        (status = 404, description = "Unknown machine", body = platform::openapi::ErrorResponse),
+        (status = 503, description = "InfluxDB unavailable", body = platform::openapi::ErrorResponse)))]
 pub async fn machine_history(
     state: web::Data<QueryState>,
     _caller: Authenticated<require::ReadSensorData>,

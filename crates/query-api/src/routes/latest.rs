@@ -129,7 +129,13 @@ fn render(fields: Option<&HashMap<&'static str, (f64, i64)>>) -> Value {
     Value::Object(object)
 }
 
-/// `GET /api/v1/data/machine/{id}/latest`
+/// A machine's newest value per field (Redis, falling back to InfluxDB).
+#[utoipa::path(get, path = "/api/v1/data/machine/{id}/latest", tag = "data", security(("bearer" = [])),
+    params(("id" = uuid::Uuid, Path, description = "The machine")),
+    responses(
+        (status = 200, description = "`{status, machine, latest: {<field>: {value, timestamp} | null}, source}`"),
+        (status = 403, description = "Not read:sensor_data", body = platform::openapi::ErrorResponse),
+        (status = 404, description = "Unknown machine", body = platform::openapi::ErrorResponse)))]
 pub async fn machine(
     state: web::Data<QueryState>,
     _caller: Authenticated<require::ReadSensorData>,
@@ -149,17 +155,26 @@ pub async fn machine(
     })))
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::IntoParams)]
 #[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
 pub struct FleetQuery {
+    /// Exact location.
     location: Option<String>,
+    /// `active`, `inactive`, `maintenance`, `error`.
     status: Option<String>,
+    /// `temperature`, `pressure`, `speed`, `multi`.
     sensor_type: Option<String>,
+    /// Factory id.
     factory_id: Option<String>,
 }
 
-/// `GET /api/v1/data/latest?location=&status=&sensor_type=&factory_id=`: every matching
-/// machine with its latest values, in one answer.
+/// Every matching machine with its latest values, in one answer.
+#[utoipa::path(get, path = "/api/v1/data/latest", tag = "data", security(("bearer" = [])), params(FleetQuery),
+    responses(
+        (status = 200, description = "`{count, machines: [{machine, latest}]}`"),
+        (status = 400, description = "Bad filter", body = platform::openapi::ErrorResponse),
+        (status = 403, description = "Not read:sensor_data", body = platform::openapi::ErrorResponse)))]
 pub async fn fleet(
     state: web::Data<QueryState>,
     _caller: Authenticated<require::ReadSensorData>,

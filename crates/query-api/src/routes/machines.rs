@@ -19,24 +19,40 @@ use uuid::Uuid;
 
 const DUPLICATE: &str = "a machine with this name exists in this factory";
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::IntoParams)]
 #[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
 pub struct ListQuery {
+    /// Exact location.
     location: Option<String>,
+    /// `active`, `inactive`, `maintenance`, `error`.
     status: Option<String>,
+    /// `temperature`, `pressure`, `speed`, `multi`.
     sensor_type: Option<String>,
+    /// Factory id.
     factory_id: Option<String>,
+    /// 1..=500, default 50.
     limit: Option<i64>,
+    /// Default 0.
     offset: Option<i64>,
 }
 
-#[derive(Deserialize)]
+/// A machine's registry fields; on create `name` and `location` are required, on update
+/// only what changes is sent.
+#[derive(Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct MachineBody {
+    /// Unique within its factory, 1..=100 characters.
+    #[schema(example = "CNC Mill 01")]
     name: Option<String>,
+    /// 1..=100 characters.
+    #[schema(example = "Hall 1")]
     location: Option<String>,
+    /// `temperature`, `pressure`, `speed` or `multi` (default).
     sensor_type: Option<String>,
+    /// `active` (default), `inactive`, `maintenance`, `error`.
     status: Option<String>,
+    /// Default `A`.
     factory_id: Option<String>,
 }
 
@@ -70,6 +86,9 @@ fn parse_body(body: &MachineBody, errors: &mut Vec<FieldError>) -> Parsed {
             let v = v.trim();
             if v.is_empty() || v.chars().count() > 255 {
                 Err("must be 1 to 255 characters and not blank".to_owned())
+            } else if v.ends_with('\\') || v.contains(['\n', '\r']) {
+                // InfluxDB 1.x line protocol cannot carry either in a tag value.
+                Err("must not end with a backslash or contain line breaks".to_owned())
             } else {
                 Ok(v.to_owned())
             }
@@ -123,7 +142,12 @@ async fn invalidate(state: &QueryState, id: Uuid) {
     });
 }
 
-/// `GET /api/v1/machines`
+/// The registry, filtered and paged.
+#[utoipa::path(get, path = "/api/v1/machines", tag = "registry", security(("bearer" = [])), params(ListQuery),
+    responses(
+        (status = 200, description = "`{status, machines: [machine], pagination: {limit, offset, total, has_more}}`"),
+        (status = 400, description = "Bad filter or paging", body = platform::openapi::ErrorResponse),
+        (status = 403, description = "Not read:machines", body = platform::openapi::ErrorResponse)))]
 pub async fn list(
     state: web::Data<QueryState>,
     _caller: Authenticated<require::ReadMachines>,
@@ -153,7 +177,12 @@ pub async fn list(
     })))
 }
 
-/// `GET /api/v1/machines/{id}`
+/// One machine, with `ETag: "v<version>"` for a later `If-Match`.
+#[utoipa::path(get, path = "/api/v1/machines/{id}", tag = "registry", security(("bearer" = [])), params(("id" = uuid::Uuid, Path, description = "The machine")),
+    responses(
+        (status = 200, description = "`{status, machine}`"),
+        (status = 403, description = "Not read:machines", body = platform::openapi::ErrorResponse),
+        (status = 404, description = "Unknown machine", body = platform::openapi::ErrorResponse)))]
 pub async fn get(
     state: web::Data<QueryState>,
     _caller: Authenticated<require::ReadMachines>,
@@ -166,7 +195,14 @@ pub async fn get(
     Ok(with_etag(StatusCode::OK, &machine))
 }
 
-/// `POST /api/v1/machines`
+/// Registers a machine (audited).
+#[utoipa::path(post, path = "/api/v1/machines", tag = "registry", security(("bearer" = [])),
+    request_body = MachineBody,
+    responses(
+        (status = 201, description = "`{status, machine}` with its ETag"),
+        (status = 400, description = "Invalid fields, each named", body = platform::openapi::ErrorResponse),
+        (status = 403, description = "Not write:machines (supervisor, management)", body = platform::openapi::ErrorResponse),
+        (status = 409, description = "A machine with this name exists in this factory", body = platform::openapi::ErrorResponse)))]
 pub async fn create(
     state: web::Data<QueryState>,
     caller: Authenticated<require::WriteMachines>,
@@ -256,7 +292,20 @@ fn if_match(req: &HttpRequest) -> Result<i64, ApiError> {
         })
 }
 
-/// `PATCH /api/v1/machines/{id}` with `If-Match`.
+/// Changes a machine (audited); `If-Match` with the ETag you read is required.
+#[utoipa::path(patch, path = "/api/v1/machines/{id}", tag = "registry", security(("bearer" = [])),
+    params(
+        ("id" = uuid::Uuid, Path, description = "The machine"),
+        ("If-Match" = String, Header, description = "The ETag read, e.g. \"v3\"")),
+    request_body = MachineBody,
+    responses(
+        (status = 200, description = "`{status, machine}` with its new ETag"),
+        (status = 400, description = "Invalid fields", body = platform::openapi::ErrorResponse),
+        (status = 403, description = "Not write:machines", body = platform::openapi::ErrorResponse),
+        (status = 404, description = "Unknown machine", body = platform::openapi::ErrorResponse),
+        (status = 409, description = "Duplicate name in the factory", body = platform::openapi::ErrorResponse),
+        (status = 412, description = "Changed since you read it", body = platform::openapi::ErrorResponse),
+        (status = 428, description = "If-Match missing", body = platform::openapi::ErrorResponse)))]
 pub async fn update(
     state: web::Data<QueryState>,
     caller: Authenticated<require::WriteMachines>,
@@ -313,7 +362,13 @@ pub async fn update(
     Ok(with_etag(StatusCode::OK, &machine))
 }
 
-/// `DELETE /api/v1/machines/{id}` (its telemetry stays in InfluxDB).
+/// Removes a machine from the registry (audited); its telemetry stays in InfluxDB.
+#[utoipa::path(delete, path = "/api/v1/machines/{id}", tag = "registry", security(("bearer" = [])), params(("id" = uuid::Uuid, Path, description = "The machine")),
+    responses(
+        (status = 204, description = "Deleted"),
+        (status = 403, description = "Not delete:machines (management)", body = platform::openapi::ErrorResponse),
+        (status = 404, description = "Unknown machine", body = platform::openapi::ErrorResponse),
+        (status = 503, description = "Token revocations not in sync: administrative calls fail closed", body = platform::openapi::ErrorResponse)))]
 pub async fn delete(
     state: web::Data<QueryState>,
     caller: Authenticated<require::DeleteMachines>,

@@ -8,37 +8,28 @@ mod latest;
 mod machines;
 mod stream;
 
-use actix_web::web;
+use crate::dashboard;
 
-pub fn configure(cfg: &mut web::ServiceConfig) {
-    cfg.route("/api/v1/config", web::get().to(config::show))
-        .route("/api/v1/config/update", web::post().to(config::update))
-        .route("/api/v1/audit", web::get().to(audit::list))
-        .route("/api/v1/alerts", web::get().to(alerts::list))
-        .route("/api/v1/stream/ticket", web::post().to(stream::ticket))
-        .route("/api/v1/stream", web::get().to(stream::stream))
-        .route(
-            "/api/v1/alerts/{id}/ack",
-            web::post().to(alerts::acknowledge),
-        )
-        .route("/api/v1/data/latest", web::get().to(latest::fleet))
-        .route(
-            "/api/v1/data/machine/{id}",
-            web::get().to(history::machine_history),
-        )
-        .route(
-            "/api/v1/data/machine/{id}/latest",
-            web::get().to(latest::machine),
-        )
-        .service(
-            web::resource("/api/v1/machines")
-                .route(web::get().to(machines::list))
-                .route(web::post().to(machines::create)),
-        )
-        .service(
-            web::resource("/api/v1/machines/{id}")
-                .route(web::get().to(machines::get))
-                .route(web::patch().to(machines::update))
-                .route(web::delete().to(machines::delete)),
-        );
+platform::http_routes! {
+    service: platform::ServiceName::QueryApi;
+    "/api/v1/config" => { get: config::show },
+    "/api/v1/config/update" => { post: config::update },
+    "/api/v1/audit" => { get: audit::list },
+    "/api/v1/alerts" => { get: alerts::list },
+    "/api/v1/alerts/{id}/ack" => { post: alerts::acknowledge },
+    "/api/v1/stream/ticket" => { post: stream::ticket },
+    "/api/v1/stream" => { get: stream::stream },
+    "/api/v1/data/latest" => { get: latest::fleet },
+    "/api/v1/data/machine/{id}" => { get: history::machine_history },
+    "/api/v1/data/machine/{id}/latest" => { get: latest::machine },
+    "/api/v1/machines" => { get: machines::list, post: machines::create },
+    "/api/v1/machines/{id}" => {
+        get: machines::get,
+        patch: machines::update,
+        delete: machines::delete,
+    },
+    "/api/v1/openapi.json" => { get: dashboard::merged_openapi },
+    "/" => { get: dashboard::index },
+    "/docs" => { get: dashboard::docs },
+    "/ui/{path:.*}" => { get: dashboard::asset },
 }

@@ -29,7 +29,12 @@ fn ticket_key(state: &QueryState, ticket: &str) -> String {
     state.redis.key(&format!("stream:ticket:{ticket}"))
 }
 
-/// `POST /api/v1/stream/ticket`
+/// A single-use ticket that opens one live stream within 30 s (EventSource cannot send a token).
+#[utoipa::path(post, path = "/api/v1/stream/ticket", tag = "live", security(("bearer" = [])),
+    responses(
+        (status = 200, description = "`{ticket, expires_in: 30, url}`"),
+        (status = 403, description = "Not read:sensor_data", body = platform::openapi::ErrorResponse),
+        (status = 503, description = "Redis unavailable", body = platform::openapi::ErrorResponse)))]
 pub async fn ticket(
     state: web::Data<QueryState>,
     caller: Authenticated<require::ReadSensorData>,
@@ -60,13 +65,21 @@ pub async fn ticket(
     })))
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::IntoParams)]
 #[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
 pub struct StreamQuery {
+    /// From `POST /api/v1/stream/ticket`; required, single use.
     ticket: Option<String>,
+    /// Only this machine.
     machine_id: Option<String>,
+    /// Only this location.
     location: Option<String>,
+    /// Only this factory.
     factory_id: Option<String>,
+    /// For browsers: `EventSource` cannot set `Last-Event-ID` on a new connection, and each
+    /// connection needs a new ticket, so the dashboard passes the id here. The header wins.
+    last_event_id: Option<String>,
 }
 
 struct Filter {
@@ -99,7 +112,13 @@ fn reset(reason: &str) -> Bytes {
     ))
 }
 
-/// `GET /api/v1/stream?ticket=…`
+/// Server-Sent Events: `reading`, `alert` and `reset` events as they are stored,
+/// `: keep-alive` every 15 s; resumes after `Last-Event-ID` (header) or `last_event_id`.
+#[utoipa::path(get, path = "/api/v1/stream", tag = "live", params(StreamQuery),
+    responses(
+        (status = 200, description = "An event stream", content_type = "text/event-stream"),
+        (status = 400, description = "Bad machine_id or last_event_id", body = platform::openapi::ErrorResponse),
+        (status = 401, description = "Missing, unknown, used or expired ticket", body = platform::openapi::ErrorResponse)))]
 pub async fn stream(
     state: web::Data<QueryState>,
     req: HttpRequest,
@@ -112,6 +131,17 @@ pub async fn stream(
     {
         errors.push(FieldError::parameter("machine_id", "must be a UUID").with_value(id.as_str()));
     }
+    let resume_from = match query.last_event_id.as_deref().map(str::parse::<u64>) {
+        Some(Ok(id)) => Some(id),
+        Some(Err(_)) => {
+            errors.push(
+                FieldError::parameter("last_event_id", "must be an event id from this stream")
+                    .with_value(query.last_event_id.as_deref().unwrap_or_default()),
+            );
+            None
+        }
+        None => None,
+    };
     reject_if_any("invalid stream parameters", errors)?;
     let Some(ticket) = query.ticket.filter(|t| !t.is_empty()) else {
         return Err(ApiError::unauthorized(
@@ -137,11 +167,21 @@ pub async fn stream(
         factory_id: query.factory_id,
     };
     let (receiver, watcher) = state.live.subscribe();
+    // The first stream after a quiet spell waits (about a second) until readings flow, so
+    // everything stored after this answer reaches the client.
+    if !state
+        .live
+        .wait_until_delivering(Duration::from_secs(3))
+        .await
+    {
+        tracing::warn!("live readings are not flowing yet (Redis?); opening the stream anyway");
+    }
     let last_event_id = req
         .headers()
         .get("last-event-id")
         .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.parse::<u64>().ok());
+        .and_then(|v| v.parse::<u64>().ok())
+        .or(resume_from);
     let mut first = std::collections::VecDeque::from([Bytes::from_static(b"retry: 2000\n\n")]);
     let mut newest_sent = 0;
     if let Some(last) = last_event_id {

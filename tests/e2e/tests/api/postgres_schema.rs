@@ -150,3 +150,32 @@ async fn config_and_audit_tables_accept_their_rows() {
         .unwrap();
     assert!(id > 0);
 }
+
+#[tokio::test]
+async fn check_schema_passes_when_migrated_and_names_what_is_pending() {
+    let ctx = TestContext::new().await;
+    let check = || {
+        std::process::Command::new(plantline_e2e::net::binary("plantline-admin"))
+            .arg("check-schema")
+            .env_clear()
+            .envs(ctx.env.iter().map(|(k, v)| (k.as_str(), v.as_str())))
+            .output()
+            .expect("run plantline-admin check-schema")
+    };
+    assert!(check().status.success(), "a migrated database passes");
+
+    // Forget that the newest migration ran: it is pending again.
+    let mut conn = platform::postgres::connection(&ctx.pg_pool())
+        .await
+        .unwrap();
+    diesel::sql_query(
+        "DELETE FROM __diesel_schema_migrations WHERE version = (SELECT max(version) FROM __diesel_schema_migrations)",
+    )
+    .execute(&mut conn)
+    .await
+    .unwrap();
+    let output = check();
+    assert_eq!(output.status.code(), Some(1));
+    let said = String::from_utf8_lossy(&output.stderr);
+    assert!(said.contains("1 pending"), "{said}");
+}

@@ -155,3 +155,28 @@ async fn a_panicking_essential_task_stops_the_service_with_an_error() {
         .unwrap();
     assert!(outcome.is_err(), "the exit reports the failure");
 }
+
+#[tokio::test]
+async fn the_healthcheck_subcommand_passes_against_the_running_service_and_fails_without_it() {
+    use plantline_e2e::net::{ServiceProcess, binary};
+    let ctx = plantline_e2e::TestContext::new().await;
+    let service = ServiceProcess::start("query-api", &ctx.env);
+    plantline_e2e::eventually(Duration::from_secs(20), "query-api answers", || {
+        service.readiness()
+    })
+    .await;
+    let check = |port: &str| {
+        std::process::Command::new(binary("query-api"))
+            .arg("healthcheck")
+            .env_clear()
+            .envs(ctx.env.iter().map(|(k, v)| (k.as_str(), v.as_str())))
+            .env("PLANTLINE_HTTP__PORT", port)
+            .stderr(std::process::Stdio::null())
+            .status()
+            .expect("run healthcheck")
+    };
+    let port = service.address.rsplit(':').next().expect("port");
+    assert!(check(port).success(), "healthy service: exit 0");
+    let nobody = plantline_e2e::closed_port().to_string();
+    assert_eq!(check(&nobody).code(), Some(1), "nothing listening: exit 1");
+}
