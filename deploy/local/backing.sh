@@ -1,40 +1,74 @@
 #!/usr/bin/env bash
 # Makes sure PostgreSQL, Redis, Mosquitto and InfluxDB answer on loopback, installing (apt)
-# and starting whatever is missing. InfluxDB and Plantline's own Mosquitto (port 1884, with
-# telemetry-sized queues) run from the project's state folder.
-#   backing.sh ensure   check/start all four (idempotent)
-#   backing.sh stop     stop what these scripts started (InfluxDB, and any system service
-#                       that was down before we started it)
+# and starting whatever is missing. InfluxDB, Redis and Plantline's own Mosquitto (port 1884,
+# with telemetry-sized queues) run from the project's state folder.
+#   backing.sh ensure          check/start all four (idempotent)
+#   backing.sh stop            stop what these scripts started (and the system PostgreSQL if
+#                              it was down before we started it)
+#   backing.sh start SERVICE   start one of postgres|redis|mosquitto|influxdb (idempotent)
+#   backing.sh stop SERVICE    stop that one again
+# PLANTLINE_STATE_DIR and PLANTLINE_PORT_{POSTGRES,REDIS,MQTT,INFLUX,INFLUX_RPC} give a second,
+# private set (the fault suite runs its own this way, never touching the developer's stack).
+# PostgreSQL on its default port is the system cluster; on any other port it is a cluster of
+# its own under the state folder.
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 
-PG_PORT=5432 REDIS_PORT=6379 MQTT_PORT=1884 INFLUX_PORT=8086
+PG_PORT=${PLANTLINE_PORT_POSTGRES:-5432}
+REDIS_PORT=${PLANTLINE_PORT_REDIS:-6379}
+MQTT_PORT=${PLANTLINE_PORT_MQTT:-1884}
+INFLUX_PORT=${PLANTLINE_PORT_INFLUX:-8086}
+INFLUX_RPC_PORT=${PLANTLINE_PORT_INFLUX_RPC:-8088}
 INFLUX_DIR="$STATE/influxdb"
 MQTT_DIR="$STATE/mosquitto"
+REDIS_DIR="$STATE/redis"
+PG_DIR="$STATE/postgres"
+
+install_postgres() {
+  command -v psql >/dev/null && ls /usr/lib/postgresql/*/bin/postgres >/dev/null 2>&1 && return
+  apt_install postgresql postgresql-client
+  # A fresh cluster asks for passwords on TCP; the local stack trusts loopback, as the
+  # development machines do. Production uses real credentials in PLANTLINE_POSTGRES__URL.
+  local hba; hba=$(ls /etc/postgresql/*/main/pg_hba.conf | head -n1)
+  sed -i '1i host all all 127.0.0.1/32 trust' "$hba"
+}
 
 ensure_postgres() {
   if port_open 127.0.0.1 $PG_PORT; then return; fi
-  if ! ls /etc/postgresql/*/main >/dev/null 2>&1; then
-    apt_install postgresql postgresql-client
-    # A fresh cluster asks for passwords on TCP; the local stack trusts loopback, as the
-    # development machines do. Production uses real credentials in PLANTLINE_POSTGRES__URL.
-    local hba; hba=$(ls /etc/postgresql/*/main/pg_hba.conf | head -n1)
-    sed -i '1i host all all 127.0.0.1/32 trust' "$hba"
-  fi
+  install_postgres
+  if [ "$PG_PORT" != 5432 ]; then ensure_private_postgres; return; fi
   say "starting PostgreSQL"
   pg_ctlcluster --skip-systemctl-redirect "$(ls /etc/postgresql | sort -V | tail -n1)" main start
   touch "$RUN/started-postgres"
   wait_until 30 PostgreSQL port_open 127.0.0.1 $PG_PORT
 }
 
+# A cluster of the state folder's own, trusting loopback, no Unix socket. PostgreSQL refuses
+# to run as root: as root it runs as the `postgres` user (setpriv execs, so the pid file
+# holds the server itself).
+ensure_private_postgres() {
+  local bin; bin=$(ls -d /usr/lib/postgresql/*/bin | sort -V | tail -n1)
+  local as=()
+  if [ "$(id -u)" = 0 ]; then as=(setpriv --reuid=postgres --regid=postgres --init-groups --); fi
+  if [ ! -s "$PG_DIR/PG_VERSION" ]; then
+    mkdir -p "$PG_DIR"
+    [ "$(id -u)" = 0 ] && chown postgres:postgres "$PG_DIR"
+    "${as[@]}" "$bin/initdb" -D "$PG_DIR" -U postgres --auth=trust --no-sync >"$LOGS/postgres-init.log" 2>&1 \
+      || { tail -n 20 "$LOGS/postgres-init.log" >&2; exit 1; }
+  fi
+  say "starting PostgreSQL on 127.0.0.1:$PG_PORT (data in $PG_DIR)"
+  start_daemon postgres "$LOGS/postgres.log" "${as[@]}" "$bin/postgres" -D "$PG_DIR" -p "$PG_PORT" \
+    -c listen_addresses=127.0.0.1 -c unix_socket_directories= -c fsync=off
+  wait_until 30 PostgreSQL port_open 127.0.0.1 $PG_PORT || { tail -n 20 "$LOGS/postgres.log" >&2; exit 1; }
+}
+
 ensure_redis() {
   if port_open 127.0.0.1 $REDIS_PORT; then return; fi
   command -v redis-server >/dev/null || apt_install redis-server
-  say "starting Redis"
-  mkdir -p /var/lib/redis /var/log/redis
-  redis-server --daemonize yes --bind 127.0.0.1 -::1 --port $REDIS_PORT --save "" \
-    --appendonly no --dir /var/lib/redis --logfile /var/log/redis/plantline.log
-  touch "$RUN/started-redis"
-  wait_until 15 Redis port_open 127.0.0.1 $REDIS_PORT
+  mkdir -p "$REDIS_DIR"
+  say "starting Redis on 127.0.0.1:$REDIS_PORT"
+  start_daemon redis "$LOGS/redis.log" redis-server --bind 127.0.0.1 --port "$REDIS_PORT" \
+    --save "" --appendonly no --dir "$REDIS_DIR"
+  wait_until 15 Redis port_open 127.0.0.1 $REDIS_PORT || { tail -n 20 "$LOGS/redis.log" >&2; exit 1; }
 }
 
 ensure_mosquitto() {
@@ -58,8 +92,8 @@ ensure_influxdb() {
   command -v influxd >/dev/null || apt_install influxdb influxdb-client
   mkdir -p "$INFLUX_DIR"/{meta,data,wal}
   cat > "$INFLUX_DIR/influxdb.conf" <<CONF
-# Generated by deploy/local/backing.sh: loopback only, data under .plantline/influxdb.
-bind-address = "127.0.0.1:8088"
+# Generated by deploy/local/backing.sh: loopback only, data in this folder.
+bind-address = "127.0.0.1:$INFLUX_RPC_PORT"
 reporting-enabled = false
 [meta]
   dir = "$INFLUX_DIR/meta"
@@ -76,7 +110,7 @@ reporting-enabled = false
   enabled = true
   log-enabled = false
 CONF
-  say "starting InfluxDB (data in ${INFLUX_DIR#$ROOT/})"
+  say "starting InfluxDB on 127.0.0.1:$INFLUX_PORT (data in ${INFLUX_DIR#$ROOT/})"
   start_daemon influxdb "$LOGS/influxdb.log" influxd -config "$INFLUX_DIR/influxdb.conf"
   wait_until 60 InfluxDB influx_ping || { tail -n 20 "$LOGS/influxdb.log" >&2; exit 1; }
 }
@@ -91,19 +125,37 @@ ensure_tools() {
   if [ ${#missing[@]} -gt 0 ]; then apt_install "${missing[@]}"; fi
 }
 
-case "${1:-ensure}" in
-  ensure)
+stop_postgres() {
+  if [ -s "$RUN/postgres.pid" ]; then
+    # SIGINT is PostgreSQL's fast shutdown: SIGTERM would wait for every client to leave.
+    stop_daemon postgres 30 INT
+  elif [ -e "$RUN/started-postgres" ]; then
+    pg_ctlcluster --skip-systemctl-redirect "$(ls /etc/postgresql | sort -V | tail -n1)" main stop || true
+    rm -f "$RUN/started-postgres"; say "stopped PostgreSQL"
+  fi
+}
+
+case "${1:-ensure}:${2:-}" in
+  ensure:)
     ensure_tools
     ensure_postgres
     ensure_redis
     ensure_mosquitto
     ensure_influxdb
     ;;
-  stop)
+  stop:)
     stop_daemon influxdb 30
     stop_daemon mosquitto 15
-    if [ -e "$RUN/started-redis" ]; then redis-cli -p $REDIS_PORT shutdown nosave >/dev/null 2>&1 || true; rm -f "$RUN/started-redis"; say "stopped Redis"; fi
-    if [ -e "$RUN/started-postgres" ]; then pg_ctlcluster --skip-systemctl-redirect "$(ls /etc/postgresql | sort -V | tail -n1)" main stop || true; rm -f "$RUN/started-postgres"; say "stopped PostgreSQL"; fi
+    stop_daemon redis 15
+    stop_postgres
     ;;
-  *) die "usage: backing.sh ensure|stop" ;;
+  start:postgres) ensure_postgres ;;
+  start:redis) ensure_redis ;;
+  start:mosquitto) ensure_mosquitto ;;
+  start:influxdb) ensure_influxdb ;;
+  stop:postgres) stop_postgres ;;
+  stop:redis) stop_daemon redis 15 ;;
+  stop:mosquitto) stop_daemon mosquitto 15 ;;
+  stop:influxdb) stop_daemon influxdb 30 ;;
+  *) die "usage: backing.sh ensure | stop [SERVICE] | start SERVICE (postgres|redis|mosquitto|influxdb)" ;;
 esac

@@ -51,13 +51,14 @@ start_daemon() {
   wait_until 5 "$name pid file" test -s "$RUN/$name.pid"
 }
 
-# stop_daemon NAME [SECONDS]: SIGTERM, wait for a graceful exit, SIGKILL as a last resort.
+# stop_daemon NAME [SECONDS] [SIGNAL]: SIGNAL (TERM), wait for a graceful exit, SIGKILL as a
+# last resort.
 stop_daemon() {
-  local name=$1 grace=${2:-25} file="$RUN/$1.pid"
+  local name=$1 grace=${2:-25} signal=${3:-TERM} file="$RUN/$1.pid"
   [ -s "$file" ] || return 0
   local pid; pid=$(cat "$file")
   if kill -0 "$pid" 2>/dev/null; then
-    kill -TERM "$pid" 2>/dev/null || true
+    kill -"$signal" "$pid" 2>/dev/null || true
     local deadline=$((SECONDS + grace))
     while kill -0 "$pid" 2>/dev/null; do
       if (( SECONDS >= deadline )); then
