@@ -75,6 +75,10 @@ pub struct AlertEvent {
     pub alert: Alert,
 }
 
+/// Tries to write one batch's alert changes before giving up on them (the message of the
+/// final ERROR names the number).
+pub const PERSIST_ATTEMPTS: u32 = 3;
+
 /// The key telling the write paths which metrics of a machine have an open alert.
 pub fn open_key(redis: &RedisClient, machine: &Uuid) -> String {
     redis.key(&format!("alert:open:{machine}"))
@@ -216,12 +220,7 @@ impl AlertEngine {
                 }
             }
         }
-        // One statement for every breach of the batch, one for every close: at most two round
-        // trips to Postgres, however many machines the batch carries.
-        let mut conn = crate::postgres::connection(&self.pg).await?;
-        let mut events = breaches.upsert(&mut conn).await?;
-        events.extend(close_all(&mut conn, &closing).await?);
-        drop(conn);
+        let events = self.persist(breaches, &closing).await?;
         // The open metrics after this batch follow from before + the changes: no query needed.
         let mut pipe = redis::pipe();
         for (machine, before, _) in &work {
@@ -246,6 +245,46 @@ impl AlertEngine {
             tracing::warn!(error = %err, events = events.len(), "Redis lost: alert changes not announced");
         }
         Ok(events)
+    }
+
+    /// One statement for every breach of the batch, one for every close: at most two round
+    /// trips to Postgres, however many machines the batch carries. Nothing is written until
+    /// the upsert succeeds, so a failure up to there (Postgres restarting, a broken pooled
+    /// connection) is retried, [`PERSIST_ATTEMPTS`] times in all.
+    async fn persist(
+        &self,
+        breaches: Breaches,
+        closing: &[(Uuid, &'static str)],
+    ) -> Result<Vec<AlertEvent>, AlertError> {
+        let mut attempt = 0;
+        loop {
+            attempt += 1;
+            let upserted = async {
+                let mut conn = crate::postgres::connection(&self.pg).await?;
+                let events = breaches.clone().upsert(&mut conn).await?;
+                Ok::<_, AlertError>((conn, events))
+            }
+            .await;
+            match upserted {
+                Ok((mut conn, mut events)) => {
+                    events.extend(close_all(&mut conn, closing).await?);
+                    return Ok(events);
+                }
+                Err(err) if attempt < PERSIST_ATTEMPTS => {
+                    tracing::warn!(attempt, error = %err, "alert changes not persisted; retrying");
+                    tokio::time::sleep(std::time::Duration::from_millis(50 * u64::from(attempt)))
+                        .await;
+                }
+                Err(err) => {
+                    tracing::error!(
+                        attempts = PERSIST_ATTEMPTS,
+                        error = %err,
+                        "alert changes: persist failed after 3 attempts; the readings are stored"
+                    );
+                    return Err(err);
+                }
+            }
+        }
     }
 
     /// Opens (or refreshes) an inactivity alert for every active machine silent for longer than
@@ -352,7 +391,7 @@ impl AlertEngine {
 }
 
 /// Breaches to record, one row per machine and metric, as column arrays for `UNNEST`.
-#[derive(Default)]
+#[derive(Default, Clone)]
 struct Breaches {
     machine_id: Vec<Uuid>,
     factory_id: Vec<String>,
