@@ -150,12 +150,33 @@ pub struct GatewayClient {
 }
 
 /// What the ingest endpoint said.
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 pub struct SendOutcome {
     /// HTTP status.
     pub status: u16,
     /// Seconds to wait before retrying (429/503).
     pub retry_after: Option<u64>,
+}
+
+/// One try of [`GatewayClient::deliver`].
+#[derive(Debug)]
+pub enum Attempt {
+    /// The endpoint answered.
+    Answered(SendOutcome),
+    /// No answer (connection refused, timeout, token request failed).
+    Failed(String),
+}
+
+/// How long to wait before trying again after `attempt`; `None` when the batch is done
+/// (accepted, or refused for good: another 4xx will not change by retrying).
+pub fn retry_wait(attempt: &Attempt) -> Option<Duration> {
+    match attempt {
+        Attempt::Answered(outcome) if outcome.status == 429 || outcome.status >= 500 => Some(
+            Duration::from_secs(outcome.retry_after.unwrap_or(1).clamp(1, 10)),
+        ),
+        Attempt::Answered(_) => None,
+        Attempt::Failed(_) => Some(Duration::from_secs(1)),
+    }
 }
 
 impl GatewayClient {
@@ -201,6 +222,23 @@ impl GatewayClient {
         let renew_at = std::time::Instant::now() + Duration::from_secs(lifetime.saturating_sub(60));
         self.token = Some((token.clone(), renew_at));
         Ok(token)
+    }
+
+    /// Sends one batch until it is accepted (201/207) or refused for good, waiting as told
+    /// between tries (429/5xx honour `Retry-After`, 1 to 10 s): a gateway keeps what the
+    /// server did not acknowledge. `observe` sees every try. Returns the final status.
+    pub async fn deliver(&mut self, body: Vec<u8>, mut observe: impl FnMut(&Attempt)) -> u16 {
+        loop {
+            let attempt = match self.send(body.clone()).await {
+                Ok(outcome) => Attempt::Answered(outcome),
+                Err(err) => Attempt::Failed(err),
+            };
+            observe(&attempt);
+            match (retry_wait(&attempt), &attempt) {
+                (None, Attempt::Answered(outcome)) => return outcome.status,
+                (wait, _) => tokio::time::sleep(wait.unwrap_or(Duration::from_secs(1))).await,
+            }
+        }
     }
 
     /// Sends one batch body (already serialised) and reports the status.

@@ -8,7 +8,7 @@
 
 use indicatif::{ProgressBar, ProgressStyle};
 use paho_mqtt as mqtt;
-use plantline_simulator::{GatewayClient, SimMachine, batch, mqtt_messages};
+use plantline_simulator::{Attempt, GatewayClient, SimMachine, batch, mqtt_messages, retry_wait};
 use std::process::ExitCode;
 use std::time::{Duration, Instant};
 
@@ -119,30 +119,21 @@ impl Transport {
                 }
             }
             Self::Http(client) => {
-                let body = body.to_string().into_bytes();
-                loop {
-                    match client.send(body.clone()).await {
-                        Ok(outcome) if outcome.status == 201 || outcome.status == 207 => break,
-                        Ok(outcome) if outcome.status == 429 || outcome.status >= 500 => {
+                let status = client
+                    .deliver(body.to_string().into_bytes(), |attempt| match attempt {
+                        Attempt::Answered(outcome) if retry_wait(attempt).is_some() => {
                             *retries += 1;
-                            tokio::time::sleep(Duration::from_secs(
-                                outcome.retry_after.unwrap_or(1).min(10),
-                            ))
-                            .await;
+                            bar.println(format!("ingest answered {}; retrying", outcome.status));
                         }
-                        Ok(outcome) => {
-                            bar.println(format!(
-                                "batch refused with {}; skipping it",
-                                outcome.status
-                            ));
-                            break;
-                        }
-                        Err(err) => {
+                        Attempt::Answered(_) => {}
+                        Attempt::Failed(err) => {
                             *retries += 1;
                             bar.println(format!("send failed: {err}; retrying"));
-                            tokio::time::sleep(Duration::from_secs(1)).await;
                         }
-                    }
+                    })
+                    .await;
+                if status != 201 && status != 207 {
+                    bar.println(format!("batch refused with {status}; skipping it"));
                 }
             }
         }
