@@ -8,7 +8,7 @@ export PROFILE
 # CI runs the nextest profile that never stops at the first failure.
 NEXTEST_PROFILE := $(if $(filter true,$(CI)),ci,default)
 
-.PHONY: help run up down status test lint fmt services clean-test-dbs bench simulate soak dashboard browser-deps static-checks compose-env openapi
+.PHONY: help run up down status test faults fault-scenarios lint fmt services clean-test-dbs bench simulate soak dashboard browser-deps static-checks compose-env openapi
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
@@ -41,11 +41,24 @@ dashboard: ## build the dashboard query-api serves (npm ci, uPlot vendored into 
 browser-deps: ## Chromium and playwright-core for the dashboard's browser test
 	@deploy/local/browser.sh
 
-test: services clean-test-dbs $(PYTHON_VENV)/bin/python dashboard browser-deps static-checks ## run every test against the real services
+test: services clean-test-dbs $(PYTHON_VENV)/bin/python dashboard browser-deps static-checks ## run every test against the real services, then the fault scenarios
 	@export PLANTLINE_TEST_PYTHON=$(CURDIR)/$(PYTHON_VENV)/bin/python; \
 	status=0; cargo build --workspace --bins --quiet && \
-	  cargo nextest run --workspace --profile $(NEXTEST_PROFILE) || status=$$?; \
+	  cargo nextest run --workspace --profile $(NEXTEST_PROFILE) -E 'not binary(faults)' || status=$$?; \
+	if [ $$status = 0 ] || [ "$(CI)" = "true" ]; then $(MAKE) --no-print-directory fault-scenarios || status=$$?; fi; \
 	if [ "$(CI)" = "true" ]; then deploy/local/backing.sh stop; fi; exit $$status
+
+faults: services clean-test-dbs dashboard ## the six fault scenarios (InfluxDB, Redis, PostgreSQL, broker, slow InfluxDB), with a pass/fail summary
+	@cargo build --workspace --bins --quiet
+	@$(MAKE) --no-print-directory fault-scenarios
+
+# Each scenario has its own backing services, so three run at once; their summaries are
+# printed together at the end.
+fault-scenarios:
+	@rm -rf target/test-output/faults; status=0; \
+	cargo nextest run -p plantline-e2e --test faults --profile $(NEXTEST_PROFILE) --test-threads 3 || status=$$?; \
+	printf '\n==> fault scenarios (%s s outages)\n\n' "$${PLANTLINE_FAULT_SECS:-30}"; \
+	cat target/test-output/faults/*.txt 2>/dev/null || echo "no summaries written"; exit $$status
 
 simulate: up ## send live telemetry for the demo machines (RATE readings/s, MQTT=1 publishes over MQTT, Ctrl-C stops)
 	cargo build --profile $(PROFILE) --quiet -p plantline-simulator
@@ -81,7 +94,12 @@ clean-test-dbs: ## drop databases, Influx databases and Redis keys left behind b
 	  | grep -o '"plantline_test_[a-z0-9_]*"' | tr -d '"' \
 	  | while read -r db; do curl -fsS -o /dev/null -XPOST http://127.0.0.1:8086/query --data-urlencode "q=DROP DATABASE \"$$db\""; done || true
 	@redis-cli -h 127.0.0.1 --scan --pattern 'plantline_test:*' | xargs -r -n 500 redis-cli -h 127.0.0.1 del >/dev/null || true
-	@rm -rf /tmp/plantline-test-spool-* /tmp/plantline-test-broker-* /tmp/plantline-test-keys-* /tmp/plantline-test-nginx-*
+	@rm -rf /tmp/plantline-test-spool-* /tmp/plantline-test-broker-* /tmp/plantline-test-keys-* /tmp/plantline-test-nginx-* /tmp/plantline-fault-logs-*
+	@for dir in /tmp/plantline-test-postgres-* /tmp/plantline-test-redis-* /tmp/plantline-test-mosquitto-* /tmp/plantline-test-influxdb-*; do \
+	  [ -d "$$dir" ] || continue; \
+	  for pid in "$$dir"/run/*.pid; do [ -s "$$pid" ] && kill -KILL "$$(cat "$$pid")" 2>/dev/null; done; \
+	  rm -rf "$$dir"; \
+	done; true
 	@psql -h 127.0.0.1 -U postgres -d postgres -Atqc \
 	  "SELECT 'DROP DATABASE IF EXISTS \"' || datname || '\" WITH (FORCE);' FROM pg_database WHERE datname LIKE 'plantline_test_%'" \
 	  | psql -h 127.0.0.1 -U postgres -d postgres -q >/dev/null

@@ -12,7 +12,9 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 use tokio_util::sync::CancellationToken;
 
+pub mod backing;
 pub mod front;
+pub mod load;
 pub mod mqtt;
 pub mod net;
 pub mod plant;
@@ -46,6 +48,15 @@ impl Backends {
             influx_url: var("PLANTLINE_TEST_INFLUX_URL", "http://127.0.0.1:8086"),
             redis_url: var("PLANTLINE_TEST_REDIS_URL", "redis://127.0.0.1:6379/0"),
             mqtt_url: var("PLANTLINE_TEST_MQTT_URL", "tcp://127.0.0.1:1884"),
+        }
+    }
+
+    /// These, with PostgreSQL at `base_url` (no database).
+    pub fn with_postgres(self, base_url: String) -> Self {
+        Self {
+            postgres_admin_url: format!("{base_url}/postgres"),
+            postgres_base_url: base_url,
+            ..self
         }
     }
 }
@@ -219,7 +230,11 @@ pub struct TestContext {
 impl TestContext {
     /// A fresh database, Influx database (with Plantline's schema) and Redis prefix.
     pub async fn new() -> Self {
-        let backends = Backends::from_env();
+        Self::with_backends(Backends::from_env()).await
+    }
+
+    /// Like [`new`](Self::new), on these backing services (a fault test's own).
+    pub async fn with_backends(backends: Backends) -> Self {
         let db = TestDatabase::create(&backends).await;
         let id = uuid::Uuid::new_v4().simple().to_string();
         let key_dir = std::env::temp_dir().join(format!("plantline-test-keys-{id}"));

@@ -79,7 +79,7 @@ pub struct PrivateBroker {
 impl PrivateBroker {
     /// Starts one (persistence on, so sessions survive a restart).
     pub async fn start() -> Self {
-        let port = port_outside_the_ephemeral_range();
+        let port = crate::net::stable_port();
         let dir = std::env::temp_dir().join(format!(
             "plantline-test-broker-{}",
             uuid::Uuid::new_v4().simple()
@@ -136,16 +136,6 @@ impl PrivateBroker {
         })
         .await;
     }
-}
-
-/// A free port below Linux's ephemeral range (32768+): while the broker is stopped, no other
-/// test's `bind(0)` can take its port.
-fn port_outside_the_ephemeral_range() -> u16 {
-    let seed = uuid::Uuid::new_v4().as_u128();
-    (0..200u128)
-        .map(|i| 20_000 + ((seed + i * 7919) % 12_000) as u16)
-        .find(|port| std::net::TcpListener::bind(("127.0.0.1", *port)).is_ok())
-        .expect("a free port between 20000 and 32000")
 }
 
 impl Drop for PrivateBroker {

@@ -66,6 +66,16 @@ impl Drop for Gate {
     }
 }
 
+/// A free port below Linux's ephemeral range (32768+): while the service behind it is
+/// stopped, no other test's `bind(0)` can take it.
+pub fn stable_port() -> u16 {
+    let seed = uuid::Uuid::new_v4().as_u128();
+    (0..200u128)
+        .map(|i| 20_000 + ((seed + i * 7919) % 12_000) as u16)
+        .find(|port| std::net::TcpListener::bind(("127.0.0.1", *port)).is_ok())
+        .expect("a free port between 20000 and 32000")
+}
+
 /// Where cargo put the workspace's binaries (next to the test binary's `deps` folder).
 pub fn binary(name: &str) -> PathBuf {
     let exe = std::env::current_exe().expect("test binary path");
@@ -87,25 +97,78 @@ pub struct ServiceProcess {
     /// `http://127.0.0.1:<port>`.
     pub address: String,
     child: Child,
+    log: Option<PathBuf>,
 }
 
 impl ServiceProcess {
     /// Starts `name` with `env` (a test context's environment plus overrides) on a free port.
     pub fn start(name: &str, env: &[(String, String)]) -> Self {
-        let port = crate::closed_port();
+        Self::spawn(name, env, crate::closed_port(), None)
+    }
+
+    /// Like [`start`](Self::start), on `port`, with its log (stdout and stderr) appended to
+    /// `log`, so a test can read what it said, and a restarted process keeps its address.
+    pub fn start_logged(name: &str, env: &[(String, String)], port: u16, log: PathBuf) -> Self {
+        Self::spawn(name, env, port, Some(log))
+    }
+
+    fn spawn(name: &str, env: &[(String, String)], port: u16, log: Option<PathBuf>) -> Self {
+        let (stdout, stderr) = match &log {
+            Some(path) => {
+                let file = std::fs::OpenOptions::new()
+                    .create(true)
+                    .append(true)
+                    .open(path)
+                    .expect("service log file");
+                let copy = file.try_clone().expect("service log file");
+                (Stdio::from(file), Stdio::from(copy))
+            }
+            None => (Stdio::null(), Stdio::inherit()),
+        };
         let child = Command::new(binary(name))
             .env_clear()
             .env("PATH", std::env::var("PATH").unwrap_or_default())
             .envs(env.iter().map(|(k, v)| (k.as_str(), v.as_str())))
             .env("PLANTLINE_HTTP__PORT", port.to_string())
-            .stdout(Stdio::null())
-            .stderr(Stdio::inherit())
+            .stdout(stdout)
+            .stderr(stderr)
             .spawn()
             .expect("start service process");
         Self {
             address: format!("http://127.0.0.1:{port}"),
             child,
+            log,
         }
+    }
+
+    /// Everything the process logged so far (empty unless started with a log).
+    pub fn log_text(&self) -> String {
+        self.log
+            .as_ref()
+            .and_then(|path| std::fs::read_to_string(path).ok())
+            .unwrap_or_default()
+    }
+
+    /// Log lines at `level` (`WARN`, `ERROR`) that contain `text`.
+    pub fn logged(&self, level: &str, text: &str) -> usize {
+        let level = format!("\"level\":\"{level}\"");
+        self.log_text()
+            .lines()
+            .filter(|line| line.contains(&level) && line.contains(text))
+            .count()
+    }
+
+    /// Waits (at most `limit`) until `/readyz` answers 200.
+    pub async fn until_ready(&self, limit: Duration) {
+        let url = format!("{}/readyz", self.address);
+        crate::eventually(limit, &format!("{url} ready"), || {
+            let request = reqwest::Client::new()
+                .get(&url)
+                .timeout(Duration::from_secs(2))
+                .send();
+            async move { request.await.ok().filter(|r| r.status().is_success()) }
+        })
+        .await;
     }
 
     /// `GET /readyz` as JSON, once the process answers.
@@ -141,5 +204,111 @@ impl Drop for ServiceProcess {
     fn drop(&mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();
+    }
+}
+
+/// A loopback TCP proxy that holds every chunk coming back from `target` for a delay the test
+/// sets at any time: a slow dependency, without touching the dependency. Counts the
+/// connections open through it.
+pub struct LatencyProxy {
+    /// The port clients are pointed at.
+    pub port: u16,
+    delay_ms: std::sync::Arc<std::sync::atomic::AtomicU64>,
+    open: std::sync::Arc<std::sync::atomic::AtomicUsize>,
+    most_open: std::sync::Arc<std::sync::atomic::AtomicUsize>,
+    accepting: tokio::task::JoinHandle<()>,
+}
+
+impl LatencyProxy {
+    /// Starts forwarding to `target` (`host:port`) with no delay.
+    pub async fn start(target: &str) -> Self {
+        use std::sync::atomic::Ordering;
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("proxy port");
+        let port = listener.local_addr().expect("proxy address").port();
+        let delay_ms = std::sync::Arc::new(std::sync::atomic::AtomicU64::new(0));
+        let open = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let most_open = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let target = target.to_owned();
+        let (delay, counter, most) = (delay_ms.clone(), open.clone(), most_open.clone());
+        let accepting = tokio::spawn(async move {
+            let mut connections = JoinSet::new();
+            loop {
+                let Ok((inbound, _)) = listener.accept().await else {
+                    continue;
+                };
+                let (target, delay, counter, most) =
+                    (target.clone(), delay.clone(), counter.clone(), most.clone());
+                connections.spawn(async move {
+                    let Ok(outbound) = tokio::net::TcpStream::connect(target).await else {
+                        return;
+                    };
+                    let now_open = counter.fetch_add(1, Ordering::SeqCst) + 1;
+                    most.fetch_max(now_open, Ordering::SeqCst);
+                    let (mut client_read, mut client_write) = inbound.into_split();
+                    let (mut server_read, mut server_write) = outbound.into_split();
+                    let upstream = tokio::io::copy(&mut client_read, &mut server_write);
+                    let downstream = async {
+                        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+                        let mut buffer = vec![0u8; 16 * 1024];
+                        loop {
+                            let n = server_read.read(&mut buffer).await?;
+                            if n == 0 {
+                                return Ok::<_, std::io::Error>(());
+                            }
+                            let hold = delay.load(Ordering::SeqCst);
+                            if hold > 0 {
+                                tokio::time::sleep(Duration::from_millis(hold)).await;
+                            }
+                            client_write.write_all(&buffer[..n]).await?;
+                        }
+                    };
+                    // Either side closing ends the connection, as a real network path would.
+                    tokio::select! {
+                        _ = upstream => {}
+                        _ = downstream => {}
+                    }
+                    counter.fetch_sub(1, Ordering::SeqCst);
+                });
+            }
+        });
+        Self {
+            port,
+            delay_ms,
+            open,
+            most_open,
+            accepting,
+        }
+    }
+
+    /// `http://127.0.0.1:<port>`.
+    pub fn http_url(&self) -> String {
+        format!("http://127.0.0.1:{}", self.port)
+    }
+
+    /// From now on, every answer chunk waits `delay`.
+    pub fn set_delay(&self, delay: Duration) {
+        self.delay_ms.store(
+            delay.as_millis() as u64,
+            std::sync::atomic::Ordering::SeqCst,
+        );
+    }
+
+    /// Connections open through the proxy now.
+    pub fn open_connections(&self) -> usize {
+        self.open.load(std::sync::atomic::Ordering::SeqCst)
+    }
+
+    /// The most connections ever open at once; resets the count.
+    pub fn take_most_open(&self) -> usize {
+        self.most_open
+            .swap(self.open_connections(), std::sync::atomic::Ordering::SeqCst)
+    }
+}
+
+impl Drop for LatencyProxy {
+    fn drop(&mut self) {
+        self.accepting.abort();
     }
 }
