@@ -168,10 +168,70 @@ async fn s3_redis_stopped() {
         healed,
         "after Redis returns: latest values cached again and management calls work, without a restart",
     );
+    let streaming = within(Duration::from_secs(30), async || {
+        live_stream_delivers(&stack, &mut feeder, &machine, &operator).await
+    })
+    .await;
+    summary.check(
+        streaming,
+        "after Redis returns: a new live stream gets a reading posted after it opened",
+    );
     stack
         .check_stored(&mut summary, "HTTP", &machine, &feeder.acked, true)
         .await;
     summary.finish();
+}
+
+/// Opens a live stream of `machine` through nginx (ticket first, as the dashboard does),
+/// posts one reading and says whether the stream carried it within 5 s. Needs Redis for the
+/// ticket, query-api's subscription and ingest-api's audience poll: all self-healed.
+async fn live_stream_delivers(
+    stack: &Stack,
+    feeder: &mut Feeder,
+    machine: &uuid::Uuid,
+    token: &str,
+) -> bool {
+    use futures_util::StreamExt;
+    let Ok(ticket) = http()
+        .post(format!("{}/api/v1/stream/ticket", stack.front.url))
+        .bearer_auth(token)
+        .send()
+        .await
+    else {
+        return false;
+    };
+    let ticket: serde_json::Value = ticket.json().await.unwrap_or_default();
+    let Some(ticket) = ticket["ticket"].as_str() else {
+        return false;
+    };
+    // The stream answers once readings stored from then on will reach it.
+    let Ok(stream) = http()
+        .get(format!(
+            "{}/api/v1/stream?ticket={ticket}&machine_id={machine}",
+            stack.front.url
+        ))
+        .send()
+        .await
+    else {
+        return false;
+    };
+    if !stream.status().is_success() {
+        return false;
+    }
+    // Outside the load's 55.00-69.99, below every threshold: only this reading carries it.
+    if feeder.send(1, Some(70.55)).await.0 != 201 {
+        return false;
+    }
+    let mut body = stream.bytes_stream();
+    let mut seen = String::new();
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
+    while let Ok(Some(Ok(chunk))) = tokio::time::timeout_at(deadline, body.next()).await {
+        seen.push_str(&String::from_utf8_lossy(&chunk));
+        if seen.contains("70.55") {
+            return true;
+        }
+    }
+    false
 }
 
 /// A setting value that differs between runs, so the update is a real change.
