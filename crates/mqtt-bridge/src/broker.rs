@@ -144,7 +144,16 @@ impl BrokerSession {
             let Some(message) = message else { return };
             let started = std::time::Instant::now();
             let received_ms = chrono::Utc::now().timestamp_millis();
-            spool.append(message.topic(), message.payload(), received_ms);
+            // MQTT 5 publishers may carry their trace context; kept only while exporting.
+            let traceparent = platform::telemetry::exporting()
+                .then(|| message.properties().find_user_property("traceparent"))
+                .flatten();
+            spool.append_traced(
+                message.topic(),
+                message.payload(),
+                received_ms,
+                traceparent.as_deref(),
+            );
             metrics.received.inc();
             metrics
                 .append_seconds

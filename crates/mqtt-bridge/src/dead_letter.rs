@@ -136,6 +136,7 @@ mod tests {
             payload: payload.to_vec(),
             received_ms: 1_700_000_000_000,
             truncated_from: None,
+            traceparent: None,
         }
     }
 

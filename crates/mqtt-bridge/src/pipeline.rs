@@ -82,6 +82,14 @@ enum Item {
     Dead(DeadLetter, Record),
 }
 
+impl Item {
+    fn record(&self) -> &Record {
+        match self {
+            Self::Telemetry { record, .. } | Self::Dead(_, record) => record,
+        }
+    }
+}
+
 #[derive(Default)]
 struct Batch {
     items: Vec<Item>,
@@ -196,10 +204,27 @@ impl Pipeline {
 
     /// Stores a batch (retrying while InfluxDB or the registry is away) and commits it.
     /// `false` when `shutdown` interrupted it (nothing committed: replayed next start).
-    /// One trace per micro-batch: the registry lookup, the InfluxDB write, latest values and
-    /// alerts are its children.
-    #[tracing::instrument(name = "bridge.batch", skip_all, fields(messages = batch.items.len(), readings = batch.readings))]
+    /// One span per micro-batch — the registry lookup, the InfluxDB write, latest values and
+    /// alerts are its children — continuing its publishers' traces when they sent any.
     async fn store(&mut self, batch: Batch, shutdown: &CancellationToken) -> bool {
+        use tracing::Instrument;
+        let span = tracing::info_span!(
+            "bridge.batch",
+            messages = batch.items.len(),
+            readings = batch.readings
+        );
+        // Before the span is entered: a started span's parent can no longer change.
+        platform::telemetry::join_traces(
+            &span,
+            batch
+                .items
+                .iter()
+                .filter_map(|item| item.record().traceparent.as_deref()),
+        );
+        self.store_in(batch, shutdown).instrument(span).await
+    }
+
+    async fn store_in(&mut self, batch: Batch, shutdown: &CancellationToken) -> bool {
         let Some(machines) = self.machines(&batch, shutdown).await else {
             return false;
         };
@@ -457,6 +482,7 @@ mod tests {
             payload: payload.as_bytes().to_vec(),
             received_ms: 0,
             truncated_from: None,
+            traceparent: None,
         }
     }
 

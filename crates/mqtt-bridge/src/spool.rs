@@ -11,7 +11,8 @@
 //! the writer waits (the broker keeps the messages) instead of growing without end.
 //!
 //! Record: `len: u32 LE | crc32(body): u32 LE | body`, body =
-//! `flags: u8 | received_ms: i64 LE | original_len: u32 LE | topic_len: u16 LE | topic | payload`.
+//! `flags: u8 | received_ms: i64 LE | original_len: u32 LE | topic_len: u16 LE | topic |
+//! [traceparent_len: u8 | traceparent, when flagged] | payload`.
 //! A torn tail (length past the end, bad checksum, zeros) is cut off at start, never replayed.
 
 use std::collections::BTreeMap;
@@ -25,6 +26,8 @@ use std::time::{Duration, Instant};
 const HEADER: usize = 8;
 const BODY_FIXED: usize = 1 + 8 + 4 + 2;
 const FLAG_TRUNCATED: u8 = 1;
+/// A W3C `traceparent` (from an MQTT 5 user property) follows the topic.
+const FLAG_TRACED: u8 = 2;
 const CHECKPOINT: &str = "checkpoint";
 
 /// A spool that cannot be opened or read.
@@ -70,26 +73,45 @@ pub struct Record {
     pub received_ms: i64,
     /// The payload's real size when only its head was kept.
     pub truncated_from: Option<u32>,
+    /// The publisher's W3C trace context, when it sent one (MQTT 5 user property).
+    pub traceparent: Option<String>,
 }
 
 impl Record {
-    fn encode(topic: &str, payload: &[u8], keep: usize, received_ms: i64) -> Vec<u8> {
+    fn encode(
+        topic: &str,
+        payload: &[u8],
+        keep: usize,
+        received_ms: i64,
+        traceparent: Option<&str>,
+    ) -> Vec<u8> {
         let kept = &payload[..payload.len().min(keep)];
         let topic = &topic.as_bytes()[..topic.len().min(u16::MAX as usize)];
-        let body_len = BODY_FIXED + topic.len() + kept.len();
+        // A traceparent is 55 bytes; anything past a byte's worth is not one.
+        let trace = traceparent
+            .map(str::as_bytes)
+            .filter(|t| t.len() <= usize::from(u8::MAX));
+        let trace_len = trace.map_or(0, |t| 1 + t.len());
+        let body_len = BODY_FIXED + topic.len() + trace_len + kept.len();
         let mut out = Vec::with_capacity(HEADER + body_len);
         out.extend_from_slice(&(body_len as u32).to_le_bytes());
         out.extend_from_slice(&[0; 4]);
-        let flags = if kept.len() < payload.len() {
-            FLAG_TRUNCATED
-        } else {
-            0
-        };
+        let mut flags = 0;
+        if kept.len() < payload.len() {
+            flags |= FLAG_TRUNCATED;
+        }
+        if trace.is_some() {
+            flags |= FLAG_TRACED;
+        }
         out.push(flags);
         out.extend_from_slice(&received_ms.to_le_bytes());
         out.extend_from_slice(&(payload.len().min(u32::MAX as usize) as u32).to_le_bytes());
         out.extend_from_slice(&(topic.len() as u16).to_le_bytes());
         out.extend_from_slice(topic);
+        if let Some(trace) = trace {
+            out.push(trace.len() as u8);
+            out.extend_from_slice(trace);
+        }
         out.extend_from_slice(kept);
         let crc = crc32fast::hash(&out[HEADER..]);
         out[4..8].copy_from_slice(&crc.to_le_bytes());
@@ -102,11 +124,21 @@ impl Record {
         let original_len = u32::from_le_bytes(body.get(9..13)?.try_into().ok()?);
         let topic_len = u16::from_le_bytes(body.get(13..15)?.try_into().ok()?) as usize;
         let topic = std::str::from_utf8(body.get(BODY_FIXED..BODY_FIXED + topic_len)?).ok()?;
+        let mut at = BODY_FIXED + topic_len;
+        let traceparent = if flags & FLAG_TRACED != 0 {
+            let len = usize::from(*body.get(at)?);
+            let trace = std::str::from_utf8(body.get(at + 1..at + 1 + len)?).ok()?;
+            at += 1 + len;
+            Some(trace.to_owned())
+        } else {
+            None
+        };
         Some(Self {
             topic: topic.to_owned(),
-            payload: body[BODY_FIXED + topic_len..].to_vec(),
+            payload: body.get(at..)?.to_vec(),
             received_ms,
             truncated_from: (flags & FLAG_TRUNCATED != 0).then_some(original_len),
+            traceparent,
         })
     }
 }
@@ -354,8 +386,25 @@ impl Spool {
     /// `always` policy). Waits while the spool is full; never gives up, because returning
     /// lets paho acknowledge the message.
     pub fn append(&self, topic: &str, payload: &[u8], received_ms: i64) {
+        self.append_traced(topic, payload, received_ms, None);
+    }
+
+    /// [`append`](Self::append), keeping the publisher's `traceparent` with the message.
+    pub fn append_traced(
+        &self,
+        topic: &str,
+        payload: &[u8],
+        received_ms: i64,
+        traceparent: Option<&str>,
+    ) {
         let config = &self.shared.config;
-        let record = Record::encode(topic, payload, config.max_payload_bytes, received_ms);
+        let record = Record::encode(
+            topic,
+            payload,
+            config.max_payload_bytes,
+            received_ms,
+            traceparent,
+        );
         let len = record.len() as u64;
         let mut state = self.lock();
         let mut waiting_since: Option<Instant> = None;
@@ -738,7 +787,7 @@ mod tests {
         let path = segment_path(dir.path(), 1);
         let full = fs::read(&path).unwrap();
         // A crash in the middle of the third record: its header and half its body.
-        let third = Record::encode("c", b"three", 1024, 3);
+        let third = Record::encode("c", b"three", 1024, 3, None);
         let mut torn = full.clone();
         torn.extend_from_slice(&third[..third.len() / 2]);
         fs::write(&path, &torn).unwrap();
@@ -793,6 +842,35 @@ mod tests {
         let read = drain(&mut reader);
         assert_eq!(read[0].0.payload.len(), 1024);
         assert_eq!(read[0].0.truncated_from, Some(3000));
+    }
+
+    #[test]
+    fn a_publishers_traceparent_is_kept_with_its_message() {
+        let dir = TempDir::new();
+        let (spool, mut reader) = Spool::open(config(dir.path())).unwrap();
+        let trace = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01";
+        spool.append_traced("a", b"one", 1, Some(trace));
+        spool.append("b", b"two", 2);
+        spool.append_traced("c", &[b'y'; 3000], 3, Some(trace));
+        spool.append_traced("d", b"four", 4, Some(&"x".repeat(300)));
+        let read = drain(&mut reader);
+        assert_eq!(read[0].0.traceparent.as_deref(), Some(trace));
+        assert_eq!(read[0].0.payload, b"one");
+        assert_eq!(read[1].0.traceparent, None);
+        assert_eq!(read[1].0.payload, b"two");
+        assert_eq!(read[2].0.traceparent.as_deref(), Some(trace));
+        assert_eq!(
+            (read[2].0.payload.len(), read[2].0.truncated_from),
+            (1024, Some(3000))
+        );
+        // Too long to be a traceparent: dropped, the message kept.
+        assert_eq!(
+            (
+                read[3].0.traceparent.as_deref(),
+                read[3].0.payload.as_slice()
+            ),
+            (None, b"four".as_slice())
+        );
     }
 
     #[test]

@@ -89,6 +89,34 @@ pub fn continue_trace(span: &tracing::Span, headers: &actix_web::http::header::H
     let _ = span.set_parent(parent);
 }
 
+/// Ties `span` (one batch of many messages) to its publishers' traces, when exporting: the
+/// first valid `traceparent` becomes its parent, so a single traced message's trace runs on
+/// into the batch's store calls; the other traces are linked (at most 32).
+pub fn join_traces<'a>(span: &tracing::Span, traceparents: impl Iterator<Item = &'a str>) {
+    use opentelemetry::trace::TraceContextExt;
+    use tracing_opentelemetry::OpenTelemetrySpanExt;
+    if !exporting() {
+        return;
+    }
+    let mut seen = std::collections::HashSet::new();
+    let mut parented = false;
+    for traceparent in traceparents {
+        let carrier =
+            std::collections::HashMap::from([("traceparent".to_owned(), traceparent.to_owned())]);
+        let context = opentelemetry::global::get_text_map_propagator(|p| p.extract(&carrier));
+        let remote = context.span().span_context().clone();
+        if !remote.is_valid() || !seen.insert(remote.trace_id()) {
+            continue;
+        }
+        if !parented {
+            let _ = span.set_parent(context);
+            parented = true;
+        } else if seen.len() <= 33 {
+            span.add_link(remote);
+        }
+    }
+}
+
 /// The current span's `traceparent`, for an outgoing call (when exporting).
 pub fn traceparent() -> Option<(String, String)> {
     use tracing_opentelemetry::OpenTelemetrySpanExt;

@@ -1,6 +1,7 @@
 //! OpenTelemetry: with `OTEL_EXPORTER_OTLP_ENDPOINT` set, a request through nginx becomes one
 //! trace — nginx's request id as the trace id, ingest-api's request span, the InfluxDB write
-//! as its child — received by an OTLP/HTTP receiver running in this test.
+//! as its child — and an MQTT 5 publisher's `traceparent` runs on into the bridge's batch and
+//! its write; received by an OTLP/HTTP receiver running in this test.
 
 use actix_web::{App, HttpResponse, HttpServer, web};
 use domain::MachineStatus;
@@ -191,4 +192,78 @@ async fn a_request_through_nginx_is_one_trace_from_request_id_to_the_influx_writ
 
 fn rand_span() -> u64 {
     (uuid::Uuid::new_v4().as_u128() as u64) | 1
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_mqtt5_publishers_traceparent_runs_on_into_the_bridges_write() {
+    use paho_mqtt as mqtt;
+    let ctx = TestContext::new().await;
+    let receiver = Receiver::start();
+    let mut env = ctx.env.clone();
+    env.push(("OTEL_EXPORTER_OTLP_ENDPOINT".into(), receiver.url.clone()));
+    env.push(("OTEL_BSP_SCHEDULE_DELAY".into(), "100".into()));
+    env.push(("PLANTLINE_MQTT__PROTOCOL".into(), "5".into()));
+    let bridge = ServiceProcess::start("mqtt-bridge", &env);
+    eventually(Duration::from_secs(20), "mqtt-bridge ready", || {
+        bridge.readiness()
+    })
+    .await;
+    let machine = ctx.create_machine(MachineStatus::Active).await;
+    let url = plantline_e2e::Backends::from_env().mqtt_url;
+    let device = mqtt::AsyncClient::new(
+        mqtt::CreateOptionsBuilder::new()
+            .server_uri(&url)
+            .client_id(format!("device-{}", uuid::Uuid::new_v4().simple()))
+            .mqtt_version(mqtt::MQTT_VERSION_5)
+            .persistence(None)
+            .finalize(),
+    )
+    .expect("MQTT 5 device");
+    let connecting = device.connect(mqtt::ConnectOptionsBuilder::new_v5().finalize());
+    connecting.await.expect("device connects");
+    let (trace, parent) = (
+        uuid::Uuid::new_v4().simple().to_string(),
+        format!("{:016x}", rand_span()),
+    );
+    let mut properties = mqtt::Properties::new();
+    properties
+        .push_string_pair(
+            mqtt::PropertyCode::UserProperty,
+            "traceparent",
+            &format!("00-{trace}-{parent}-01"),
+        )
+        .expect("user property");
+    let now = chrono::Utc::now().to_rfc3339();
+    let message = mqtt::MessageBuilder::new()
+        .topic(ctx.telemetry_topic("A", &machine))
+        .payload(json!({"readings": [{"timestamp": now, "temperature": 62.5}]}).to_string())
+        .qos(1)
+        .properties(properties)
+        .finalize();
+    device.publish(message).await.expect("published");
+    let (batch, write) = eventually(Duration::from_secs(20), "the bridge's spans", || {
+        let spans = receiver.spans();
+        let found = spans
+            .iter()
+            .find(|s| s.trace_id == trace && s.name == "bridge.batch")
+            .and_then(|batch| {
+                spans
+                    .iter()
+                    .find(|s| s.trace_id == trace && s.name == "influx.write")
+                    .map(|write| (batch.clone(), write.clone()))
+            });
+        std::future::ready(found)
+    })
+    .await;
+    assert_eq!(batch.service, "mqtt-bridge");
+    assert_eq!(
+        batch.parent_span_id, parent,
+        "the batch continues the publisher's trace"
+    );
+    assert_eq!(
+        write.parent_span_id, batch.span_id,
+        "the InfluxDB write is a child of the batch"
+    );
+    let _ = device.disconnect(None).await;
+    receiver.server.stop(false).await;
 }
