@@ -2,7 +2,6 @@
 
 use crate::influx::received;
 use crate::support::{Route, Service, Stack, Summary, within};
-use domain::MachineStatus;
 use plantline_e2e::backing::Kind;
 use plantline_e2e::load;
 use std::time::Duration;
@@ -13,16 +12,9 @@ async fn s5_broker_restart_keeps_the_bridges_session() {
     let mut stack = Stack::start(Kind::Mosquitto, Route::Gate, &[]).await;
     let mut summary = Summary::new(5, "MQTT broker restart");
     let influx = stack.ctx.influx();
-    let machine = stack.ctx.create_machine(MachineStatus::Active).await;
-    let topic = stack.topic(&machine);
-    let mut source = load::SampleSource::default();
-    let mut acked = load::mqtt_burst(&stack.mqtt_url, &topic, 50, 5, &mut source)
-        .await
-        .acked;
-    let stored_before = within(Duration::from_secs(20), || async {
-        load::stored(&influx, &machine).await.len() == acked.len()
-    })
-    .await;
+    let mut device = stack.device().await;
+    device.publish(50).await;
+    let stored_before = device.all_stored(&influx, Duration::from_secs(20)).await;
     summary.check(stored_before, "messages before the restart are stored");
 
     stack.backing.stop().await;
@@ -33,11 +25,7 @@ async fn s5_broker_restart_keeps_the_bridges_session() {
     summary.note("broker stopped (sessions saved) and started again; the bridge kept away");
     // QoS 1 while the bridge is away: the broker queues them in the bridge's session, which
     // it restored from its persistence file.
-    acked.extend(
-        load::mqtt_burst(&stack.mqtt_url, &topic, 100, 5, &mut source)
-            .await
-            .acked,
-    );
+    device.publish(100).await;
     let bridge = stack.process(Service::Bridge).address.clone();
     let received_before = received(&format!("{bridge}/metrics")).await;
     if let Some(gate) = stack.gate.as_mut() {
@@ -61,7 +49,13 @@ async fn s5_broker_restart_keeps_the_bridges_session() {
         delivered,
         "the 100 messages published while it was away were delivered to its session",
     );
-    let result = load::reconcile(&influx, &machine, &acked, Duration::from_secs(60)).await;
+    let result = load::reconcile(
+        &influx,
+        &device.machine,
+        &device.acked,
+        Duration::from_secs(60),
+    )
+    .await;
     summary.reconciled("MQTT", &result, true);
     summary.finish();
 }

@@ -96,23 +96,13 @@ async fn s2_bridge_killed_during_an_influxdb_outage() {
     let mut stack = Stack::start(Kind::Influx, Route::Direct, &[]).await;
     let mut summary = Summary::new(2, "mqtt-bridge kill -9 during an InfluxDB outage");
     let influx = stack.ctx.influx();
-    let machine = stack.ctx.create_machine(MachineStatus::Active).await;
-    let topic = stack.topic(&machine);
-    let mut source = load::SampleSource::default();
-    let mut acked = load::mqtt_burst(&stack.mqtt_url, &topic, 20, 5, &mut source)
-        .await
-        .acked;
-    let stored_before = within(Duration::from_secs(20), || async {
-        load::stored(&influx, &machine).await.len() == acked.len()
-    })
-    .await;
+    let mut device = stack.device().await;
+    device.publish(20).await;
+    let stored_before = device.all_stored(&influx, Duration::from_secs(20)).await;
     summary.check(stored_before, "messages before the fault are stored");
 
     stack.backing.stop().await;
-    let during = load::mqtt_burst(&stack.mqtt_url, &topic, 200, 5, &mut source)
-        .await
-        .acked;
-    acked.extend(during);
+    device.publish(200).await;
     // The bridge has taken every message from the broker into its spool (and PUBACKed it).
     let bridge_metrics = format!("{}/metrics", stack.process(Service::Bridge).address);
     let spooled = within(Duration::from_secs(30), || async {
@@ -123,11 +113,7 @@ async fn s2_bridge_killed_during_an_influxdb_outage() {
     stack.kill(Service::Bridge);
     summary.note("mqtt-bridge killed with SIGKILL, InfluxDB still down");
     // Published while the bridge is dead: its persistent session queues them at the broker.
-    acked.extend(
-        load::mqtt_burst(&stack.mqtt_url, &topic, 100, 5, &mut source)
-            .await
-            .acked,
-    );
+    device.publish(100).await;
     stack.launch(Service::Bridge);
     let bridge_metrics = format!("{}/metrics", stack.process(Service::Bridge).address);
     let queued = within(Duration::from_secs(30), || async {
@@ -140,7 +126,13 @@ async fn s2_bridge_killed_during_an_influxdb_outage() {
     );
     stack.backing.resume().await;
     summary.note("InfluxDB back");
-    let result = load::reconcile(&influx, &machine, &acked, Duration::from_secs(90)).await;
+    let result = load::reconcile(
+        &influx,
+        &device.machine,
+        &device.acked,
+        Duration::from_secs(90),
+    )
+    .await;
     summary.reconciled("MQTT", &result, true);
     summary.finish();
 }

@@ -291,6 +291,18 @@ impl Stack {
         summary.reconciled(path, &result, exact);
     }
 
+    /// An MQTT device of a new active machine.
+    pub async fn device(&self) -> Device {
+        let machine = self.ctx.create_machine(domain::MachineStatus::Active).await;
+        Device {
+            machine,
+            acked: Vec::new(),
+            topic: self.topic(&machine),
+            url: self.mqtt_url.clone(),
+            source: plantline_e2e::load::SampleSource::default(),
+        }
+    }
+
     /// A telemetry topic of `machine` (in this scenario's prefix).
     pub fn topic(&self, machine: &uuid::Uuid) -> String {
         self.ctx.telemetry_topic("A", machine)
@@ -303,6 +315,44 @@ impl Drop for Stack {
             process.take();
         }
         let _ = std::fs::remove_dir_all(&self.logs);
+    }
+}
+
+/// A machine's MQTT device in a scenario: publishes QoS 1 bursts straight to the broker and
+/// keeps what the broker acknowledged.
+pub struct Device {
+    /// Its machine.
+    pub machine: uuid::Uuid,
+    /// Readings PUBACKed so far.
+    pub acked: Vec<plantline_e2e::load::Sample>,
+    topic: String,
+    url: String,
+    source: plantline_e2e::load::SampleSource,
+}
+
+impl Device {
+    /// Publishes `messages` messages of 5 readings each.
+    pub async fn publish(&mut self, messages: usize) {
+        let published =
+            plantline_e2e::load::mqtt_burst(&self.url, &self.topic, messages, 5, &mut self.source)
+                .await;
+        self.acked.extend(published.acked);
+    }
+
+    /// Whether InfluxDB comes to hold exactly as many readings as were acknowledged, within
+    /// `limit`.
+    pub async fn all_stored(
+        &self,
+        influx: &platform::influx::InfluxClient,
+        limit: Duration,
+    ) -> bool {
+        within(limit, || async {
+            plantline_e2e::load::stored(influx, &self.machine)
+                .await
+                .len()
+                == self.acked.len()
+        })
+        .await
     }
 }
 
