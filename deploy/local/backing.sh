@@ -122,6 +122,7 @@ ensure_tools() {
   command -v cmake >/dev/null || missing+=(cmake)          # paho-mqtt's bundled C client
   command -v cc >/dev/null || missing+=(build-essential)
   command -v envsubst >/dev/null || missing+=(gettext-base)
+  command -v nginx >/dev/null || missing+=(nginx-light)    # the public entry, in tests too
   if [ ${#missing[@]} -gt 0 ]; then apt_install "${missing[@]}"; fi
 }
 
