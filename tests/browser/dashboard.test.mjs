@@ -95,6 +95,19 @@ try {
   await supervisor.locator('#machine-alerts tr.alert-row[data-metric="temperature"] .acked').waitFor();
   await supervisor.screenshot({ path: join(shots, 'supervisor-machine.png'), fullPage: true });
 
+  step('a supervisor registers a machine with the plant\'s own sensor label');
+  await supervisor.getByRole('link', { name: 'Fleet' }).first().click();
+  const create = supervisor.locator('[data-control="machine-create"]');
+  const vibrationName = `Shaker ${Date.now()}`;
+  await create.locator('input[name="name"]').fill(vibrationName);
+  await create.locator('input[name="location"]').fill('Test Floor');
+  await create.locator('input[name="sensor_type"]').fill('Vibration');
+  await create.getByRole('button', { name: 'Register' }).click();
+  const registered = supervisor.locator('tr.machine-row', { hasText: vibrationName });
+  await registered.locator('td.sensor-type', { hasText: /^Vibration$/ }).waitFor();
+  await supervisor.reload();
+  await supervisor.locator('tr.machine-row', { hasText: vibrationName }).locator('td.sensor-type', { hasText: /^Vibration$/ }).waitFor();
+
   step('management sees the settings with save controls');
   const manager = await signIn(browser, 'MANAGEMENT');
   await manager.locator('[data-control="config-nav"]').click();

@@ -148,6 +148,8 @@ pub struct HistoryParams {
     pub tz: Option<String>,
     /// 1..=10000.
     pub limit: Option<String>,
+    /// Records to skip (the seed's paging); not with `cursor`.
+    pub offset: Option<String>,
     /// Opaque position from a previous page.
     pub cursor: Option<String>,
 }
@@ -167,8 +169,10 @@ pub struct HistoryQuery {
     pub aggregates: Vec<Aggregate>,
     /// Zone of day buckets.
     pub tz: TimeZoneName,
-    /// Raw page size.
+    /// Page size (records: readings or buckets).
     pub limit: usize,
+    /// Records skipped before the page; 0 with a cursor.
+    pub offset: usize,
     /// Raw readings strictly after this time (the previous page's last).
     pub after: Option<Timestamp>,
 }
@@ -202,6 +206,10 @@ fn list<T>(text: &str, parse: impl Fn(&str) -> Option<T>) -> Result<Vec<T>, Stri
 }
 
 impl HistoryQuery {
+    /// Deepest offset accepted: InfluxDB reads and discards every skipped reading, so deep
+    /// pages are for cursors.
+    pub const MAX_OFFSET: usize = 1_000_000;
+
     /// Parses every parameter; `now` is the default end; `max_points` bounds the buckets of
     /// an aggregated answer (a finer request is refused with the coarsest-needed interval).
     pub fn parse(
@@ -303,6 +311,28 @@ impl HistoryQuery {
                 }
             },
         };
+        let offset = match params.offset.as_deref() {
+            None => 0,
+            Some(text) => match text.parse::<usize>() {
+                Ok(n) if n <= Self::MAX_OFFSET && params.cursor.is_none() => n,
+                Ok(n) if n <= Self::MAX_OFFSET => {
+                    bad(
+                        "offset",
+                        "cannot be combined with cursor".to_owned(),
+                        Some(text),
+                    );
+                    0
+                }
+                _ => {
+                    bad(
+                        "offset",
+                        format!("must be 0 to {}", Self::MAX_OFFSET),
+                        Some(text),
+                    );
+                    0
+                }
+            },
+        };
         let after = match params.cursor.as_deref() {
             None => None,
             Some(text) => {
@@ -354,6 +384,7 @@ impl HistoryQuery {
                 aggregates,
                 tz,
                 limit,
+                offset,
                 after,
             }),
             _ => Err(errors),
@@ -380,7 +411,35 @@ mod tests {
             agg: map.get("agg").cloned(),
             tz: map.get("tz").cloned(),
             limit: map.get("limit").cloned(),
+            offset: map.get("offset").cloned(),
             cursor: map.get("cursor").cloned(),
+        }
+    }
+
+    #[test]
+    fn the_seeds_offset_pages_unless_a_cursor_is_given() {
+        let q = HistoryQuery::parse(
+            &params(&[
+                ("start_time", "2026-01-01T00:00:00Z"),
+                ("limit", "10"),
+                ("offset", "20"),
+            ]),
+            now(),
+            50_000,
+        )
+        .unwrap();
+        assert_eq!((q.limit, q.offset), (10, 20));
+        let cursor = encode_cursor(now());
+        for (offset, cursor) in [
+            ("-1", None),
+            ("x", None),
+            ("1000001", None),
+            ("5", Some(cursor.as_str())),
+        ] {
+            let mut pairs = vec![("start_time", "2026-01-01T00:00:00Z"), ("offset", offset)];
+            pairs.extend(cursor.map(|c| ("cursor", c)));
+            let errors = HistoryQuery::parse(&params(&pairs), now(), 50_000).unwrap_err();
+            assert_eq!(errors[0].path, "offset", "{offset}");
         }
     }
 

@@ -2,7 +2,6 @@
 //! by reading, so one bad reading rejects only itself and one bad machine only its readings.
 
 use crate::ids::MachineId;
-use crate::machine::SensorType;
 use crate::reading::{Field, Reading, ReadingRules, Timestamp, Violation};
 use serde::Deserialize;
 use serde_json::Value;
@@ -146,6 +145,9 @@ pub struct MachineBatch {
     pub rejected: usize,
     /// The request's path prefix for this machine's machine-level errors.
     pub path: String,
+    /// The sensor label the gateway claimed; the registry's label wins, a mismatch is only
+    /// logged (gateways name sensors their own way).
+    pub claimed_sensor_type: Option<String>,
 }
 
 /// A validated request: the good readings grouped by machine, and every violation.
@@ -348,15 +350,18 @@ pub fn parse_json(
                 Some(item.machine_id.echo()),
             ));
         }
-        match &item.sensor_type {
-            None | Some(Lenient::Other(Value::Null)) => {}
-            Some(Lenient::Text(kind)) if kind.parse::<SensorType>().is_ok() => {}
-            Some(other) => violations.push(Violation::new(
-                format!("{path}.sensor_type"),
-                "must be one of temperature, pressure, speed, multi",
-                Some(other.echo()),
-            )),
-        }
+        let claimed_sensor_type = match &item.sensor_type {
+            None | Some(Lenient::Other(Value::Null)) => None,
+            Some(Lenient::Text(label)) => Some(label.to_string()),
+            Some(other) => {
+                violations.push(Violation::new(
+                    format!("{path}.sensor_type"),
+                    "must be a string",
+                    Some(other.echo()),
+                ));
+                None
+            }
+        };
         match &item.location {
             None | Some(Lenient::Other(Value::Null)) => {}
             Some(Lenient::Text(l)) if !l.trim().is_empty() && l.len() <= 255 => {}
@@ -390,6 +395,7 @@ pub fn parse_json(
             readings,
             rejected,
             path,
+            claimed_sensor_type,
         });
     }
     Ok(ParsedBatch {
@@ -537,12 +543,12 @@ pub fn parse_payload(
     for (path, item) in items {
         let (reading, sensor_type) = item.into_raw();
         let before = violations.len();
+        // Any label is accepted (the registry's wins); only a non-string is malformed.
         match &sensor_type {
-            None | Some(Lenient::Other(Value::Null)) => {}
-            Some(Lenient::Text(kind)) if kind.parse::<SensorType>().is_ok() => {}
+            None | Some(Lenient::Other(Value::Null)) | Some(Lenient::Text(_)) => {}
             Some(other) => violations.push(Violation::new(
                 format!("{path}.sensor_type"),
-                "must be one of temperature, pressure, speed, multi",
+                "must be a string",
                 Some(other.echo()),
             )),
         }
@@ -586,6 +592,22 @@ mod tests {
 
     fn parse(body: Value) -> Result<ParsedBatch, BatchError> {
         parse_json(body.to_string().as_bytes(), &rules(), &LIMITS)
+    }
+
+    #[test]
+    fn the_seeds_documented_batch_is_accepted_with_any_sensor_label_and_integer_values() {
+        let parsed = parse(json!({
+            "gateway_id": "GW-TEST-01", "timestamp": "2025-01-15T10:00:00Z",
+            "batch": [{
+                "machine_id": M1, "sensor_type": "Vibration", "location": "Test Floor",
+                "readings": [{"timestamp": "2025-01-15T10:00:00Z", "temperature": 60.5, "pressure": 102.0, "speed": 1400}]
+            }]
+        }))
+        .unwrap();
+        assert!(parsed.violations.is_empty(), "{:?}", parsed.violations);
+        let machine = &parsed.machines[0];
+        assert_eq!(machine.claimed_sensor_type.as_deref(), Some("Vibration"));
+        assert_eq!(machine.readings[0].value(Field::Speed), Some(1400.0));
     }
 
     #[test]

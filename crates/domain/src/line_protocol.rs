@@ -422,6 +422,7 @@ pub fn parse(
                     readings: Vec::new(),
                     rejected: 0,
                     path: path.clone(),
+                    claimed_sensor_type: None,
                 });
                 by_machine.insert(parsed.machine.clone(), machines.len() - 1);
                 machines.len() - 1
@@ -447,6 +448,7 @@ pub fn parse(
             readings: Vec::new(),
             rejected: unattributed,
             path: "body".to_owned(),
+            claimed_sensor_type: None,
         });
     }
     Ok(ParsedBatch {

@@ -10,9 +10,9 @@ pub enum ParseMachineError {
     /// Status outside the registry's CHECK constraint.
     #[error("must be one of active, inactive, maintenance, error")]
     UnknownStatus,
-    /// Sensor type outside the known set.
-    #[error("must be one of temperature, pressure, speed, multi")]
-    UnknownSensorType,
+    /// Sensor label blank, too long, with control characters or a trailing backslash.
+    #[error("must be 1 to 64 printable characters, not ending with a backslash")]
+    BadSensorType,
     /// Name empty, only whitespace, or longer than [`MachineName::MAX_LEN`].
     #[error("must be 1 to 255 characters and not blank")]
     BadName,
@@ -64,32 +64,40 @@ impl fmt::Display for MachineStatus {
     }
 }
 
-/// What a machine's sensor package measures.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum SensorType {
-    /// Temperature probe only.
-    Temperature,
-    /// Pressure transducer only.
-    Pressure,
-    /// Spindle or shaft speed only.
-    Speed,
-    /// A package reporting temperature, pressure and speed together.
-    Multi,
-}
+/// The plant's own name for a machine's sensor package ("Temperature", "Vibration",
+/// "Flow meter"): stored and shown as given, compared case-insensitively. Which fields a
+/// reading may carry does not depend on it.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize)]
+#[serde(transparent)]
+pub struct SensorType(String);
 
 impl SensorType {
-    /// Every sensor type.
-    pub const ALL: [Self; 4] = [Self::Temperature, Self::Pressure, Self::Speed, Self::Multi];
+    /// Longest accepted label, matching the column width.
+    pub const MAX_LEN: usize = 64;
 
-    /// The stored spelling, also used as the InfluxDB tag value.
-    pub fn as_str(&self) -> &'static str {
-        match self {
-            Self::Temperature => "temperature",
-            Self::Pressure => "pressure",
-            Self::Speed => "speed",
-            Self::Multi => "multi",
+    /// Trims surrounding whitespace; refuses blank, over-long, control characters, and a
+    /// trailing backslash (InfluxDB 1.x cannot carry one at the end of a tag value).
+    pub fn parse(raw: &str) -> Result<Self, ParseMachineError> {
+        let trimmed = raw.trim();
+        if trimmed.is_empty()
+            || trimmed.chars().count() > Self::MAX_LEN
+            || trimmed.chars().any(char::is_control)
+            || trimmed.ends_with('\\')
+        {
+            return Err(ParseMachineError::BadSensorType);
         }
+        Ok(Self(trimmed.to_owned()))
+    }
+
+    /// Whether `other` names the same label, ignoring case (`temperature` ~ `Temperature`).
+    pub fn matches(&self, other: &str) -> bool {
+        self.0.to_lowercase() == other.trim().to_lowercase()
+    }
+}
+
+impl AsRef<str> for SensorType {
+    fn as_ref(&self) -> &str {
+        &self.0
     }
 }
 
@@ -97,16 +105,13 @@ impl FromStr for SensorType {
     type Err = ParseMachineError;
 
     fn from_str(s: &str) -> Result<Self, Self::Err> {
-        Self::ALL
-            .into_iter()
-            .find(|kind| kind.as_str() == s)
-            .ok_or(ParseMachineError::UnknownSensorType)
+        Self::parse(s)
     }
 }
 
 impl fmt::Display for SensorType {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.as_str())
+        f.write_str(&self.0)
     }
 }
 
@@ -153,12 +158,23 @@ mod tests {
     }
 
     #[test]
-    fn sensor_type_rejects_unknown_kinds() {
-        assert_eq!("speed".parse(), Ok(SensorType::Speed));
+    fn sensor_type_is_the_plants_label_kept_as_given() {
+        let label = SensorType::parse(" Flow meter ").unwrap();
+        assert_eq!(label.as_ref(), "Flow meter");
+        assert!(label.matches("FLOW METER"));
+        assert!(!label.matches("flow"));
         assert_eq!(
-            "humidity".parse::<SensorType>(),
-            Err(ParseMachineError::UnknownSensorType)
+            SensorType::parse("Vibration").unwrap().as_ref(),
+            "Vibration"
         );
+        assert!(SensorType::parse(&"v".repeat(64)).is_ok());
+        for bad in ["", "   ", "a\0b", "line\nbreak", "ends\\", &"v".repeat(65)] {
+            assert_eq!(
+                SensorType::parse(bad),
+                Err(ParseMachineError::BadSensorType),
+                "{bad:?}"
+            );
+        }
     }
 
     #[test]

@@ -164,7 +164,10 @@ impl ReadingRules {
             .0
             .saturating_sub(self.max_age_secs.saturating_sub(3600).saturating_mul(ns));
         if timestamp.0 < oldest {
-            return Err("is older than the raw retention (52 weeks)".to_owned());
+            return Err(format!(
+                "is older than the raw retention ({} weeks)",
+                self.max_age_secs / (7 * 24 * 3600)
+            ));
         }
         Ok(())
     }

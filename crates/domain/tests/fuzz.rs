@@ -61,6 +61,7 @@ fn parse_everything(bytes: &[u8]) {
             agg: Some(text.to_owned()),
             tz: Some(text.to_owned()),
             limit: Some(text.to_owned()),
+            offset: Some(text.to_owned()),
             cursor: Some(text.to_owned()),
         };
         let _ = HistoryQuery::parse(&params, Timestamp::from_nanos(NOW), 10_000);

@@ -42,7 +42,7 @@ pub async fn build(settings: &Settings) -> Result<Application, StartupError> {
     if let Err(err) = platform::latest::load_script(&redis).await {
         tracing::warn!(error = %err, "Redis lost: latest-value script not loaded; sending it inline until Redis is back");
     }
-    let live_settings = LiveSettings::new();
+    let live_settings = LiveSettings::new(settings.influx.raw_retention_weeks);
     let audience = platform::latest::LiveAudience::default();
     // Start with the stored settings when Postgres is there; the refresh task keeps trying.
     if let Err(err) = live_settings.refresh(&pg).await {

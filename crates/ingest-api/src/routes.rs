@@ -44,7 +44,8 @@ struct IngestRequest {
 #[allow(dead_code)]
 struct MachineReadings {
     machine_id: uuid::Uuid,
-    /// Ignored when the registry knows better; tags come from the registry.
+    /// Any label; the registry's label is written to the tags (a mismatch is logged).
+    #[schema(example = "Vibration")]
     sensor_type: Option<String>,
     location: Option<String>,
     readings: Vec<ReadingBody>,
@@ -161,8 +162,8 @@ async fn check_registry(
         (IngestRequest = "application/json"),
         (String = "text/plain", example = "sensor_readings,machine_id=0b6f1c3e-8a51-4c7e-9a01-000000000001 temperature=72.5 1763807400000000000"))),
     responses(
-        (status = 201, description = "Everything stored: `{status, stored, rejected: 0, details}`"),
-        (status = 207, description = "Partly stored: `{status: partial, stored, rejected, errors: [{field, error, value}]}`"),
+        (status = 201, description = "Everything stored: `{status: success, message, summary: {gateway_id, processed_at, total_machines, total_readings}, details: [{machine_id, readings_count, status, stored, rejected}], stored, rejected: 0}`"),
+        (status = 207, description = "Partly stored: as 201 with `status: partial`, per-machine `status` success/partial/rejected, and `errors: [{field, error, value}]`"),
         (status = 400, description = "Nothing valid, or a malformed body", body = platform::openapi::ErrorResponse),
         (status = 401, description = "No valid token", body = platform::openapi::ErrorResponse),
         (status = 403, description = "Not write:sensor_data", body = platform::openapi::ErrorResponse),
@@ -224,6 +225,7 @@ async fn ingest(
     );
 
     let Registered { known, open_alerts } = check_registry(&state, &mut parsed, &window).await?;
+    log_label_mismatches(&parsed, &known);
     let stored = parsed.valid_readings();
     if stored == 0 {
         return Err(ApiError::validation(
@@ -308,35 +310,87 @@ async fn ingest(
         tracing::warn!(error = %err, "alerts not updated for this batch; the readings are stored");
     }
 
+    Ok(answer(&parsed, &caller.username, stored))
+}
+
+/// Logs where a gateway names a machine's sensors differently from the registry: the
+/// registry's label is written, the batch is never refused for it.
+fn log_label_mismatches(parsed: &ParsedBatch, known: &HashMap<MachineId, MachineInfo>) {
+    for machine in &parsed.machines {
+        let (Some(claimed), Some(info)) = (
+            &machine.claimed_sensor_type,
+            machine.machine_id.and_then(|id| known.get(&id)),
+        ) else {
+            continue;
+        };
+        if claimed.trim().to_lowercase() != info.sensor_type.to_lowercase() {
+            tracing::info!(
+                machine_id = %machine.raw_machine_id,
+                sent = %claimed,
+                registered = %info.sensor_type,
+                "sensor_type differs from the registry; the registry's label is stored"
+            );
+        }
+    }
+}
+
+/// 201 when every reading was stored, 207 otherwise: the seed's `summary` and per-machine
+/// `details`, plus our counts and every rejected field.
+fn answer(parsed: &ParsedBatch, caller: &str, stored: usize) -> HttpResponse {
     let rejected = parsed.rejected_readings();
     let details: Vec<_> = parsed
         .machines
         .iter()
         .map(|m| {
+            let status = match (m.readings.len(), m.rejected) {
+                (0, _) => "rejected",
+                (_, 0) => "success",
+                _ => "partial",
+            };
             json!({
                 "machine_id": if m.raw_machine_id.is_empty() { serde_json::Value::Null } else { m.raw_machine_id.clone().into() },
+                "readings_count": m.readings.len(),
+                "status": status,
                 "stored": m.readings.len(),
                 "rejected": m.rejected,
             })
         })
         .collect();
-    let (status, word) = if rejected == 0 {
-        (StatusCode::CREATED, "success")
+    let (status, word, message) = if rejected == 0 {
+        (
+            StatusCode::CREATED,
+            "success",
+            "Batch ingestion completed".to_owned(),
+        )
     } else {
-        (StatusCode::MULTI_STATUS, "partial")
+        (
+            StatusCode::MULTI_STATUS,
+            "partial",
+            format!("stored {stored} readings, rejected {rejected}"),
+        )
     };
+    let gateway_id = parsed.gateway_id.as_deref().unwrap_or(caller);
+    let total_machines = parsed
+        .machines
+        .iter()
+        .filter(|m| !m.raw_machine_id.is_empty())
+        .count();
     let mut body = json!({
         "status": word,
-        "message": format!("stored {stored} readings, rejected {rejected}"),
+        "message": message,
+        "summary": {
+            "gateway_id": gateway_id,
+            "processed_at": chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Micros, true),
+            "total_machines": total_machines,
+            "total_readings": stored,
+        },
+        "gateway_id": gateway_id,
         "stored": stored,
         "rejected": rejected,
         "details": details,
     });
-    if let Some(gateway) = &parsed.gateway_id {
-        body["gateway_id"] = gateway.clone().into();
-    }
     if rejected > 0 {
         body["errors"] = serde_json::to_value(field_errors(&parsed.violations)).unwrap_or_default();
     }
-    Ok(HttpResponse::build(status).json(body))
+    HttpResponse::build(status).json(body)
 }

@@ -46,7 +46,7 @@ pub async fn build(settings: &Settings) -> Result<Application, StartupError> {
     })?;
     bridge_metrics.spool(spool.stats());
     let broker = broker::BrokerSession::new(&settings.mqtt, spool.clone(), bridge_metrics.clone())?;
-    let live_settings = LiveSettings::new();
+    let live_settings = LiveSettings::new(settings.influx.raw_retention_weeks);
     if let Err(err) = live_settings.refresh(&pg).await {
         tracing::warn!(error = %err, "settings not loaded at start; using defaults until Postgres answers");
     }

@@ -169,6 +169,9 @@ pub struct InfluxSettings {
     pub password: Option<SecretString>,
     /// Upper bound for one HTTP call to InfluxDB.
     pub timeout_ms: u64,
+    /// How long raw readings are kept (the `raw` retention policy); older readings are
+    /// refused at ingest, since InfluxDB would drop them.
+    pub raw_retention_weeks: u32,
 }
 
 /// MQTT broker connection (mqtt-bridge).
@@ -286,6 +289,12 @@ impl Settings {
         }
         if !(self.influx.url.starts_with("http://") || self.influx.url.starts_with("https://")) {
             return Err(invalid("influx.url", "must start with http://"));
+        }
+        if !(1..=5200).contains(&self.influx.raw_retention_weeks) {
+            return Err(invalid(
+                "influx.raw_retention_weeks",
+                "must be 1 to 5200 weeks",
+            ));
         }
         if self.influx.database.is_empty()
             || !self

@@ -63,6 +63,7 @@ pub struct ApiError {
     message: String,
     errors: Vec<FieldError>,
     retry_after_secs: Option<u64>,
+    details: serde_json::Map<String, serde_json::Value>,
 }
 
 #[derive(Serialize)]
@@ -72,6 +73,8 @@ struct ErrorBody<'a> {
     message: &'a str,
     #[serde(skip_serializing_if = "<[FieldError]>::is_empty")]
     errors: &'a [FieldError],
+    #[serde(flatten)]
+    details: &'a serde_json::Map<String, serde_json::Value>,
 }
 
 impl ApiError {
@@ -83,7 +86,15 @@ impl ApiError {
             message: message.into(),
             errors: Vec::new(),
             retry_after_secs: None,
+            details: serde_json::Map::new(),
         }
+    }
+
+    /// Adds a top-level member naming what the error is about (the seed's 404 echoes the
+    /// `machine_id` it was asked for).
+    pub fn with_detail(mut self, key: &str, value: impl Into<serde_json::Value>) -> Self {
+        self.details.insert(key.to_owned(), value.into());
+        self
     }
 
     /// 400 with the list of problems.
@@ -160,6 +171,7 @@ impl ApiError {
             code: self.code,
             message: &self.message,
             errors: &self.errors,
+            details: &self.details,
         })
         .unwrap_or_else(|_| {
             r#"{"status":"error","code":"internal_error","message":"error body"}"#.to_owned()

@@ -25,24 +25,27 @@ pub struct RetentionPolicy {
     pub default: bool,
 }
 
-/// Raw readings (the default policy), then the two rollups the continuous queries fill.
-pub const RETENTION_POLICIES: [RetentionPolicy; 3] = [
-    RetentionPolicy {
-        name: "raw",
-        weeks: 52,
-        default: true,
-    },
-    RetentionPolicy {
-        name: "hourly",
-        weeks: 104,
-        default: false,
-    },
-    RetentionPolicy {
-        name: "daily",
-        weeks: 260,
-        default: false,
-    },
-];
+/// Raw readings (the default policy, kept `raw_weeks`: 52 unless configured), then the two
+/// rollups the continuous queries fill.
+pub fn retention_policies(raw_weeks: u32) -> [RetentionPolicy; 3] {
+    [
+        RetentionPolicy {
+            name: "raw",
+            weeks: raw_weeks,
+            default: true,
+        },
+        RetentionPolicy {
+            name: "hourly",
+            weeks: 104,
+            default: false,
+        },
+        RetentionPolicy {
+            name: "daily",
+            weeks: 260,
+            default: false,
+        },
+    ]
+}
 
 /// Continuous queries are versioned by name: a changed definition gets a new name, and setup
 /// drops the stale ones, because InfluxDB cannot alter a continuous query in place.
@@ -123,6 +126,7 @@ pub struct InfluxClient {
     base_url: String,
     database: String,
     credentials: Option<(String, SecretString)>,
+    raw_retention_weeks: u32,
 }
 
 impl InfluxClient {
@@ -140,6 +144,7 @@ impl InfluxClient {
             base_url: settings.url.trim_end_matches('/').to_owned(),
             database: settings.database.clone(),
             credentials: settings.username.clone().zip(settings.password.clone()),
+            raw_retention_weeks: settings.raw_retention_weeks,
         })
     }
 
@@ -279,7 +284,7 @@ impl InfluxClient {
         self.query(&format!("CREATE DATABASE {db}")).await?;
 
         let existing = self.retention_policies().await?;
-        for wanted in RETENTION_POLICIES {
+        for wanted in retention_policies(self.raw_retention_weeks) {
             let name = quote_identifier(wanted.name);
             let duration = format!("{}w", wanted.weeks);
             let default = if wanted.default { " DEFAULT" } else { "" };

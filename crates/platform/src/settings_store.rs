@@ -105,15 +105,21 @@ pub async fn announce(redis: &RedisClient, names: &[&str]) {
 
 /// The current settings of a running service, refreshed from Postgres in the background so a
 /// change made through query-api applies within about a second, without a restart.
-#[derive(Clone, Default)]
+#[derive(Clone)]
 pub struct LiveSettings {
     stored: std::sync::Arc<std::sync::RwLock<HashMap<String, StoredSetting>>>,
+    /// Readings older than this would be dropped by InfluxDB's raw policy, so they are refused.
+    raw_retention_secs: i64,
 }
 
 impl LiveSettings {
-    /// Starts from the defaults until the first refresh.
-    pub fn new() -> Self {
-        Self::default()
+    /// Starts from the defaults until the first refresh; `raw_retention_weeks` is the
+    /// deployment's raw retention (`influx.raw_retention_weeks`).
+    pub fn new(raw_retention_weeks: u32) -> Self {
+        Self {
+            stored: Default::default(),
+            raw_retention_secs: i64::from(raw_retention_weeks) * 7 * 24 * 3600,
+        }
     }
 
     /// The effective value of a known setting (the default while unset).
@@ -153,7 +159,7 @@ impl LiveSettings {
                 (0.0, self.f64("speed_max_rpm")),
             ],
             max_future_skew_secs: self.i64("ingest_max_future_skew_secs"),
-            max_age_secs: ReadingRules::RAW_RETENTION_SECS,
+            max_age_secs: self.raw_retention_secs,
             now,
         }
     }

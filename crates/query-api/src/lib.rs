@@ -44,7 +44,8 @@ pub async fn build(settings: &Settings) -> Result<Application, StartupError> {
         ],
         Duration::from_secs(2),
     );
-    let live_settings = platform::settings_store::LiveSettings::new();
+    let live_settings =
+        platform::settings_store::LiveSettings::new(settings.influx.raw_retention_weeks);
     if let Err(err) = live_settings.refresh(&pg).await {
         tracing::warn!(error = %err, "settings not loaded at start; using defaults until Postgres answers");
     }

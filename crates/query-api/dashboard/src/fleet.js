@@ -27,6 +27,7 @@ export async function fleetView(root) {
     const row = h('tr', { class: `machine-row sev-${severity} status-${machine.status}`, dataset: { machineId: machine.id, severity } },
       h('td', {}, h('a', { href: `#/machine/${machine.id}` }, machine.name)),
       h('td', {}, machine.location),
+      h('td', { class: 'sensor-type' }, machine.sensor_type),
       h('td', {}, h('span', { class: `status status-${machine.status}` }, machine.status)),
       METRICS.map((m) => h('td', { class: 'num', dataset: { metric: m.key } }, formatValue(values[m.key]?.value))),
       h('td', { class: 'muted' }, timeAgo(newest)),
@@ -40,7 +41,7 @@ export async function fleetView(root) {
 
   const table = h('table', { class: 'fleet' },
     h('thead', {}, h('tr', {},
-      h('th', {}, 'Machine'), h('th', {}, 'Location'), h('th', {}, 'Status'),
+      h('th', {}, 'Machine'), h('th', {}, 'Location'), h('th', {}, 'Sensors'), h('th', {}, 'Status'),
       METRICS.map((m) => h('th', { class: 'num' }, `${m.label} (${m.unit})`)),
       h('th', {}, 'Last reading'), h('th', {}, 'Open alerts'))),
     h('tbody', {}, machines.map(renderRow)));
@@ -85,7 +86,7 @@ function addMachineForm(byId, added) {
     h('h2', {}, 'Register a machine'),
     h('input', { name: 'name', placeholder: 'Name', required: true, maxlength: 100 }),
     h('input', { name: 'location', placeholder: 'Location', required: true, maxlength: 100 }),
-    h('select', { name: 'sensor_type' }, ['multi', 'temperature', 'pressure', 'speed'].map((s) => h('option', { value: s }, s))),
+    h('input', { name: 'sensor_type', placeholder: 'Sensor type, e.g. Vibration', 'aria-label': 'Sensor type', required: true, maxlength: 64 }),
     h('input', { name: 'factory_id', placeholder: 'Factory (optional)', maxlength: 64 }),
     h('button', { type: 'submit' }, 'Register'),
     message);

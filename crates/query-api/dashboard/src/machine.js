@@ -22,7 +22,11 @@ export async function machineView(root, params, id) {
     get(`/api/v1/data/machine/${id}/latest`),
     get(`/api/v1/alerts?machine_id=${id}&state=all&limit=50`).then((body) => body.alerts),
   ]);
-  const metrics = machine.sensor_type === 'multi' ? METRICS : METRICS.filter((m) => m.key === machine.sensor_type);
+  // The sensor type is the plant's own label: chart what the machine reports, else the metric
+  // its label names, else all three.
+  const reported = METRICS.filter((m) => latest?.[m.key]);
+  const named = METRICS.filter((m) => m.key === machine.sensor_type.toLowerCase());
+  const metrics = reported.length ? reported : named.length ? named : METRICS;
   const values = { ...latest };
   const alertsById = new Map(alerts.map((a) => [a.id, a]));
 
@@ -118,7 +122,7 @@ function registryForm(machine) {
     field('name', 'Name', h('input', { name: 'name', value: machine.name, required: true, maxlength: 100 })),
     field('location', 'Location', h('input', { name: 'location', value: machine.location, required: true, maxlength: 100 })),
     field('status', 'Status', select('status', ['active', 'inactive', 'maintenance', 'error'], machine.status)),
-    field('sensor_type', 'Sensors', select('sensor_type', ['multi', 'temperature', 'pressure', 'speed'], machine.sensor_type)),
+    field('sensor_type', 'Sensors', h('input', { name: 'sensor_type', value: machine.sensor_type, required: true, maxlength: 64 })),
     h('button', { type: 'submit' }, 'Save'),
     message);
   form.addEventListener('submit', async (event) => {

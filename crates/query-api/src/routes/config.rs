@@ -76,7 +76,7 @@ pub async fn show(
 #[utoipa::path(post, path = "/api/v1/config/update", tag = "settings", security(("bearer" = [])),
     request_body = UpdateRequest,
     responses(
-        (status = 200, description = "`{status, updated: [{name, value, version}]}`"),
+        (status = 200, description = "`{status, message, updated: [{setting_name, old_value, new_value, version, updated_at}]}`; a single change also answers the seed's `updated_setting: {name, value, updated_at, updated_by}` (username)"),
         (status = 400, description = "Unknown name, wrong type or out of bounds, per field", body = platform::openapi::ErrorResponse),
         (status = 401, description = "No valid token", body = platform::openapi::ErrorResponse),
         (status = 403, description = "Not write:config (management)", body = platform::openapi::ErrorResponse),
@@ -87,9 +87,9 @@ pub async fn update(
     req: HttpRequest,
     body: web::Json<UpdateRequest>,
 ) -> Result<HttpResponse, ApiError> {
-    let changes = match body.into_inner() {
-        UpdateRequest::Single(change) => vec![change],
-        UpdateRequest::Batch { settings } => settings,
+    let (changes, single) = match body.into_inner() {
+        UpdateRequest::Single(change) => (vec![change], true),
+        UpdateRequest::Batch { settings } => (settings, false),
     };
     if changes.is_empty() || changes.len() > 100 {
         return Err(ApiError::validation(
@@ -162,6 +162,7 @@ pub async fn update(
                     "old_value": before,
                     "new_value": row.value,
                     "version": row.version,
+                    "updated_at": row.updated_at,
                 }));
             }
             Ok(updated)
@@ -173,9 +174,19 @@ pub async fn update(
         .collect();
     settings_store::announce(&state.redis, &names).await;
     tracing::info!(settings = ?names, by = %caller.username, "settings changed");
-    Ok(HttpResponse::Ok().json(json!({
+    let mut answer = json!({
         "status": "success",
-        "message": "configuration updated",
+        "message": "Configuration updated successfully",
         "updated": updated,
-    })))
+    });
+    // The seed's single-setting answer names the change and who made it.
+    if single && let Some(change) = updated.first() {
+        answer["updated_setting"] = json!({
+            "name": change["setting_name"],
+            "value": change["new_value"],
+            "updated_at": change["updated_at"],
+            "updated_by": caller.username,
+        });
+    }
+    Ok(HttpResponse::Ok().json(answer))
 }

@@ -2,7 +2,7 @@
 //! mean/min/max/count. Every InfluxQL string is built from the typed, validated request.
 
 use crate::QueryState;
-use crate::store::machines;
+use crate::store::machines::{self, MachineView};
 use actix_web::{HttpResponse, web};
 use domain::history::{Aggregate, HistoryParams, HistoryQuery, Interval, encode_cursor};
 use domain::reading::{Field, Timestamp, Violation};
@@ -140,13 +140,18 @@ fn raw_statement(query: &HistoryQuery, id: &Uuid) -> String {
     if let Some(after) = query.after {
         range.push_str(&format!(" AND time > {}", after.nanos()));
     }
+    let offset = if query.offset > 0 {
+        format!(" OFFSET {}", query.offset)
+    } else {
+        String::new()
+    };
     let fields: Vec<String> = query
         .fields
         .iter()
         .map(|f| format!("\"{}\"", f.as_str()))
         .collect();
     format!(
-        "SELECT {} FROM \"sensor_readings\" WHERE {range} ORDER BY time ASC LIMIT {}",
+        "SELECT {} FROM \"sensor_readings\" WHERE {range} ORDER BY time ASC LIMIT {}{offset}",
         fields.join(", "),
         query.limit + 1
     )
@@ -325,19 +330,58 @@ fn raw_rows(query: &HistoryQuery, answers: Vec<Vec<Series>>) -> (Vec<Value>, Val
             rows.push(Value::Object(row));
         }
     }
-    let mut pagination = json!({"limit": query.limit, "has_more": false, "next_cursor": null});
-    if rows.len() > query.limit {
-        rows.truncate(query.limit);
-        let last = rows
-            .last()
-            .and_then(|r| r["timestamp"].as_str())
-            .and_then(|t| Timestamp::parse_rfc3339(t).ok());
-        if let Some(last) = last {
-            pagination =
-                json!({"limit": query.limit, "has_more": true, "next_cursor": encode_cursor(last)});
-        }
-    }
+    let has_more = rows.len() > query.limit;
+    rows.truncate(query.limit);
+    let next_cursor = rows
+        .last()
+        .filter(|_| has_more)
+        .and_then(|r| r["timestamp"].as_str())
+        .and_then(|t| Timestamp::parse_rfc3339(t).ok())
+        .map(encode_cursor);
+    // The total is known without a count query only once the last page is reached.
+    let total = match (has_more, query.after, rows.len(), query.offset) {
+        (false, None, 0, 0) => Some(0),
+        (false, None, shown, offset) if shown > 0 => Some(offset + shown),
+        _ => None,
+    };
+    let pagination = pagination(query, rows.len(), has_more, total, next_cursor);
     (rows, pagination)
+}
+
+/// The seed's `pagination` (limit, offset, has_more, returned_records, and total_records when
+/// it is exact) plus our cursor for raw pages.
+fn pagination(
+    query: &HistoryQuery,
+    returned: usize,
+    has_more: bool,
+    total: Option<usize>,
+    next_cursor: Option<String>,
+) -> Value {
+    let mut page = json!({
+        "limit": query.limit,
+        "offset": query.offset,
+        "has_more": has_more,
+        "returned_records": returned,
+        "next_cursor": next_cursor,
+    });
+    if let Some(total) = total {
+        page["total_records"] = Value::from(total);
+    }
+    page
+}
+
+/// One page of an aggregated answer: every bucket is computed (bounded by
+/// `query_max_points`), so the total is exact.
+fn bucket_page(query: &HistoryQuery, buckets: &[Value]) -> (Vec<Value>, Value) {
+    let page: Vec<Value> = buckets
+        .iter()
+        .skip(query.offset)
+        .take(query.limit)
+        .cloned()
+        .collect();
+    let has_more = query.offset.saturating_add(query.limit) < buckets.len();
+    let info = pagination(query, page.len(), has_more, Some(buckets.len()), None);
+    (page, info)
 }
 
 fn normalised(query: &HistoryQuery) -> Value {
@@ -365,26 +409,29 @@ fn normalised(query: &HistoryQuery) -> Value {
         ("agg" = Option<String>, Query, description = "Comma-separated subset of mean, min, max, count (bucketed only)"),
         ("tz" = Option<String>, Query, description = "IANA zone for day buckets, default UTC"),
         ("limit" = Option<u32>, Query, description = "1..=10000, default 1000"),
+        ("offset" = Option<u32>, Query, description = "Records to skip, default 0 (not with cursor)"),
         ("cursor" = Option<String>, Query, description = "pagination.next_cursor of the previous page")),
     responses(
-        (status = 200, description = "`{status, machine, query, data: [{timestamp, <field>, <field>_min, …}], pagination: {limit, has_more, next_cursor}}`"),
+        (status = 200, description = "`{status, machine, query, data: [{timestamp, <field>, <field>_min, …}], pagination: {limit, offset, has_more, returned_records, total_records (when exact), next_cursor}}`"),
         (status = 400, description = "Every parameter problem, each named", body = platform::openapi::ErrorResponse),
         (status = 403, description = "Not read:sensor_data", body = platform::openapi::ErrorResponse),
-        (status = 404, description = "Unknown machine", body = platform::openapi::ErrorResponse),
+        (status = 404, description = "Unknown machine (`machine_id` echoes what was asked for)", body = platform::openapi::ErrorResponse),
         (status = 503, description = "InfluxDB unavailable", body = platform::openapi::ErrorResponse)))]
 pub async fn machine_history(
     state: web::Data<QueryState>,
     _caller: Authenticated<require::ReadSensorData>,
-    id: web::Path<Uuid>,
+    id: web::Path<String>,
     params: web::Query<HistoryParams>,
 ) -> Result<HttpResponse, ApiError> {
     let now = Timestamp::from_nanos(chrono::Utc::now().timestamp_nanos_opt().unwrap_or_default());
     let max_points = state.settings.i64("query_max_points");
     let query = HistoryQuery::parse(&params, now, max_points).map_err(parameter_errors)?;
+    // A path that is no UUID names no machine: the seed answers that with the same 404.
+    let not_found =
+        || ApiError::not_found("Machine not found").with_detail("machine_id", id.as_str());
+    let id: Uuid = id.parse().map_err(|_| not_found())?;
     let mut conn = connection(&state.pg).await?;
-    let machine = machines::find(&mut conn, *id)
-        .await?
-        .ok_or_else(|| ApiError::not_found("no such machine"))?;
+    let machine = machines::find(&mut conn, id).await?.ok_or_else(not_found)?;
     drop(conn);
 
     // Aggregates of a window are cached (Redis); what can still change is cached briefly.
@@ -398,12 +445,17 @@ pub async fn machine_history(
         let mut echo = normalised(&query);
         echo["source"] = hit["source"].clone();
         echo["cache"] = Value::from("hit");
+        let buckets = hit["data"]
+            .as_array()
+            .map(Vec::as_slice)
+            .unwrap_or_default();
+        let (data, pagination) = bucket_page(&query, buckets);
         return Ok(HttpResponse::Ok().json(json!({
             "status": "success",
-            "machine": machine,
+            "machine": MachineView::from(&machine),
             "query": echo,
-            "data": hit["data"],
-            "pagination": {"limit": query.limit, "has_more": false, "next_cursor": null},
+            "data": data,
+            "pagination": pagination,
         })));
     }
     let parts = if query.interval == Interval::Raw {
@@ -440,33 +492,32 @@ pub async fn machine_history(
                 ApiError::unavailable("the time-series store is unavailable, retry shortly", 5)
             }
         })?;
-    let (rows, pagination) = if query.interval == Interval::Raw {
-        raw_rows(&query, answers)
-    } else {
-        (
-            merge(&query, answers),
-            json!({"limit": query.limit, "has_more": false, "next_cursor": null}),
-        )
-    };
     let mut echo = normalised(&query);
     echo["source"] = Value::from(if parts.iter().any(|p| p.from_rollup) {
         "hourly rollup + raw"
     } else {
         "raw"
     });
-    if let (Some(entry), Some(generation)) = (&cache, &generation) {
-        entry
-            .put(
-                &state.redis,
-                generation,
-                &json!({"source": echo["source"], "data": rows}),
-            )
-            .await;
-        echo["cache"] = Value::from("miss");
-    }
+    let (rows, pagination) = if query.interval == Interval::Raw {
+        raw_rows(&query, answers)
+    } else {
+        // The cache keeps every bucket; each answer shows its page of them.
+        let buckets = merge(&query, answers);
+        if let (Some(entry), Some(generation)) = (&cache, &generation) {
+            entry
+                .put(
+                    &state.redis,
+                    generation,
+                    &json!({"source": echo["source"], "data": buckets}),
+                )
+                .await;
+            echo["cache"] = Value::from("miss");
+        }
+        bucket_page(&query, &buckets)
+    };
     Ok(HttpResponse::Ok().json(json!({
         "status": "success",
-        "machine": machine,
+        "machine": MachineView::from(&machine),
         "query": echo,
         "data": rows,
         "pagination": pagination,

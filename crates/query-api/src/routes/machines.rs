@@ -2,7 +2,7 @@
 //! and PATCH needs `If-Match` so two supervisors cannot overwrite each other silently.
 
 use crate::QueryState;
-use crate::store::machines::{self, Filter, Machine, MachineChanges, NewMachine};
+use crate::store::machines::{self, Filter, Machine, MachineChanges, MachineView, NewMachine};
 use actix_web::http::StatusCode;
 use actix_web::http::header;
 use actix_web::{HttpRequest, HttpResponse, web};
@@ -27,7 +27,7 @@ pub struct ListQuery {
     location: Option<String>,
     /// `active`, `inactive`, `maintenance`, `error`.
     status: Option<String>,
-    /// `temperature`, `pressure`, `speed`, `multi`.
+    /// The plant's sensor label, matched case-insensitively (`temperature` finds "Temperature").
     sensor_type: Option<String>,
     /// Factory id.
     factory_id: Option<String>,
@@ -48,7 +48,9 @@ pub struct MachineBody {
     /// 1..=100 characters.
     #[schema(example = "Hall 1")]
     location: Option<String>,
-    /// `temperature`, `pressure`, `speed` or `multi` (default).
+    /// The plant's own label for the sensor package, 1..=64 characters, kept as given
+    /// ("Temperature", "Vibration", "Flow meter").
+    #[schema(example = "Vibration")]
     sensor_type: Option<String>,
     /// `active` (default), `inactive`, `maintenance`, `error`.
     status: Option<String>,
@@ -94,8 +96,8 @@ fn parse_body(body: &MachineBody, errors: &mut Vec<FieldError>) -> Parsed {
             }
         }),
         sensor_type: check("sensor_type", &body.sensor_type, &|v| {
-            v.parse::<SensorType>()
-                .map(|t| t.as_str().to_owned())
+            SensorType::parse(v)
+                .map(|t| t.as_ref().to_owned())
                 .map_err(|e| e.to_string())
         }),
         status: check("status", &body.status, &|v| {
@@ -114,7 +116,7 @@ fn parse_body(body: &MachineBody, errors: &mut Vec<FieldError>) -> Parsed {
 fn with_etag(status: StatusCode, machine: &Machine) -> HttpResponse {
     HttpResponse::build(status)
         .insert_header((header::ETAG, machine.etag()))
-        .json(json!({"status": "success", "machine": machine}))
+        .json(json!({"status": "success", "machine": MachineView::from(machine)}))
 }
 
 fn not_found() -> ApiError {
@@ -145,7 +147,7 @@ async fn invalidate(state: &QueryState, id: Uuid) {
 /// The registry, filtered and paged.
 #[utoipa::path(get, path = "/api/v1/machines", tag = "registry", security(("bearer" = [])), params(ListQuery),
     responses(
-        (status = 200, description = "`{status, machines: [machine], pagination: {limit, offset, total, has_more}}`"),
+        (status = 200, description = "`{status, count, machines: [machine with machine_id and id], pagination: {limit, offset, total, has_more}}`"),
         (status = 400, description = "Bad filter or paging", body = platform::openapi::ErrorResponse),
         (status = 403, description = "Not read:machines", body = platform::openapi::ErrorResponse)))]
 pub async fn list(
@@ -170,11 +172,44 @@ pub async fn list(
     reject_if_any("invalid query parameters", errors)?;
     let mut conn = connection(&state.pg).await?;
     let (page, total) = machines::list(&mut conn, &filter, limit, offset).await?;
+    let shown: Vec<MachineView<'_>> = page.iter().map(MachineView::from).collect();
     Ok(HttpResponse::Ok().json(json!({
         "status": "success",
-        "machines": page,
+        "count": shown.len(),
+        "machines": shown,
         "pagination": offset_pagination(limit, offset, page.len(), total),
     })))
+}
+
+/// The seed's spelling of `GET /api/v1/machines` (same filters, same answer).
+#[utoipa::path(get, path = "/api/v1/data/machines", tag = "registry", security(("bearer" = [])), params(ListQuery),
+    responses(
+        (status = 200, description = "As `GET /api/v1/machines`"),
+        (status = 400, description = "Bad filter or paging", body = platform::openapi::ErrorResponse),
+        (status = 403, description = "Not read:machines", body = platform::openapi::ErrorResponse)))]
+pub async fn seed_list(
+    state: web::Data<QueryState>,
+    caller: Authenticated<require::ReadMachines>,
+    query: web::Query<ListQuery>,
+) -> Result<HttpResponse, ApiError> {
+    list(state, caller, query).await
+}
+
+/// The seed's spelling of `POST /api/v1/machines` (same body, same answer).
+#[utoipa::path(post, path = "/api/v1/data/machine", tag = "registry", security(("bearer" = [])),
+    request_body = MachineBody,
+    responses(
+        (status = 201, description = "As `POST /api/v1/machines`"),
+        (status = 400, description = "Invalid fields, each named", body = platform::openapi::ErrorResponse),
+        (status = 403, description = "Not write:machines (supervisor, management)", body = platform::openapi::ErrorResponse),
+        (status = 409, description = "A machine with this name exists in this factory", body = platform::openapi::ErrorResponse)))]
+pub async fn seed_create(
+    state: web::Data<QueryState>,
+    caller: Authenticated<require::WriteMachines>,
+    req: HttpRequest,
+    body: web::Json<MachineBody>,
+) -> Result<HttpResponse, ApiError> {
+    create(state, caller, req, body).await
 }
 
 /// One machine, with `ETag: "v<version>"` for a later `If-Match`.
@@ -199,7 +234,7 @@ pub async fn get(
 #[utoipa::path(post, path = "/api/v1/machines", tag = "registry", security(("bearer" = [])),
     request_body = MachineBody,
     responses(
-        (status = 201, description = "`{status, machine}` with its ETag"),
+        (status = 201, description = "`{status, message, machine_id, machine}` with its ETag"),
         (status = 400, description = "Invalid fields, each named", body = platform::openapi::ErrorResponse),
         (status = 403, description = "Not write:machines (supervisor, management)", body = platform::openapi::ErrorResponse),
         (status = 409, description = "A machine with this name exists in this factory", body = platform::openapi::ErrorResponse)))]
@@ -254,7 +289,14 @@ pub async fn create(
         .await?;
     // Clears a negative cache entry left by ingest attempts before registration.
     invalidate(&state, machine.id).await;
-    let mut response = with_etag(StatusCode::CREATED, &machine);
+    let mut response = HttpResponse::Created()
+        .insert_header((header::ETAG, machine.etag()))
+        .json(json!({
+            "status": "success",
+            "message": "Machine created successfully",
+            "machine_id": machine.id,
+            "machine": MachineView::from(&machine),
+        }));
     if let Ok(location) = header::HeaderValue::from_str(&format!("/api/v1/machines/{}", machine.id))
     {
         response.headers_mut().insert(header::LOCATION, location);

@@ -20,6 +20,8 @@ platform::http_routes! {
     "/api/v1/stream/ticket" => { post: stream::ticket },
     "/api/v1/stream" => { get: stream::stream },
     "/api/v1/data/latest" => { get: latest::fleet },
+    "/api/v1/data/machine" => { post: machines::seed_create },
+    "/api/v1/data/machines" => { get: machines::seed_list },
     "/api/v1/data/machine/{id}" => { get: history::machine_history },
     "/api/v1/data/machine/{id}/latest" => { get: latest::machine },
     "/api/v1/machines" => { get: machines::list, post: machines::create },

@@ -38,6 +38,24 @@ impl Machine {
     }
 }
 
+/// A machine as answers show it: its columns, and its id once more as `machine_id`, the
+/// name the seed's documents and the telemetry use.
+#[derive(Serialize)]
+pub struct MachineView<'a> {
+    machine_id: Uuid,
+    #[serde(flatten)]
+    machine: &'a Machine,
+}
+
+impl<'a> From<&'a Machine> for MachineView<'a> {
+    fn from(machine: &'a Machine) -> Self {
+        Self {
+            machine_id: machine.id,
+            machine,
+        }
+    }
+}
+
 /// Filters of the list endpoint (already validated).
 #[derive(Debug, Default)]
 pub struct Filter {
@@ -45,7 +63,7 @@ pub struct Filter {
     pub location: Option<String>,
     /// Exact status.
     pub status: Option<String>,
-    /// Exact sensor type.
+    /// Sensor label, any case.
     pub sensor_type: Option<String>,
     /// Exact factory.
     pub factory_id: Option<String>,
@@ -73,14 +91,10 @@ impl Filter {
             );
         }
         if let Some(value) = &sensor_type
-            && value.parse::<domain::SensorType>().is_err()
+            && let Err(err) = domain::SensorType::parse(value)
         {
             errors.push(
-                FieldError::parameter(
-                    "sensor_type",
-                    "must be one of temperature, pressure, speed, multi",
-                )
-                .with_value(value.as_str()),
+                FieldError::parameter("sensor_type", err.to_string()).with_value(value.as_str()),
             );
         }
         Self {
@@ -91,6 +105,8 @@ impl Filter {
         }
     }
 }
+
+diesel::define_sql_function!(fn lower(text: diesel::sql_types::Text) -> diesel::sql_types::Text);
 
 /// A page of machines by factory and name, and the total matching.
 pub async fn list(
@@ -108,7 +124,7 @@ pub async fn list(
             query = query.filter(machine_metadata::status.eq(v.clone()));
         }
         if let Some(v) = &filter.sensor_type {
-            query = query.filter(machine_metadata::sensor_type.eq(v.clone()));
+            query = query.filter(lower(machine_metadata::sensor_type).eq(v.trim().to_lowercase()));
         }
         if let Some(v) = &filter.factory_id {
             query = query.filter(machine_metadata::factory_id.eq(v.clone()));

@@ -154,7 +154,8 @@ async fn a_mixed_batch_is_207_with_paths_and_stores_only_the_good_readings() {
             ]},
             {"machine_id": inactive, "readings": [{"timestamp": ts, "speed": 10}]},
             {"machine_id": maintenance, "readings": [{"timestamp": ts, "speed": 20}]},
-            {"machine_id": good, "sensor_type": "laser", "readings": [{"timestamp": ts, "speed": 30}]}
+            // Any label is accepted (the registry's wins); only a non-string is malformed.
+            {"machine_id": good, "sensor_type": 42, "readings": [{"timestamp": ts, "speed": 30}]}
         ]
     });
     let (status, body) = rig.post(&body).await;

@@ -74,6 +74,22 @@ async fn constraints_guard_status_sensor_type_and_names() {
     assert!(err.to_string().contains("check constraint"), "{err}");
 
     insert_machine(&mut conn, "Mill X", "active").await.unwrap();
+    // The sensor type is the plant's free label, but never blank or with control characters.
+    for (label, ok) in [
+        ("Flow meter", true),
+        ("   ", false),
+        ("Vib\u{7}ration", false),
+    ] {
+        let inserted = diesel::insert_into(machine_metadata::table)
+            .values((
+                machine_metadata::name.eq(format!("Sensor {}", label.len())),
+                machine_metadata::location.eq("Hall 9"),
+                machine_metadata::sensor_type.eq(label),
+            ))
+            .execute(&mut conn)
+            .await;
+        assert_eq!(inserted.is_ok(), ok, "{label:?}: {inserted:?}");
+    }
     let err = insert_machine(&mut conn, "mill x", "active")
         .await
         .unwrap_err();
