@@ -140,7 +140,7 @@ pub struct HistoryParams {
     pub end_time: Option<String>,
     /// `raw`, `1m`, `5m`, `15m`, `1h`, `1d`.
     pub interval: Option<String>,
-    /// Comma-separated subset of temperature, pressure, speed.
+    /// Comma-separated subset of temperature, pressure, speed, or `all` (the default).
     pub fields: Option<String>,
     /// Comma-separated subset of mean, min, max, count.
     pub agg: Option<String>,
@@ -260,7 +260,8 @@ impl HistoryQuery {
             }
         };
         let fields = match params.fields.as_deref() {
-            None => Field::ALL.to_vec(),
+            // `all` is the seed's spelling of the default.
+            None | Some("all") => Field::ALL.to_vec(),
             Some(text) => list(text, Field::parse).unwrap_or_else(|part| {
                 bad(
                     "fields",

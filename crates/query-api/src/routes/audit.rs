@@ -14,7 +14,7 @@ use serde_json::json;
 #[serde(deny_unknown_fields)]
 #[into_params(parameter_in = Query)]
 pub struct AuditQuery {
-    /// `machine`, `user`, `gateway`, `setting`, `alert`.
+    /// `machine`, `user`, `gateway`, `config`, `alert`.
     resource_type: Option<String>,
     /// The resource's id.
     resource_id: Option<String>,

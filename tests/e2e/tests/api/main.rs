@@ -16,6 +16,7 @@ mod mqtt_bridge;
 mod openapi;
 mod postgres_schema;
 mod rbac;
+mod seed_conformance;
 mod server;
 mod stream;
 mod traces;
