@@ -28,12 +28,14 @@ status: ## what is running
 services: ## make sure PostgreSQL, Redis, Mosquitto and InfluxDB answer on loopback
 	@deploy/local/backing.sh ensure
 
-# An independent JWT implementation (PyJWT) for the interoperability test.
+# Third-party clients for the tests (PyJWT, schemathesis, ...): tests/interop/requirements.txt.
 PYTHON_VENV := .plantline/venv
-$(PYTHON_VENV)/bin/python:
+PYTHON_READY := $(PYTHON_VENV)/.requirements-installed
+$(PYTHON_READY): tests/interop/requirements.txt
 	@command -v python3 >/dev/null || (apt-get update -qq && apt-get install -y -qq python3 python3-venv)
-	@python3 -m venv $(PYTHON_VENV) || (apt-get install -y -qq python3-venv && python3 -m venv $(PYTHON_VENV))
-	@$(PYTHON_VENV)/bin/pip install -q 'pyjwt[crypto]>=2.8,<3'
+	@test -x $(PYTHON_VENV)/bin/python || python3 -m venv $(PYTHON_VENV) || (apt-get install -y -qq python3-venv && python3 -m venv $(PYTHON_VENV))
+	@$(PYTHON_VENV)/bin/pip install -q -r tests/interop/requirements.txt
+	@touch $@
 
 dashboard: ## build the dashboard query-api serves (npm ci, uPlot vendored into its dist/)
 	@deploy/local/dashboard.sh
@@ -41,7 +43,7 @@ dashboard: ## build the dashboard query-api serves (npm ci, uPlot vendored into 
 browser-deps: ## Chromium and playwright-core for the dashboard's browser test
 	@deploy/local/browser.sh
 
-test: services clean-test-dbs $(PYTHON_VENV)/bin/python dashboard browser-deps static-checks ## run every test against the real services, then the fault scenarios
+test: services clean-test-dbs $(PYTHON_READY) dashboard browser-deps static-checks ## run every test against the real services, then the fault scenarios
 	@export PLANTLINE_TEST_PYTHON=$(CURDIR)/$(PYTHON_VENV)/bin/python; \
 	status=0; cargo build --workspace --bins --quiet && \
 	  cargo nextest run --workspace --profile $(NEXTEST_PROFILE) -E 'not binary(faults)' || status=$$?; \

@@ -1,5 +1,6 @@
 //! `auth`: logins, tokens, users and gateway clients. The only service that can mint tokens.
 
+mod hashing;
 pub mod routes;
 pub mod store;
 mod throttle;
@@ -26,6 +27,8 @@ pub(crate) struct AuthState {
     /// Verified against when the account does not exist, so unknown and known usernames
     /// take the same time to refuse.
     pub dummy_hash: String,
+    /// Where every password and secret is hashed or checked, a bounded number at a time.
+    pub hashing: hashing::HashPool,
 }
 
 /// Builds the service from configuration.
@@ -44,6 +47,12 @@ pub async fn build(settings: &Settings) -> Result<Application, StartupError> {
         .map(|path| PublicKey::from_pem_file(Path::new(path)))
         .collect::<Result<Vec<_>, _>>()?;
     let keep_secs = (settings.auth.access_ttl_secs + settings.auth.leeway_secs) as i64;
+    let checks = prometheus::IntCounter::new(
+        "password_checks_total",
+        "argon2 hashes and verifications run (logins, gateway tokens, new secrets)",
+    )?;
+    metrics.register(Box::new(checks.clone()));
+    let hashing = hashing::HashPool::for_this_machine(checks)?;
     let state = actix_web::web::Data::new(AuthState {
         pg: pg.clone(),
         signer: tokens::TokenSigner::new(&signing, &extra_keys, &settings.auth)?,
@@ -51,6 +60,7 @@ pub async fn build(settings: &Settings) -> Result<Application, StartupError> {
         throttle: throttle::LoginThrottle::new(redis.clone(), &settings.auth),
         refresh_ttl: chrono::Duration::seconds(settings.auth.refresh_ttl_secs as i64),
         dummy_hash: hash_secret(&SecretString::from("not-a-real-password".to_owned()))?,
+        hashing,
     });
 
     let readiness = Readiness::new(

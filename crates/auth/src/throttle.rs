@@ -35,33 +35,34 @@ impl LoginThrottle {
         )
     }
 
-    /// 429 with `Retry-After` when either counter is at its limit.
-    pub async fn check(&self, account: &str, ip: &str) -> Result<(), ApiError> {
+    /// Counts an attempt against the account and the address *before* the secret is
+    /// checked, so a burst of concurrent guesses cannot outrun the limit; 429 with
+    /// `Retry-After` once either is over it. A success gives the attempt back
+    /// ([`succeeded`](Self::succeeded)).
+    pub async fn attempt(&self, account: &str, ip: &str) -> Result<(), ApiError> {
         let (account_key, ip_key) = self.keys(account, ip);
         let mut pipe = redis::pipe();
-        pipe.cmd("GET")
-            .arg(&account_key)
-            .cmd("TTL")
-            .arg(&account_key)
-            .cmd("GET")
-            .arg(&ip_key)
-            .cmd("TTL")
-            .arg(&ip_key);
-        let counts: (Option<u32>, i64, Option<u32>, i64) = match self
-            .redis
-            .query_pipeline(&pipe)
-            .await
-        {
+        for key in [&account_key, &ip_key] {
+            pipe.cmd("INCR")
+                .arg(key)
+                .cmd("EXPIRE")
+                .arg(key)
+                .arg(self.window_secs)
+                .arg("NX")
+                .ignore()
+                .cmd("TTL")
+                .arg(key);
+        }
+        let counts: (u32, i64, u32, i64) = match self.redis.query_pipeline(&pipe).await {
             Ok(counts) => counts,
             Err(err) => {
                 tracing::warn!(error = %err, "Redis lost: login throttling skipped; retrying on the next login");
                 return Ok(());
             }
         };
-        let limited = |count: Option<u32>, max: u32| count.is_some_and(|c| c >= max);
-        let retry_after = if limited(counts.0, self.max_per_user) {
+        let retry_after = if counts.0 > self.max_per_user {
             Some(counts.1)
-        } else if limited(counts.2, self.max_per_ip) {
+        } else if counts.2 > self.max_per_ip {
             Some(counts.3)
         } else {
             None
@@ -77,33 +78,14 @@ impl LoginThrottle {
         }
     }
 
-    /// Counts a failure against both the account and the address.
-    pub async fn record_failure(&self, account: &str, ip: &str) {
+    /// After a successful login: the account starts afresh, and the address gets its
+    /// attempt back (people behind one NAT must not lock each other out by succeeding).
+    pub async fn succeeded(&self, account: &str, ip: &str) {
         let (account_key, ip_key) = self.keys(account, ip);
         let mut pipe = redis::pipe();
-        for key in [&account_key, &ip_key] {
-            pipe.cmd("INCR")
-                .arg(key)
-                .ignore()
-                .cmd("EXPIRE")
-                .arg(key)
-                .arg(self.window_secs)
-                .arg("NX")
-                .ignore();
-        }
+        pipe.cmd("DEL").arg(account_key).ignore();
+        pipe.cmd("DECR").arg(ip_key).ignore();
         if let Err(err) = self.redis.query_pipeline::<()>(&pipe).await {
-            tracing::warn!(error = %err, "Redis lost: failed login not counted");
-        }
-    }
-
-    /// Clears the account's counter after a successful login.
-    pub async fn reset(&self, account: &str, ip: &str) {
-        let (account_key, _) = self.keys(account, ip);
-        if let Err(err) = self
-            .redis
-            .query::<()>(redis::cmd("DEL").arg(account_key))
-            .await
-        {
             tracing::warn!(error = %err, "Redis lost: login counter not reset");
         }
     }

@@ -236,14 +236,21 @@ impl HistoryQuery {
                 .map_err(|m| bad("end_time", m.to_owned(), Some(text)))
                 .ok(),
         };
-        if let (Some(s), Some(e)) = (start, end)
-            && s >= e
-        {
-            bad(
-                "end_time",
-                "must be after start_time".to_owned(),
-                params.end_time.as_deref(),
-            );
+        if let (Some(s), Some(e)) = (start, end) {
+            if s >= e {
+                bad(
+                    "end_time",
+                    "must be after start_time".to_owned(),
+                    params.end_time.as_deref(),
+                );
+            } else if e.nanos().checked_sub(s.nanos()).is_none() {
+                // Both ends are representable, their distance in nanoseconds need not be.
+                bad(
+                    "end_time",
+                    "is too far from start_time (at most 292 years)".to_owned(),
+                    params.end_time.as_deref(),
+                );
+            }
         }
         let interval = match params.interval.as_deref() {
             None => Some(Interval::Raw),
@@ -358,7 +365,7 @@ impl HistoryQuery {
         if let (Some(s), Some(e), Some(i)) = (start, end, interval)
             && i != Interval::Raw
         {
-            let span = (e.nanos() - s.nanos()) / 1_000_000_000;
+            let span = e.nanos().saturating_sub(s.nanos()) / 1_000_000_000;
             let buckets = |i: Interval| span / i.seconds() + 1;
             if buckets(i) > max_points {
                 let coarser = Interval::AGGREGATED
@@ -415,6 +422,21 @@ mod tests {
             offset: map.get("offset").cloned(),
             cursor: map.get("cursor").cloned(),
         }
+    }
+
+    #[test]
+    fn a_range_longer_than_time_can_count_is_refused_not_overflowed() {
+        let errors = HistoryQuery::parse(
+            &params(&[
+                ("start_time", "1678-01-01T00:00:00Z"),
+                ("end_time", "2261-12-31T00:00:00Z"),
+                ("interval", "1d"),
+            ]),
+            now(),
+            50_000,
+        )
+        .unwrap_err();
+        assert_eq!(errors[0].path, "end_time");
     }
 
     #[test]

@@ -284,7 +284,13 @@ pub fn parse_json(
 ) -> Result<ParsedBatch, BatchError> {
     let raw = deserialize(body)?;
     let mut violations = Vec::new();
-    if raw.gateway_id.trim().is_empty() || raw.gateway_id.len() > 128 {
+    if let Err(err) = crate::text::check(&raw.gateway_id, 128) {
+        violations.push(Violation::new(
+            "gateway_id",
+            err.to_string(),
+            Some(Value::from(raw.gateway_id.clone())),
+        ));
+    } else if raw.gateway_id.trim().is_empty() {
         violations.push(Violation::new(
             "gateway_id",
             "must be 1 to 128 characters",
@@ -352,7 +358,17 @@ pub fn parse_json(
         }
         let claimed_sensor_type = match &item.sensor_type {
             None | Some(Lenient::Other(Value::Null)) => None,
-            Some(Lenient::Text(label)) => Some(label.to_string()),
+            Some(Lenient::Text(label)) => match crate::text::check(label, 255) {
+                Ok(()) => Some(label.to_string()),
+                Err(err) => {
+                    violations.push(Violation::new(
+                        format!("{path}.sensor_type"),
+                        err.to_string(),
+                        Some(Value::from(label.as_ref())),
+                    ));
+                    None
+                }
+            },
             Some(other) => {
                 violations.push(Violation::new(
                     format!("{path}.sensor_type"),
@@ -364,10 +380,11 @@ pub fn parse_json(
         };
         match &item.location {
             None | Some(Lenient::Other(Value::Null)) => {}
-            Some(Lenient::Text(l)) if !l.trim().is_empty() && l.len() <= 255 => {}
+            Some(Lenient::Text(l))
+                if !l.trim().is_empty() && crate::text::check(l, 255).is_ok() => {}
             Some(other) => violations.push(Violation::new(
                 format!("{path}.location"),
-                "must be 1 to 255 characters",
+                "must be 1 to 255 characters without control characters",
                 Some(other.echo()),
             )),
         }
@@ -543,9 +560,16 @@ pub fn parse_payload(
     for (path, item) in items {
         let (reading, sensor_type) = item.into_raw();
         let before = violations.len();
-        // Any label is accepted (the registry's wins); only a non-string is malformed.
+        // Any label is accepted (the registry's wins); only a non-string or control
+        // characters are malformed.
         match &sensor_type {
-            None | Some(Lenient::Other(Value::Null)) | Some(Lenient::Text(_)) => {}
+            None | Some(Lenient::Other(Value::Null)) => {}
+            Some(Lenient::Text(label)) if crate::text::check(label, 255).is_ok() => {}
+            Some(Lenient::Text(label)) => violations.push(Violation::new(
+                format!("{path}.sensor_type"),
+                "must not contain control characters",
+                Some(Value::from(label.as_ref())),
+            )),
             Some(other) => violations.push(Violation::new(
                 format!("{path}.sensor_type"),
                 "must be a string",

@@ -13,6 +13,7 @@ pub mod mqtt;
 pub mod rbac;
 pub mod reading;
 pub mod settings;
+pub mod text;
 pub mod user;
 
 pub use ids::{FactoryId, MachineId, ParseIdError};

@@ -241,6 +241,14 @@ fn field_value(text: &str) -> Result<f64, &'static str> {
     }
 }
 
+/// Longest line accepted. A reading with every tag is a few hundred bytes; the bound keeps
+/// one hostile line from costing more than it could mean.
+pub const MAX_LINE_BYTES: usize = 64 * 1024;
+/// Most tags per line (ours are four; Telegraf adds a few of its own).
+pub const MAX_TAGS: usize = 32;
+/// Most fields per line (three are known; the bound only stops abuse before splitting).
+pub const MAX_FIELDS: usize = 16;
+
 struct Line {
     machine: String,
     timestamp: Result<Timestamp, Violation>,
@@ -254,12 +262,46 @@ fn parse_line(
     now: Timestamp,
     violations: &mut Vec<Violation>,
 ) -> Option<Line> {
+    if line.len() > MAX_LINE_BYTES {
+        violations.push(Violation::new(
+            path,
+            format!("is longer than {MAX_LINE_BYTES} bytes"),
+            None,
+        ));
+        return None;
+    }
+    if let Some(c) = crate::text::first_control(line) {
+        violations.push(Violation::new(
+            path,
+            crate::text::TextError::Control(u32::from(c)).to_string(),
+            None,
+        ));
+        return None;
+    }
     let parts = sections(line);
     if !(2..=3).contains(&parts.len()) {
         violations.push(Violation::new(
             path,
             "must be `measurement,tags fields [timestamp]`",
             Some(Value::from(line)),
+        ));
+        return None;
+    }
+    // Counted before anything is split: a line of two million commas costs one scan.
+    let commas = |text: &str| text.bytes().filter(|b| *b == b',').count();
+    if commas(parts[0]) > MAX_TAGS {
+        violations.push(Violation::new(
+            format!("{path}.tags"),
+            format!("more than {MAX_TAGS} tags; at most {MAX_TAGS} per line"),
+            None,
+        ));
+        return None;
+    }
+    if commas(parts[1]) >= MAX_FIELDS {
+        violations.push(Violation::new(
+            format!("{path}.fields"),
+            format!("more than {MAX_FIELDS} fields; at most {MAX_FIELDS} per line"),
+            None,
         ));
         return None;
     }
@@ -299,7 +341,7 @@ fn parse_line(
         ));
         return None;
     };
-    let before = violations.len();
+    // The first bad field refuses the line: one error per line keeps the answer bounded.
     let mut pairs = Vec::new();
     for field in split_unescaped(parts[1], ',') {
         let Some((key, value)) = field.split_once('=') else {
@@ -308,7 +350,7 @@ fn parse_line(
                 "must be key=value pairs",
                 Some(Value::from(field.clone())),
             ));
-            continue;
+            return None;
         };
         let Some(known) = Field::parse(key) else {
             violations.push(Violation::new(
@@ -316,19 +358,19 @@ fn parse_line(
                 "unknown field; expected temperature, pressure or speed",
                 None,
             ));
-            continue;
+            return None;
         };
         match field_value(value) {
             Ok(v) => pairs.push((known, v)),
-            Err(message) => violations.push(Violation::new(
-                format!("{path}.{key}"),
-                message,
-                Some(Value::from(value)),
-            )),
+            Err(message) => {
+                violations.push(Violation::new(
+                    format!("{path}.{key}"),
+                    message,
+                    Some(Value::from(value)),
+                ));
+                return None;
+            }
         }
-    }
-    if violations.len() > before {
-        return None;
     }
     let timestamp = match parts.get(2) {
         None => Ok(now),

@@ -197,4 +197,25 @@ proptest! {
         let refused = TelemetryTopic::parse(&longer, "").is_err();
         prop_assert!(refused);
     }
+
+    #[test]
+    fn the_text_rule_refuses_exactly_the_strings_with_control_characters(text in "\\PC{0,40}[\\x00-\\x1f\\x7f]?\\PC{0,40}") {
+        let has_control = text.chars().any(char::is_control);
+        prop_assert_eq!(domain::text::check(&text, 1000).is_err(), has_control);
+        // Wherever such a string lands in a batch, the batch parser names it and stores nothing
+        // for that machine.
+        let body = serde_json::json!({"gateway_id": "gw", "timestamp": rfc3339(NOW), "batch": [
+            {"machine_id": MACHINE, "location": format!("Hall {text}"), "sensor_type": text,
+             "readings": [{"timestamp": rfc3339(NOW - 1_000_000_000), "temperature": 20.0}]}]});
+        let parsed = parse_json(body.to_string().as_bytes(), &rules(), &limits()).expect("a document");
+        let named: Vec<&str> = parsed.violations.iter().map(|v| v.path.as_str()).collect();
+        if has_control {
+            prop_assert!(named.contains(&"batch[0].location"), "{:?}", named);
+            prop_assert_eq!(parsed.valid_readings(), 0);
+        } else if text.trim().is_empty() {
+            prop_assert!(!named.contains(&"batch[0].sensor_type"), "{:?}", named);
+        } else {
+            prop_assert!(named.is_empty(), "{:?}", named);
+        }
+    }
 }

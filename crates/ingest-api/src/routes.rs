@@ -66,8 +66,10 @@ struct ReadingBody {
     speed: Option<f64>,
 }
 
+/// The answer's `errors`: at most [`platform::error::MAX_FIELD_ERRORS`], then a count.
 fn field_errors(violations: &[Violation]) -> Vec<FieldError> {
-    violations
+    let listed = violations.len().min(platform::error::MAX_FIELD_ERRORS);
+    let errors: Vec<FieldError> = violations[..listed]
         .iter()
         .map(|v| {
             let error = FieldError::field(v.path.clone(), v.message.clone());
@@ -76,7 +78,8 @@ fn field_errors(violations: &[Violation]) -> Vec<FieldError> {
                 None => error,
             }
         })
-        .collect()
+        .collect();
+    platform::error::capped_of(errors, violations.len())
 }
 
 /// What the registry lookup found: the machines that may send, and which metrics of each
@@ -189,7 +192,10 @@ async fn ingest(
 
     let started = Instant::now();
     let parsed = match format {
-        Format::Json => domain::ingest::parse_json(&body, &rules, &limits),
+        Format::Json => {
+            platform::extract::check_json_text(&body)?;
+            domain::ingest::parse_json(&body, &rules, &limits)
+        }
         Format::LineProtocol(precision) => match std::str::from_utf8(&body) {
             Ok(text) => line_protocol::parse(text, precision, &rules, &limits),
             Err(_) => return Err(ApiError::malformed_body("line protocol must be UTF-8")),

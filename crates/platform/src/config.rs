@@ -50,6 +50,18 @@ pub struct Settings {
     pub dashboard: DashboardSettings,
     /// Tokens: issuing (auth) and verifying (every HTTP service).
     pub auth: AuthSettings,
+    /// query-api's live streams.
+    pub stream: StreamSettings,
+}
+
+/// Live streams (query-api).
+#[derive(Debug, Clone, Deserialize)]
+pub struct StreamSettings {
+    /// A comment is written this often whatever else flows, so a client that left is noticed
+    /// (the write fails) and its stream released within about two intervals.
+    pub heartbeat_secs: u64,
+    /// Open streams per user and query-api replica; one more answers 429.
+    pub max_per_user: usize,
 }
 
 /// Access tokens, refresh tokens and login throttling.
@@ -289,6 +301,12 @@ impl Settings {
         }
         if !(self.influx.url.starts_with("http://") || self.influx.url.starts_with("https://")) {
             return Err(invalid("influx.url", "must start with http://"));
+        }
+        if !(1..=300).contains(&self.stream.heartbeat_secs) {
+            return Err(invalid("stream.heartbeat_secs", "must be 1 to 300"));
+        }
+        if self.stream.max_per_user == 0 {
+            return Err(invalid("stream.max_per_user", "must be at least 1"));
         }
         if !(1..=5200).contains(&self.influx.raw_retention_weeks) {
             return Err(invalid(

@@ -23,7 +23,7 @@ pub struct FieldError {
     pub error: String,
     /// The offending value, when it is safe to echo.
     #[serde(skip_serializing_if = "Option::is_none")]
-    #[schema(value_type = Option<Object>)]
+    #[schema(value_type = Option<serde_json::Value>)]
     pub value: Option<serde_json::Value>,
 }
 
@@ -48,11 +48,53 @@ impl FieldError {
         }
     }
 
-    /// Attaches the offending value.
+    /// Attaches the offending value; long text is cut (an echo is a hint, not a copy).
     pub fn with_value(mut self, value: impl Into<serde_json::Value>) -> Self {
-        self.value = Some(value.into());
+        let value = value.into();
+        self.value = Some(match value {
+            serde_json::Value::String(text) if text.chars().count() > MAX_ECHO_CHARS => {
+                let mut cut: String = text.chars().take(MAX_ECHO_CHARS).collect();
+                cut.push('…');
+                serde_json::Value::String(cut)
+            }
+            other => other,
+        });
         self
     }
+}
+
+/// Most field errors one answer lists; the rest are counted in a last entry.
+pub const MAX_FIELD_ERRORS: usize = 100;
+/// Longest echoed value.
+const MAX_ECHO_CHARS: usize = 256;
+
+/// At most [`MAX_FIELD_ERRORS`] errors, then one saying how many more there were: a request
+/// with two million bad fields gets a short answer.
+pub fn capped(errors: Vec<FieldError>) -> Vec<FieldError> {
+    // Already capped: the count entry is the only one naming neither field nor parameter.
+    let marked = errors
+        .last()
+        .is_some_and(|e| e.field.is_none() && e.parameter.is_none());
+    if marked && errors.len() <= MAX_FIELD_ERRORS + 1 {
+        return errors;
+    }
+    let total = errors.len();
+    capped_of(errors, total)
+}
+
+/// Like [`capped`], for a caller that converted only the first errors of `total`.
+pub fn capped_of(mut errors: Vec<FieldError>, total: usize) -> Vec<FieldError> {
+    if total > MAX_FIELD_ERRORS {
+        let more = total - MAX_FIELD_ERRORS;
+        errors.truncate(MAX_FIELD_ERRORS);
+        errors.push(FieldError {
+            field: None,
+            parameter: None,
+            error: format!("…and {more} more"),
+            value: None,
+        });
+    }
+    errors
 }
 
 /// An error answered to a client. Build it with the constructors; each has a stable `code`.
@@ -138,9 +180,9 @@ impl ApiError {
         )
     }
 
-    /// Adds per-field problems.
+    /// Adds per-field problems (at most [`MAX_FIELD_ERRORS`] are listed).
     pub fn with_errors(mut self, errors: Vec<FieldError>) -> Self {
-        self.errors = errors;
+        self.errors = capped(errors);
         self
     }
 
@@ -165,7 +207,7 @@ impl ApiError {
         &self.errors
     }
 
-    fn body_json(&self) -> String {
+    pub(crate) fn body_json(&self) -> String {
         serde_json::to_string(&ErrorBody {
             status: "error",
             code: self.code,
@@ -179,7 +221,7 @@ impl ApiError {
     }
 
     /// The generic error for a bare status (404 for an unknown route, 405, ...).
-    fn for_status(status: StatusCode) -> Self {
+    pub(crate) fn for_status(status: StatusCode) -> Self {
         let (code, message) = match status {
             StatusCode::NOT_FOUND => ("not_found", "no such resource"),
             StatusCode::METHOD_NOT_ALLOWED => (
@@ -237,12 +279,44 @@ impl From<crate::postgres::DbError> for ApiError {
                 Self::unavailable("the database is unavailable, retry shortly", 5)
             }
             DbError::Query(diesel::result::Error::NotFound) => Self::not_found("no such resource"),
+            DbError::Query(diesel::result::Error::DatabaseError(kind, info))
+                if is_data_error(&kind, info.message()) =>
+            {
+                // The boundary should have refused this value; PostgreSQL did. Still the
+                // client's data, so a 400, and a bug for us to find.
+                tracing::error!(
+                    message = info.message(),
+                    "bug: a client value reached PostgreSQL unchecked"
+                );
+                Self::validation(
+                    "a value in the request cannot be stored",
+                    vec![FieldError::field("body", info.message().to_owned())],
+                )
+            }
             other => {
                 tracing::error!(error = %other, "database operation failed");
                 Self::internal()
             }
         }
     }
+}
+
+/// PostgreSQL's data exceptions (class 22: bad encoding, NUL, too long, out of range) and
+/// integrity checks that only client data can fail. diesel gives us the message, not the
+/// SQLSTATE, for the data class.
+fn is_data_error(kind: &diesel::result::DatabaseErrorKind, message: &str) -> bool {
+    use diesel::result::DatabaseErrorKind as K;
+    matches!(kind, K::CheckViolation | K::NotNullViolation)
+        || [
+            "invalid byte sequence",
+            "value too long",
+            "out of range",
+            "invalid input syntax",
+            "character with byte sequence",
+            "unsupported Unicode escape",
+        ]
+        .iter()
+        .any(|needle| message.contains(needle))
 }
 
 impl From<diesel::result::Error> for ApiError {
@@ -402,6 +476,23 @@ mod tests {
         assert_eq!(json["code"], "validation_failed");
         assert_eq!(json["errors"][0]["parameter"], "start_time");
         assert!(json["errors"][0].get("field").is_none());
+    }
+
+    #[test]
+    fn error_lists_stop_at_a_hundred_and_say_how_many_more() {
+        let many: Vec<FieldError> = (0..2_000_000)
+            .map(|i| FieldError::field(format!("f{i}"), "bad"))
+            .collect();
+        let listed = capped(many);
+        assert_eq!(listed.len(), MAX_FIELD_ERRORS + 1);
+        assert_eq!(listed[MAX_FIELD_ERRORS].error, "…and 1999900 more");
+        assert_eq!(
+            capped(listed.clone()),
+            listed,
+            "capping twice changes nothing"
+        );
+        let echo = FieldError::field("f", "bad").with_value("x".repeat(10_000));
+        assert_eq!(echo.value.unwrap().as_str().unwrap().chars().count(), 257);
     }
 
     #[test]

@@ -9,6 +9,7 @@ pub mod audit;
 pub mod auth;
 pub mod config;
 pub mod error;
+pub mod extract;
 pub mod health;
 pub mod influx;
 pub mod latest;
@@ -26,4 +27,5 @@ pub mod telemetry;
 
 pub use config::{Settings, load_settings};
 pub use error::ApiError;
+pub use extract::Json;
 pub use server::{Application, ServiceName, ServiceParts, StartupError};

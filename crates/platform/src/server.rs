@@ -5,10 +5,11 @@ use crate::config::Settings;
 use crate::error::{self, json_error_responses};
 use crate::health::{self, Readiness};
 use crate::metrics::Metrics;
-use actix_web::dev::{Server, Service, ServiceRequest};
+use actix_web::dev::{Server, Service, ServiceRequest, ServiceResponse};
 use actix_web::http::header::{HeaderName, HeaderValue};
 use actix_web::middleware::ErrorHandlers;
 use actix_web::{App, HttpMessage, HttpServer, web};
+use futures_util::future::LocalBoxFuture;
 use std::net::TcpListener;
 use std::time::{Duration, Instant};
 use tokio_util::sync::CancellationToken;
@@ -181,7 +182,8 @@ impl Application {
                 .wrap_fn(move |req, srv| {
                     let request_id = request_id_of(&req);
                     req.extensions_mut().insert(RequestId(request_id.clone()));
-                    let method = req.method().to_string();
+                    // A closed set: a made-up method must not become a new metric series.
+                    let method = method_label(req.method());
                     let route = req
                         .match_pattern()
                         .unwrap_or_else(|| "unmatched".to_owned());
@@ -194,13 +196,23 @@ impl Application {
                     );
                     crate::telemetry::continue_trace(&span, req.headers());
                     let started = Instant::now();
-                    let response = srv.call(req);
+                    let response: LocalBoxFuture<'static, actix_web::Result<ServiceResponse>> =
+                        match boundary_refusal(&req, method) {
+                            Some(err) => {
+                                let refused = req.error_response(err);
+                                Box::pin(async move { Ok(refused) })
+                            }
+                            None => {
+                                let call = srv.call(req);
+                                Box::pin(async move { call.await.map(|r| r.map_into_boxed_body()) })
+                            }
+                        };
                     let metrics = metrics.clone();
                     async move {
                         let mut response = response.await?;
                         let status = response.status().as_u16();
                         let elapsed = started.elapsed();
-                        metrics.observe_request(&method, &route, status, elapsed.as_secs_f64());
+                        metrics.observe_request(method, &route, status, elapsed.as_secs_f64());
                         if let Ok(value) = HeaderValue::from_str(&request_id) {
                             response.headers_mut().insert(REQUEST_ID, value);
                         }
@@ -384,4 +396,30 @@ fn check_own_health(port: u16, timeout: Duration) -> Result<(), String> {
             status_line.lines().next().unwrap_or_default()
         ))
     }
+}
+
+/// The method as a metric label: one of a closed set, so clients cannot mint series.
+fn method_label(method: &actix_web::http::Method) -> &'static str {
+    use actix_web::http::Method;
+    match *method {
+        Method::GET => "GET",
+        Method::POST => "POST",
+        Method::PUT => "PUT",
+        Method::PATCH => "PATCH",
+        Method::DELETE => "DELETE",
+        Method::HEAD => "HEAD",
+        Method::OPTIONS => "OPTIONS",
+        _ => "OTHER",
+    }
+}
+
+/// What is refused before routing: a method no route can have (405), and a query string
+/// breaking the text rule (400 naming the parameter).
+fn boundary_refusal(req: &ServiceRequest, method: &str) -> Option<crate::ApiError> {
+    if method == "OTHER" {
+        return Some(crate::ApiError::for_status(
+            actix_web::http::StatusCode::METHOD_NOT_ALLOWED,
+        ));
+    }
+    crate::extract::check_query(req.query_string()).err()
 }

@@ -26,6 +26,10 @@ pub(crate) struct QueryState {
     pub live: live::LiveHub,
     /// Events skipped for stream clients that fell behind.
     pub stream_lagged: prometheus::IntCounter,
+    /// Keep-alive interval and per-user cap of live streams.
+    pub stream: platform::config::StreamSettings,
+    /// Open streams per user.
+    pub stream_slots: routes::StreamSlots,
 }
 
 /// Builds the service from configuration.
@@ -58,10 +62,17 @@ pub async fn build(settings: &Settings) -> Result<Application, StartupError> {
     )
     .unwrap_or_else(|_| unreachable!("static metric definition"));
     metrics.register(Box::new(stream_lagged.clone()));
+    let streams_open = prometheus::IntGauge::new(
+        "streams_open",
+        "Live streams open now (a client that left is released at the next keep-alive)",
+    )?;
+    metrics.register(Box::new(streams_open.clone()));
     let registry = platform::registry::MachineRegistry::new(pg.clone(), redis.clone(), 300, 30);
     let state = actix_web::web::Data::new(QueryState {
         live: hub.clone(),
         stream_lagged,
+        stream: settings.stream.clone(),
+        stream_slots: routes::StreamSlots::new(streams_open),
         alerts: alerts.clone(),
         registry: registry.clone(),
         influx: influx.clone(),

@@ -318,6 +318,22 @@ impl TestContext {
         RedisClient::new(&self.settings.redis).expect("test redis")
     }
 
+    /// How many subscribers this test's live-readings channel has (query-api's hub while
+    /// anyone watches); `None` while Redis does not answer.
+    pub async fn readings_subscribers(&self) -> Option<i64> {
+        let redis = self.redis();
+        let channel = redis.key(platform::latest::LIVE_CHANNEL);
+        let (_, count): (String, i64) = redis
+            .query(
+                deadpool_redis::redis::cmd("PUBSUB")
+                    .arg("NUMSUB")
+                    .arg(&channel),
+            )
+            .await
+            .ok()?;
+        Some(count)
+    }
+
     /// An InfluxDB client on this test's database.
     pub fn influx(&self) -> InfluxClient {
         InfluxClient::new(&self.settings.influx).expect("test influx")

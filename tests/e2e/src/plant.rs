@@ -32,7 +32,13 @@ pub struct Plant {
 impl Plant {
     /// Starts auth, ingest-api and query-api and logs everyone in.
     pub async fn start() -> Self {
-        let ctx = TestContext::new().await;
+        Self::start_with(|_| {}).await
+    }
+
+    /// Like [`start`](Self::start), with the services' settings adjusted first.
+    pub async fn start_with(adjust: impl FnOnce(&mut platform::Settings)) -> Self {
+        let mut ctx = TestContext::new().await;
+        adjust(&mut ctx.settings);
         let auth = ctx.spawn(ServiceName::Auth).await;
         let gateway = ctx.create_gateway().await;
         let gateway_token = auth.gateway_token(&gateway).await;

@@ -1,7 +1,7 @@
 //! `/api/v1/gateways`: the shop-floor clients that send telemetry. Their secret is shown
 //! once, at creation, and stored only as an argon2id hash.
 
-use super::{blocking, conflict_on_duplicate, reject_if_any};
+use super::{conflict_on_duplicate, reject_if_any};
 use crate::AuthState;
 use crate::store::gateways;
 use actix_web::{HttpRequest, HttpResponse, web};
@@ -10,7 +10,7 @@ use platform::ApiError;
 use platform::audit::{self, Actor, Change};
 use platform::auth::{Authenticated, require};
 use platform::error::FieldError;
-use platform::password::{generate_secret, hash_secret};
+use platform::password::{generate_secret, hash_secret_with};
 use platform::postgres::connection;
 use secrecy::ExposeSecret;
 use serde::Deserialize;
@@ -73,7 +73,7 @@ pub async fn create(
     state: web::Data<AuthState>,
     caller: Authenticated<require::WriteUsers>,
     req: HttpRequest,
-    body: web::Json<CreateGateway>,
+    body: platform::Json<CreateGateway>,
 ) -> Result<HttpResponse, ApiError> {
     let body = body.into_inner();
     let mut errors = Vec::new();
@@ -96,7 +96,9 @@ pub async fn create(
 
     let secret = generate_secret(40);
     let to_hash = secret.clone();
-    let hash = blocking(move || hash_secret(&to_hash))
+    let hash = state
+        .hashing
+        .run(move |scratch| hash_secret_with(&to_hash, scratch))
         .await?
         .map_err(|err| {
             tracing::error!(error = %err, "secret hashing failed");
@@ -138,7 +140,7 @@ pub async fn update(
     caller: Authenticated<require::WriteUsers>,
     req: HttpRequest,
     id: web::Path<Uuid>,
-    body: web::Json<UpdateGateway>,
+    body: platform::Json<UpdateGateway>,
 ) -> Result<HttpResponse, ApiError> {
     let id = id.into_inner();
     let body = body.into_inner();

@@ -4,7 +4,6 @@ mod gateways;
 mod session;
 mod users;
 
-use actix_web::web;
 use platform::ApiError;
 use platform::error::FieldError;
 
@@ -20,16 +19,6 @@ platform::http_routes! {
     "/api/v1/users/{id}" => { get: users::get, patch: users::update, delete: users::delete },
     "/api/v1/gateways" => { get: gateways::list, post: gateways::create },
     "/api/v1/gateways/{id}" => { patch: gateways::update, delete: gateways::delete },
-}
-
-/// Runs a CPU-heavy password hash/verify off the async workers.
-async fn blocking<T: Send + 'static>(
-    work: impl FnOnce() -> T + Send + 'static,
-) -> Result<T, ApiError> {
-    web::block(work).await.map_err(|err| {
-        tracing::error!(error = %err, "password hashing task failed");
-        ApiError::internal()
-    })
 }
 
 /// 400 listing every problem, or nothing.

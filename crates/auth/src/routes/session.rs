@@ -1,6 +1,6 @@
 //! Logins, refresh rotation, logout, the current principal, gateway tokens, the JWKS.
 
-use super::{blocking, reject_if_any};
+use super::reject_if_any;
 use crate::AuthState;
 use crate::store::{gateways, refresh, users};
 use crate::tokens::{IssuedToken, new_refresh_token, refresh_token_hash};
@@ -11,7 +11,7 @@ use domain::Role;
 use platform::ApiError;
 use platform::auth::{Authenticated, require};
 use platform::error::FieldError;
-use platform::password::verify_secret;
+use platform::password::verify_secret_with;
 use platform::postgres::connection;
 use platform::server::client_ip;
 use secrecy::SecretString;
@@ -82,7 +82,7 @@ fn sign_error(err: crate::tokens::SignError) -> ApiError {
 pub async fn login(
     state: web::Data<AuthState>,
     req: HttpRequest,
-    body: web::Json<LoginRequest>,
+    body: platform::Json<LoginRequest>,
 ) -> Result<HttpResponse, ApiError> {
     let LoginRequest { username, password } = body.into_inner();
     let mut errors = Vec::new();
@@ -98,7 +98,7 @@ pub async fn login(
     reject_if_any(errors)?;
 
     let ip = client_ip(&req);
-    state.throttle.check(&username, &ip).await?;
+    state.throttle.attempt(&username, &ip).await?;
     let mut conn = connection(&state.pg).await?;
     let user = users::find_by_username(&mut conn, &username).await?;
     drop(conn);
@@ -109,16 +109,18 @@ pub async fn login(
         .map(|u| u.password_hash.clone())
         .unwrap_or_else(|| state.dummy_hash.clone());
     let secret = SecretString::from(password);
-    let password_ok = blocking(move || verify_secret(&secret, &hash)).await?;
+    let password_ok = state
+        .hashing
+        .run(move |scratch| verify_secret_with(&secret, &hash, scratch))
+        .await?;
     let user = match user {
         Some(user) if password_ok && user.is_active => user,
         _ => {
-            state.throttle.record_failure(&username, &ip).await;
             tracing::info!(username = %username, client_ip = %ip, "login refused");
             return Err(ApiError::unauthorized(BAD_CREDENTIALS));
         }
     };
-    state.throttle.reset(&username, &ip).await;
+    state.throttle.succeeded(&username, &ip).await;
 
     let family = Uuid::new_v4();
     let refresh_token = new_refresh_token();
@@ -152,7 +154,7 @@ pub async fn login(
         (status = 401, description = "Invalid, expired, revoked or reused refresh token", body = platform::openapi::ErrorResponse)))]
 pub async fn refresh(
     state: web::Data<AuthState>,
-    body: web::Json<RefreshRequest>,
+    body: platform::Json<RefreshRequest>,
 ) -> Result<HttpResponse, ApiError> {
     let presented = body.into_inner().refresh_token;
     if presented.is_empty() || presented.len() > 256 {
@@ -314,9 +316,12 @@ pub async fn client_credentials(
         .unwrap_or("")
         .to_ascii_lowercase();
     let request: ClientCredentials = if content_type.starts_with("application/json") {
-        serde_json::from_slice(&body)
-            .map_err(|e| ApiError::malformed_body(format!("invalid JSON body: {e}")))?
+        platform::extract::parse_body(&body)?
     } else if content_type.starts_with("application/x-www-form-urlencoded") {
+        // A form is encoded like a query string, and held to the same text rule.
+        let text = std::str::from_utf8(&body)
+            .map_err(|_| ApiError::malformed_body("a form body must be UTF-8"))?;
+        platform::extract::check_query(text)?;
         serde_urlencoded::from_bytes(&body)
             .map_err(|e| ApiError::malformed_body(format!("invalid form body: {e}")))?
     } else {
@@ -352,13 +357,24 @@ pub async fn client_credentials(
             ));
         }
     };
-    if client_id.is_empty() || client_id.len() > 64 || secret.len() > 256 {
+    for (field, value, max) in [
+        ("client_id", &client_id, 64),
+        ("client_secret", &secret, 256),
+    ] {
+        if let Err(err) = domain::text::check(value, max) {
+            return Err(ApiError::validation(
+                "invalid client credentials",
+                vec![FieldError::field(field, err.to_string())],
+            ));
+        }
+    }
+    if client_id.is_empty() {
         return Err(ApiError::unauthorized("invalid client credentials"));
     }
 
     let ip = client_ip(&req);
     let account = format!("gateway:{client_id}");
-    state.throttle.check(&account, &ip).await?;
+    state.throttle.attempt(&account, &ip).await?;
     let mut conn = connection(&state.pg).await?;
     let gateway = gateways::find_by_client_id(&mut conn, &client_id).await?;
     drop(conn);
@@ -367,16 +383,18 @@ pub async fn client_credentials(
         .map(|g| g.secret_hash.clone())
         .unwrap_or_else(|| state.dummy_hash.clone());
     let secret = SecretString::from(secret);
-    let secret_ok = blocking(move || verify_secret(&secret, &hash)).await?;
+    let secret_ok = state
+        .hashing
+        .run(move |scratch| verify_secret_with(&secret, &hash, scratch))
+        .await?;
     let gateway = match gateway {
         Some(gateway) if secret_ok && gateway.is_active => gateway,
         _ => {
-            state.throttle.record_failure(&account, &ip).await;
             tracing::info!(client_id = %client_id, client_ip = %ip, "gateway token refused");
             return Err(ApiError::unauthorized("invalid client credentials"));
         }
     };
-    state.throttle.reset(&account, &ip).await;
+    state.throttle.succeeded(&account, &ip).await;
     let mut conn = connection(&state.pg).await?;
     gateways::touch_last_used(&mut conn, gateway.id).await?;
     let access = state

@@ -1,7 +1,7 @@
 //! `/api/v1/users`: management of people's accounts. Every change is audited in the same
 //! transaction and revokes the tokens it makes stale.
 
-use super::{Page, blocking, conflict_on_duplicate, reject_if_any};
+use super::{Page, conflict_on_duplicate, reject_if_any};
 use crate::AuthState;
 use crate::store::{refresh, users};
 use actix_web::http::StatusCode;
@@ -12,7 +12,7 @@ use platform::ApiError;
 use platform::audit::{self, Actor, Change};
 use platform::auth::{Authenticated, require};
 use platform::error::FieldError;
-use platform::password::hash_secret;
+use platform::password::hash_secret_with;
 use platform::postgres::connection;
 use secrecy::SecretString;
 use serde::Deserialize;
@@ -74,9 +74,11 @@ fn parse_password(raw: &str, username: &str, errors: &mut Vec<FieldError>) -> Op
         .ok()
 }
 
-async fn hash_password(password: NewPassword) -> Result<String, ApiError> {
+async fn hash_password(state: &AuthState, password: NewPassword) -> Result<String, ApiError> {
     let secret = SecretString::from(password.expose().to_owned());
-    blocking(move || hash_secret(&secret))
+    state
+        .hashing
+        .run(move |scratch| hash_secret_with(&secret, scratch))
         .await?
         .map_err(|err| {
             tracing::error!(error = %err, "password hashing failed");
@@ -153,7 +155,7 @@ pub async fn create(
     state: web::Data<AuthState>,
     caller: Authenticated<require::WriteUsers>,
     req: HttpRequest,
-    body: web::Json<CreateUser>,
+    body: platform::Json<CreateUser>,
 ) -> Result<HttpResponse, ApiError> {
     let body = body.into_inner();
     let mut errors = Vec::new();
@@ -174,7 +176,7 @@ pub async fn create(
     let (Some(username), Some(role), Some(password)) = (username, role, password) else {
         return Err(ApiError::validation("invalid request body", Vec::new()));
     };
-    let hash = hash_password(password).await?;
+    let hash = hash_password(&state, password).await?;
 
     let actor = Actor::from_request(&caller, &req);
     let mut conn = connection(&state.pg).await?;
@@ -216,7 +218,7 @@ pub async fn update(
     caller: Authenticated<require::WriteUsers>,
     req: HttpRequest,
     id: web::Path<Uuid>,
-    body: web::Json<UpdateUser>,
+    body: platform::Json<UpdateUser>,
 ) -> Result<HttpResponse, ApiError> {
     let id = id.into_inner();
     let body = body.into_inner();
@@ -249,7 +251,7 @@ pub async fn update(
     }
     reject_if_any(errors)?;
     let password_hash = match password {
-        Some(password) => Some(hash_password(password).await?),
+        Some(password) => Some(hash_password(&state, password).await?),
         None => None,
     };
     let sessions_end = password_hash.is_some()

@@ -85,7 +85,7 @@ pub async fn update(
     state: web::Data<QueryState>,
     caller: Authenticated<require::WriteConfig>,
     req: HttpRequest,
-    body: web::Json<UpdateRequest>,
+    body: platform::Json<UpdateRequest>,
 ) -> Result<HttpResponse, ApiError> {
     let (changes, single) = match body.into_inner() {
         UpdateRequest::Single(change) => (vec![change], true),

@@ -44,7 +44,7 @@ mod cache {
         ) -> Self {
             let digest = Sha256::digest(normalised(query).to_string().as_bytes());
             let hex: String = digest.iter().take(12).map(|b| format!("{b:02x}")).collect();
-            let age_secs = (now.nanos() - query.end.nanos()) / 1_000_000_000;
+            let age_secs = now.nanos().saturating_sub(query.end.nanos()) / 1_000_000_000;
             // Settled past (rolled up, late data tracked by the generation): an hour.
             // Otherwise new readings may still land in the window: a few seconds.
             let ttl_secs = if age_secs > ROLLUP_LOOKBACK_SECS + 600 {
@@ -180,12 +180,13 @@ fn plan(query: &HistoryQuery, now: Timestamp) -> Vec<Part> {
         return whole;
     }
     let horizon = now.nanos() - (ROLLUP_LOOKBACK_SECS + 600) * 1_000_000_000;
-    let first = start.div_euclid(HOUR_NS) * HOUR_NS
-        + if start.rem_euclid(HOUR_NS) == 0 {
+    // Saturating: a validated range may still touch the ends of the representable time.
+    let first =
+        (start.div_euclid(HOUR_NS) * HOUR_NS).saturating_add(if start.rem_euclid(HOUR_NS) == 0 {
             0
         } else {
             HOUR_NS
-        };
+        });
     let last = end.min(horizon).div_euclid(HOUR_NS) * HOUR_NS;
     if first >= last {
         return whole;
@@ -405,7 +406,7 @@ fn normalised(query: &HistoryQuery) -> Value {
         ("start_time" = String, Query, description = "RFC 3339, required"),
         ("end_time" = Option<String>, Query, description = "RFC 3339, default now"),
         ("interval" = Option<String>, Query, description = "raw (default), 1m, 5m, 15m, 1h, 1d"),
-        ("fields" = Option<String>, Query, description = "Comma-separated subset of temperature, pressure, speed"),
+        ("fields" = Option<String>, Query, description = "Comma-separated subset of temperature, pressure, speed, or all (default)"),
         ("agg" = Option<String>, Query, description = "Comma-separated subset of mean, min, max, count (bucketed only)"),
         ("tz" = Option<String>, Query, description = "IANA zone for day buckets, default UTC"),
         ("limit" = Option<u32>, Query, description = "1..=10000, default 1000"),

@@ -207,7 +207,7 @@ pub async fn seed_create(
     state: web::Data<QueryState>,
     caller: Authenticated<require::WriteMachines>,
     req: HttpRequest,
-    body: web::Json<MachineBody>,
+    body: platform::Json<MachineBody>,
 ) -> Result<HttpResponse, ApiError> {
     create(state, caller, req, body).await
 }
@@ -242,7 +242,7 @@ pub async fn create(
     state: web::Data<QueryState>,
     caller: Authenticated<require::WriteMachines>,
     req: HttpRequest,
-    body: web::Json<MachineBody>,
+    body: platform::Json<MachineBody>,
 ) -> Result<HttpResponse, ApiError> {
     let body = body.into_inner();
     let mut errors = Vec::new();
@@ -353,7 +353,7 @@ pub async fn update(
     caller: Authenticated<require::WriteMachines>,
     req: HttpRequest,
     id: web::Path<Uuid>,
-    body: web::Json<MachineBody>,
+    body: platform::Json<MachineBody>,
 ) -> Result<HttpResponse, ApiError> {
     let id = id.into_inner();
     let expected = if_match(&req)?;

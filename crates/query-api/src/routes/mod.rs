@@ -10,6 +10,8 @@ mod stream;
 
 use crate::dashboard;
 
+pub use stream::StreamSlots;
+
 platform::http_routes! {
     service: platform::ServiceName::QueryApi;
     "/api/v1/config" => { get: config::show },

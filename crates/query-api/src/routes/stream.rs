@@ -8,25 +8,124 @@
 
 use crate::QueryState;
 use crate::live::LiveEvent;
+use actix_web::http::StatusCode;
 use actix_web::web::Bytes;
 use actix_web::{HttpRequest, HttpResponse, web};
 use deadpool_redis::redis;
 use platform::ApiError;
-use platform::auth::{Authenticated, require};
+use platform::auth::revocation::RevocationState;
+use platform::auth::{Authenticated, Principal, TokenVerifier, require};
 use platform::error::{FieldError, reject_if_any};
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 use serde_json::json;
+use std::collections::{HashMap, VecDeque};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 use tokio::sync::broadcast::error::RecvError;
+use uuid::Uuid;
 
 const TICKET_TTL_SECS: u64 = 30;
-const HEARTBEAT: Duration = Duration::from_secs(15);
 /// Streams end after this long; the client reconnects with a fresh ticket (and its token
 /// must still be valid to get one).
 const MAX_STREAM: Duration = Duration::from_secs(15 * 60);
 
 fn ticket_key(state: &QueryState, ticket: &str) -> String {
     state.redis.key(&format!("stream:ticket:{ticket}"))
+}
+
+/// Who a ticket was issued to: enough of the token to end the stream when it is revoked.
+#[derive(Serialize, Deserialize)]
+struct TicketHolder {
+    subject: Uuid,
+    username: String,
+    jti: String,
+    session: Option<Uuid>,
+    issued_at: i64,
+}
+
+impl TicketHolder {
+    fn of(principal: &Principal) -> Self {
+        Self {
+            subject: principal.subject,
+            username: principal.username.clone(),
+            jti: principal.jti.clone(),
+            session: principal.session,
+            issued_at: principal.issued_at,
+        }
+    }
+
+    /// Revoked as far as this replica's mirror knows (a stale mirror is trusted: reads
+    /// fail open while Redis is away, as everywhere else).
+    fn is_revoked(&self, verifier: Option<&TokenVerifier>) -> bool {
+        let Some(verifier) = verifier else {
+            return false;
+        };
+        let (RevocationState::Fresh(view) | RevocationState::Stale(view)) =
+            verifier.revocations().state();
+        view.is_revoked(
+            &self.jti,
+            self.session.as_ref(),
+            &self.subject,
+            self.issued_at,
+        )
+    }
+}
+
+/// Open streams per user on this replica, and their total as a gauge.
+#[derive(Clone)]
+pub struct StreamSlots {
+    open: Arc<Mutex<HashMap<Uuid, usize>>>,
+    gauge: prometheus::IntGauge,
+}
+
+/// One user's open stream; gives its slot back when the stream ends or the client leaves.
+struct StreamSlot {
+    slots: StreamSlots,
+    user: Uuid,
+}
+
+impl StreamSlots {
+    /// No stream open yet; `gauge` follows the total.
+    pub fn new(gauge: prometheus::IntGauge) -> Self {
+        Self {
+            open: Default::default(),
+            gauge,
+        }
+    }
+
+    fn take(&self, user: Uuid, max: usize) -> Option<StreamSlot> {
+        let mut open = self
+            .open
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        let count = open.entry(user).or_default();
+        if *count >= max {
+            return None;
+        }
+        *count += 1;
+        self.gauge.inc();
+        Some(StreamSlot {
+            slots: self.clone(),
+            user,
+        })
+    }
+}
+
+impl Drop for StreamSlot {
+    fn drop(&mut self) {
+        let mut open = self
+            .slots
+            .open
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        self.slots.gauge.dec();
+        if let Some(count) = open.get_mut(&self.user) {
+            *count = count.saturating_sub(1);
+            if *count == 0 {
+                open.remove(&self.user);
+            }
+        }
+    }
 }
 
 /// A single-use ticket that opens one live stream within 30 s (EventSource cannot send a token).
@@ -43,12 +142,16 @@ pub async fn ticket(
     let ticket = platform::password::generate_secret(32)
         .expose_secret()
         .to_owned();
+    let holder = serde_json::to_string(&TicketHolder::of(&caller)).map_err(|err| {
+        tracing::error!(error = %err, "stream ticket holder not serialisable");
+        ApiError::internal()
+    })?;
     state
         .redis
         .query::<()>(
             redis::cmd("SET")
                 .arg(ticket_key(&state, &ticket))
-                .arg(caller.username.as_str())
+                .arg(holder)
                 .arg("EX")
                 .arg(TICKET_TTL_SECS),
         )
@@ -112,13 +215,28 @@ fn reset(reason: &str) -> Bytes {
     ))
 }
 
+/// The loop's state between two frames.
+struct Open {
+    pending: VecDeque<Bytes>,
+    receiver: tokio::sync::broadcast::Receiver<Arc<LiveEvent>>,
+    _watcher: crate::live::Watcher,
+    filter: Filter,
+    newest_sent: u64,
+    next_beat: tokio::time::Instant,
+    holder: TicketHolder,
+    _slot: StreamSlot,
+}
+
 /// Server-Sent Events: `reading`, `alert` and `reset` events as they are stored,
-/// `: keep-alive` every 15 s; resumes after `Last-Event-ID` (header) or `last_event_id`.
+/// `: keep-alive` on a fixed interval (15 s) whatever else flows, so a client that left is
+/// noticed; resumes after `Last-Event-ID` (header) or `last_event_id`. A stream ends when its
+/// token is revoked (checked on every keep-alive) and after 15 minutes.
 #[utoipa::path(get, path = "/api/v1/stream", tag = "live", params(StreamQuery),
     responses(
         (status = 200, description = "An event stream", content_type = "text/event-stream"),
         (status = 400, description = "Bad machine_id or last_event_id", body = platform::openapi::ErrorResponse),
-        (status = 401, description = "Missing, unknown, used or expired ticket", body = platform::openapi::ErrorResponse)))]
+        (status = 401, description = "Missing, unknown, used or expired ticket", body = platform::openapi::ErrorResponse),
+        (status = 429, description = "This user already has `stream.max_per_user` streams open", body = platform::openapi::ErrorResponse)))]
 pub async fn stream(
     state: web::Data<QueryState>,
     req: HttpRequest,
@@ -156,10 +274,24 @@ pub async fn stream(
         .map_err(|_| {
             ApiError::unavailable("live streams need Redis, which is unavailable; retry", 5)
         })?;
-    let Some(holder) = holder else {
+    let Some(holder) = holder.and_then(|h| serde_json::from_str::<TicketHolder>(&h).ok()) else {
         return Err(ApiError::unauthorized(
             "unknown, used or expired stream ticket",
         ));
+    };
+    let Some(slot) = state
+        .stream_slots
+        .take(holder.subject, state.stream.max_per_user)
+    else {
+        return Err(ApiError::new(
+            StatusCode::TOO_MANY_REQUESTS,
+            "too_many_streams",
+            format!(
+                "at most {} live streams per user; close one first",
+                state.stream.max_per_user
+            ),
+        )
+        .with_retry_after(state.stream.heartbeat_secs));
     };
     let filter = Filter {
         machine_id: query.machine_id,
@@ -182,7 +314,7 @@ pub async fn stream(
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.parse::<u64>().ok())
         .or(resume_from);
-    let mut first = std::collections::VecDeque::from([Bytes::from_static(b"retry: 2000\n\n")]);
+    let mut first = VecDeque::from([Bytes::from_static(b"retry: 2000\n\n")]);
     let mut newest_sent = 0;
     if let Some(last) = last_event_id {
         match state.live.since(last) {
@@ -195,52 +327,99 @@ pub async fn stream(
             None => first.push_back(reset("too far behind to resume")),
         }
     }
-    tracing::info!(user = %holder, "live stream opened");
+    tracing::info!(user = %holder.username, "live stream opened");
     let started = Instant::now();
+    let heartbeat = Duration::from_secs(state.stream.heartbeat_secs);
     let metrics = state.stream_lagged.clone();
-    let body = futures_util::stream::unfold(
-        (first, (receiver, watcher), filter, newest_sent),
-        move |(mut pending, (mut receiver, watcher), filter, mut newest_sent)| {
-            let metrics = metrics.clone();
-            async move {
-                loop {
-                    if let Some(bytes) = pending.pop_front() {
-                        return Some((
-                            Ok::<_, actix_web::Error>(bytes),
-                            (pending, (receiver, watcher), filter, newest_sent),
-                        ));
-                    }
-                    if started.elapsed() > MAX_STREAM {
-                        return None;
-                    }
-                    let next = tokio::time::timeout(HEARTBEAT, receiver.recv()).await;
-                    let bytes = match next {
-                        Err(_) => Bytes::from_static(b": keep-alive\n\n"),
-                        Ok(Ok(event)) => {
-                            if event.id <= newest_sent || !filter.matches(&event) {
-                                continue;
-                            }
-                            newest_sent = event.id;
-                            frame(&event)
-                        }
-                        Ok(Err(RecvError::Lagged(skipped))) => {
-                            metrics.inc_by(skipped);
-                            reset("the client fell behind; events were skipped")
-                        }
-                        Ok(Err(RecvError::Closed)) => return None,
-                    };
-                    return Some((
-                        Ok(bytes),
-                        (pending, (receiver, watcher), filter, newest_sent),
-                    ));
-                }
+    let verifier = req.app_data::<web::Data<TokenVerifier>>().cloned();
+    let open = Open {
+        pending: first,
+        receiver,
+        _watcher: watcher,
+        filter,
+        newest_sent,
+        next_beat: tokio::time::Instant::now() + heartbeat,
+        holder,
+        _slot: slot,
+    };
+    let body = futures_util::stream::unfold(Some(open), move |open| {
+        let (metrics, verifier) = (metrics.clone(), verifier.clone());
+        async move {
+            let mut open = open?;
+            let bytes = next_frame(
+                &mut open,
+                started,
+                heartbeat,
+                &metrics,
+                verifier.as_ref().map(|v| v.get_ref()),
+            )
+            .await;
+            // A frame that ends the stream is still sent; the next poll then ends it.
+            match bytes {
+                Next::Frame(bytes) => Some((Ok::<_, actix_web::Error>(bytes), Some(open))),
+                Next::Last(bytes) => Some((Ok(bytes), None)),
+                Next::End => None,
             }
-        },
-    );
+        }
+    });
     Ok(HttpResponse::Ok()
         .content_type("text/event-stream")
         .insert_header(("cache-control", "no-cache"))
         // nginx: pass events through as they come.
         .insert_header(("x-accel-buffering", "no"))
         .streaming(body))
+}
+
+enum Next {
+    Frame(Bytes),
+    Last(Bytes),
+    End,
+}
+
+/// Waits for the next frame to send: a pending one, a matching event, or the keep-alive that
+/// is due. The keep-alive is on a fixed schedule, not a timeout that events restart: a
+/// stream filtered to a quiet machine still writes, and so notices a client that left.
+async fn next_frame(
+    open: &mut Open,
+    started: Instant,
+    heartbeat: Duration,
+    lagged: &prometheus::IntCounter,
+    verifier: Option<&TokenVerifier>,
+) -> Next {
+    loop {
+        if let Some(bytes) = open.pending.pop_front() {
+            return Next::Frame(bytes);
+        }
+        if started.elapsed() > MAX_STREAM {
+            return Next::End;
+        }
+        tokio::select! {
+            biased;
+            _ = tokio::time::sleep_until(open.next_beat) => {
+                open.next_beat += heartbeat;
+                if open.holder.is_revoked(verifier) {
+                    tracing::info!(user = %open.holder.username, "live stream ended: token revoked");
+                    return Next::Last(Bytes::from(format!(
+                        "event: end\ndata: {}\n\n",
+                        json!({"reason": "token revoked", "action": "sign in again"})
+                    )));
+                }
+                return Next::Frame(Bytes::from_static(b": keep-alive\n\n"));
+            }
+            next = open.receiver.recv() => match next {
+                Ok(event) => {
+                    if event.id <= open.newest_sent || !open.filter.matches(&event) {
+                        continue;
+                    }
+                    open.newest_sent = event.id;
+                    return Next::Frame(frame(&event));
+                }
+                Err(RecvError::Lagged(skipped)) => {
+                    lagged.inc_by(skipped);
+                    return Next::Frame(reset("the client fell behind; events were skipped"));
+                }
+                Err(RecvError::Closed) => return Next::End,
+            },
+        }
+    }
 }

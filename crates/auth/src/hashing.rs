@@ -1,0 +1,136 @@
+//! Password hashing as a bounded resource. argon2id needs 19 MiB and tens of milliseconds of
+//! one core per check; run per request without a bound, a burst of 128 wrong logins took auth
+//! from 144 MiB to 1.5 GiB. Here a fixed set of threads (one per core), each with its own
+//! reused working memory, takes checks from a short queue; when the queue is full the caller
+//! gets 503 with `Retry-After` at once instead of waiting without limit.
+
+use platform::ApiError;
+use platform::password::Scratch;
+use std::sync::mpsc::{self, Receiver, SyncSender, TrySendError};
+use std::sync::{Arc, Mutex};
+
+type Job = Box<dyn FnOnce(&mut Scratch) + Send>;
+
+/// Seconds a caller is asked to wait when every hashing thread and queue slot is taken.
+const RETRY_AFTER_SECS: u64 = 1;
+
+/// The hashing threads and their queue.
+#[derive(Clone)]
+pub struct HashPool {
+    jobs: SyncSender<Job>,
+    checks: prometheus::IntCounter,
+}
+
+impl HashPool {
+    /// `threads` hashing threads (at least one) and room for `queue` waiting checks.
+    pub fn start(
+        threads: usize,
+        queue: usize,
+        checks: prometheus::IntCounter,
+    ) -> std::io::Result<Self> {
+        let (jobs, receiver) = mpsc::sync_channel::<Job>(queue);
+        let receiver = Arc::new(Mutex::new(receiver));
+        for n in 0..threads.max(1) {
+            let receiver = receiver.clone();
+            std::thread::Builder::new()
+                .name(format!("argon2-{n}"))
+                .spawn(move || work(&receiver))?;
+        }
+        Ok(Self { jobs, checks })
+    }
+
+    /// One thread per core, and a queue of 16 checks per core: at ~25 ms a check, a caller
+    /// waits at most about 0.4 s before its turn. Waiting costs no argon2 memory; only
+    /// running checks do.
+    pub fn for_this_machine(checks: prometheus::IntCounter) -> std::io::Result<Self> {
+        let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+        Self::start(cores, 16 * cores, checks)
+    }
+
+    /// Runs `work` on a hashing thread; 503 when the queue is full.
+    pub async fn run<T: Send + 'static>(
+        &self,
+        work: impl FnOnce(&mut Scratch) -> T + Send + 'static,
+    ) -> Result<T, ApiError> {
+        self.submit(work)?.await.map_err(|_| {
+            tracing::error!("password hashing job failed");
+            ApiError::internal()
+        })
+    }
+
+    /// Queues `work` now, or refuses it now; the answer arrives on the receiver.
+    fn submit<T: Send + 'static>(
+        &self,
+        work: impl FnOnce(&mut Scratch) -> T + Send + 'static,
+    ) -> Result<tokio::sync::oneshot::Receiver<T>, ApiError> {
+        let (reply, answer) = tokio::sync::oneshot::channel();
+        let job: Job = Box::new(move |scratch| {
+            let _ = reply.send(work(scratch));
+        });
+        match self.jobs.try_send(job) {
+            Ok(()) => {
+                self.checks.inc();
+                Ok(answer)
+            }
+            Err(TrySendError::Full(_)) => {
+                tracing::warn!("password checks saturated; refusing with 503");
+                Err(ApiError::unavailable(
+                    "too many logins at once; retry in a moment",
+                    RETRY_AFTER_SECS,
+                ))
+            }
+            Err(TrySendError::Disconnected(_)) => {
+                tracing::error!("password hashing threads are gone");
+                Err(ApiError::internal())
+            }
+        }
+    }
+}
+
+fn work(receiver: &Mutex<Receiver<Job>>) {
+    let mut scratch = Scratch::default();
+    loop {
+        // The lock is held only while waiting for the next job, never while hashing.
+        let job = match receiver.lock() {
+            Ok(guard) => guard.recv(),
+            Err(poisoned) => poisoned.into_inner().recv(),
+        };
+        match job {
+            Ok(job) => job(&mut scratch),
+            Err(_) => return,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn beyond_the_queue_callers_get_503_at_once() {
+        let counter = prometheus::IntCounter::new("t", "t").unwrap();
+        let pool = HashPool::start(1, 1, counter.clone()).unwrap();
+        let (started, running) = std::sync::mpsc::channel::<()>();
+        let (release, gate) = std::sync::mpsc::channel::<()>();
+        // One job runs (held at the gate), one waits in the queue, the third is refused.
+        let held = pool
+            .submit(move |_| {
+                started.send(()).unwrap();
+                gate.recv().is_ok()
+            })
+            .unwrap();
+        running
+            .recv_timeout(std::time::Duration::from_secs(5))
+            .expect("the first job runs");
+        let queued = pool.submit(|_| true).unwrap();
+        let refused = pool.submit(|_| false).unwrap_err();
+        assert_eq!(
+            refused.status(),
+            actix_web::http::StatusCode::SERVICE_UNAVAILABLE
+        );
+        release.send(()).unwrap();
+        assert!(held.await.unwrap());
+        assert!(queued.await.unwrap());
+        assert_eq!(counter.get(), 2, "refused checks are not counted as run");
+    }
+}
