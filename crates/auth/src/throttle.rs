@@ -39,7 +39,7 @@ impl LoginThrottle {
     /// checked, so a burst of concurrent guesses cannot outrun the limit; 429 with
     /// `Retry-After` once either is over it. A success gives the attempt back
     /// ([`succeeded`](Self::succeeded)).
-    pub async fn attempt(&self, account: &str, ip: &str) -> Result<(), ApiError> {
+    async fn attempt(&self, account: &str, ip: &str) -> Result<(), ApiError> {
         let (account_key, ip_key) = self.keys(account, ip);
         let mut pipe = redis::pipe();
         for key in [&account_key, &ip_key] {
@@ -78,9 +78,41 @@ impl LoginThrottle {
         }
     }
 
+    /// Runs a credential check as one counted attempt: counted before it runs (429 when over
+    /// the limit), given back when it succeeds, and also when it failed for a reason of ours
+    /// (PostgreSQL down, hashing saturated): only a wrong secret (401) stays counted.
+    pub async fn guard<T>(
+        &self,
+        account: &str,
+        ip: &str,
+        check: impl Future<Output = Result<T, ApiError>>,
+    ) -> Result<T, ApiError> {
+        self.attempt(account, ip).await?;
+        let outcome = check.await;
+        match &outcome {
+            Ok(_) => self.succeeded(account, ip).await,
+            Err(err) if err.status() != actix_web::http::StatusCode::UNAUTHORIZED => {
+                self.give_back(account, ip).await;
+            }
+            Err(_) => {}
+        }
+        outcome
+    }
+
+    /// Undoes one counted attempt.
+    async fn give_back(&self, account: &str, ip: &str) {
+        let (account_key, ip_key) = self.keys(account, ip);
+        let mut pipe = redis::pipe();
+        pipe.cmd("DECR").arg(account_key).ignore();
+        pipe.cmd("DECR").arg(ip_key).ignore();
+        if let Err(err) = self.redis.query_pipeline::<()>(&pipe).await {
+            tracing::warn!(error = %err, "Redis lost: login attempt not given back");
+        }
+    }
+
     /// After a successful login: the account starts afresh, and the address gets its
     /// attempt back (people behind one NAT must not lock each other out by succeeding).
-    pub async fn succeeded(&self, account: &str, ip: &str) {
+    async fn succeeded(&self, account: &str, ip: &str) {
         let (account_key, ip_key) = self.keys(account, ip);
         let mut pipe = redis::pipe();
         pipe.cmd("DEL").arg(account_key).ignore();

@@ -67,6 +67,31 @@ fn token_response<U: Serialize>(
         })
 }
 
+/// The active user with this name and password; 401 for anything else.
+async fn check_password(
+    state: &AuthState,
+    username: &str,
+    password: String,
+) -> Result<users::User, ApiError> {
+    let mut conn = connection(&state.pg).await?;
+    let user = users::find_by_username(&mut conn, username).await?;
+    drop(conn);
+    // Unknown users are checked against a dummy hash: same work, same answer, no enumeration.
+    let hash = user
+        .as_ref()
+        .map(|u| u.password_hash.clone())
+        .unwrap_or_else(|| state.dummy_hash.clone());
+    let secret = SecretString::from(password);
+    let password_ok = state
+        .hashing
+        .run(move |scratch| verify_secret_with(&secret, &hash, scratch))
+        .await?;
+    match user {
+        Some(user) if password_ok && user.is_active => Ok(user),
+        _ => Err(ApiError::unauthorized(BAD_CREDENTIALS)),
+    }
+}
+
 fn sign_error(err: crate::tokens::SignError) -> ApiError {
     tracing::error!(error = %err, "could not sign a token");
     ApiError::internal()
@@ -98,29 +123,15 @@ pub async fn login(
     reject_if_any(errors)?;
 
     let ip = client_ip(&req);
-    state.throttle.attempt(&username, &ip).await?;
-    let mut conn = connection(&state.pg).await?;
-    let user = users::find_by_username(&mut conn, &username).await?;
-    drop(conn);
-
-    // Unknown users are checked against a dummy hash: same work, same answer, no enumeration.
-    let hash = user
-        .as_ref()
-        .map(|u| u.password_hash.clone())
-        .unwrap_or_else(|| state.dummy_hash.clone());
-    let secret = SecretString::from(password);
-    let password_ok = state
-        .hashing
-        .run(move |scratch| verify_secret_with(&secret, &hash, scratch))
-        .await?;
-    let user = match user {
-        Some(user) if password_ok && user.is_active => user,
-        _ => {
-            tracing::info!(username = %username, client_ip = %ip, "login refused");
-            return Err(ApiError::unauthorized(BAD_CREDENTIALS));
-        }
-    };
-    state.throttle.succeeded(&username, &ip).await;
+    let user = state
+        .throttle
+        .guard(&username, &ip, check_password(&state, &username, password))
+        .await
+        .inspect_err(|err| {
+            if err.status() == actix_web::http::StatusCode::UNAUTHORIZED {
+                tracing::info!(username = %username, client_ip = %ip, "login refused");
+            }
+        })?;
 
     let family = Uuid::new_v4();
     let refresh_token = new_refresh_token();
@@ -374,9 +385,32 @@ pub async fn client_credentials(
 
     let ip = client_ip(&req);
     let account = format!("gateway:{client_id}");
-    state.throttle.attempt(&account, &ip).await?;
+    let gateway = state
+        .throttle
+        .guard(&account, &ip, check_secret(&state, &client_id, secret))
+        .await
+        .inspect_err(|err| {
+            if err.status() == actix_web::http::StatusCode::UNAUTHORIZED {
+                tracing::info!(client_id = %client_id, client_ip = %ip, "gateway token refused");
+            }
+        })?;
     let mut conn = connection(&state.pg).await?;
-    let gateway = gateways::find_by_client_id(&mut conn, &client_id).await?;
+    gateways::touch_last_used(&mut conn, gateway.id).await?;
+    let access = state
+        .signer
+        .issue(gateway.id, &gateway.client_id, Role::Gateway, None)
+        .map_err(sign_error)?;
+    Ok(token_response::<()>(&access, None, None))
+}
+
+/// The active gateway client with this id and secret; 401 for anything else.
+async fn check_secret(
+    state: &AuthState,
+    client_id: &str,
+    secret: String,
+) -> Result<gateways::Gateway, ApiError> {
+    let mut conn = connection(&state.pg).await?;
+    let gateway = gateways::find_by_client_id(&mut conn, client_id).await?;
     drop(conn);
     let hash = gateway
         .as_ref()
@@ -387,21 +421,10 @@ pub async fn client_credentials(
         .hashing
         .run(move |scratch| verify_secret_with(&secret, &hash, scratch))
         .await?;
-    let gateway = match gateway {
-        Some(gateway) if secret_ok && gateway.is_active => gateway,
-        _ => {
-            tracing::info!(client_id = %client_id, client_ip = %ip, "gateway token refused");
-            return Err(ApiError::unauthorized("invalid client credentials"));
-        }
-    };
-    state.throttle.succeeded(&account, &ip).await;
-    let mut conn = connection(&state.pg).await?;
-    gateways::touch_last_used(&mut conn, gateway.id).await?;
-    let access = state
-        .signer
-        .issue(gateway.id, &gateway.client_id, Role::Gateway, None)
-        .map_err(sign_error)?;
-    Ok(token_response::<()>(&access, None, None))
+    match gateway {
+        Some(gateway) if secret_ok && gateway.is_active => Ok(gateway),
+        _ => Err(ApiError::unauthorized("invalid client credentials")),
+    }
 }
 
 /// The public keys that verify access tokens (RFC 7517), for anyone who verifies tokens.
