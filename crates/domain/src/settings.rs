@@ -140,10 +140,110 @@ const fn integer(
     }
 }
 
+/// A setting read as a `T`. The keys below are the only way to read a setting's value, and
+/// each names an entry of [`SETTINGS`] of the matching kind (a test checks both), so a
+/// misspelled name or a wrong type cannot compile; an unknown name read at run time no
+/// longer yields a silent 0.
+#[derive(Debug)]
+pub struct Setting<T> {
+    /// The stored name.
+    pub name: &'static str,
+    value_type: std::marker::PhantomData<fn() -> T>,
+}
+
+impl<T> Clone for Setting<T> {
+    fn clone(&self) -> Self {
+        *self
+    }
+}
+
+impl<T> Copy for Setting<T> {}
+
+impl<T> Setting<T> {
+    const fn new(name: &'static str) -> Self {
+        Self {
+            name,
+            value_type: std::marker::PhantomData,
+        }
+    }
+}
+
+/// A type a setting's value can be read as.
+pub trait SettingType: Sized {
+    /// From the stored (or default) value of the key's own kind.
+    fn from_value(value: SettingValue) -> Option<Self>;
+}
+
+impl SettingType for f64 {
+    fn from_value(value: SettingValue) -> Option<Self> {
+        value.as_f64()
+    }
+}
+
+impl SettingType for i64 {
+    fn from_value(value: SettingValue) -> Option<Self> {
+        value.as_i64()
+    }
+}
+
+impl<T: SettingType + Default> Setting<T> {
+    /// This key's entry in [`SETTINGS`].
+    pub fn spec(&self) -> &'static SettingSpec {
+        // Every key is declared with an entry (`every_key_names_an_entry_of_its_kind`).
+        spec(self.name).unwrap_or(&SETTINGS[0])
+    }
+
+    /// The value, from what is stored or the default.
+    pub fn read(&self, stored: Option<SettingValue>) -> T {
+        stored
+            .and_then(T::from_value)
+            .or_else(|| T::from_value(self.spec().default))
+            // Every default has its key's type (`every_key_names_an_entry_of_its_kind`).
+            .unwrap_or_default()
+    }
+}
+
+/// The typed keys of every setting.
+pub mod key {
+    use super::Setting;
+    /// Warning above, critical above 1.1 × this.
+    pub const MAX_TEMPERATURE_THRESHOLD: Setting<f64> = Setting::new("max_temperature_threshold");
+    /// Warning below this.
+    pub const MIN_TEMPERATURE_THRESHOLD: Setting<f64> = Setting::new("min_temperature_threshold");
+    /// Warning above, critical above 1.1 × this.
+    pub const MAX_PRESSURE_THRESHOLD: Setting<f64> = Setting::new("max_pressure_threshold");
+    /// A machine silent for longer raises an inactivity alert.
+    pub const INACTIVITY_TIMEOUT: Setting<i64> = Setting::new("inactivity_timeout");
+    /// Readings below are physically impossible and refused.
+    pub const TEMPERATURE_MIN_C: Setting<f64> = Setting::new("temperature_min_c");
+    /// Readings above are refused.
+    pub const TEMPERATURE_MAX_C: Setting<f64> = Setting::new("temperature_max_c");
+    /// Readings above are refused.
+    pub const PRESSURE_MAX_KPA: Setting<f64> = Setting::new("pressure_max_kpa");
+    /// Readings above are refused.
+    pub const SPEED_MAX_RPM: Setting<f64> = Setting::new("speed_max_rpm");
+    /// Readings further in the future are refused.
+    pub const INGEST_MAX_FUTURE_SKEW_SECS: Setting<i64> =
+        Setting::new("ingest_max_future_skew_secs");
+    /// Machines in one ingest batch.
+    pub const INGEST_MAX_MACHINES_PER_BATCH: Setting<i64> =
+        Setting::new("ingest_max_machines_per_batch");
+    /// Readings in one ingest batch.
+    pub const INGEST_MAX_READINGS_PER_BATCH: Setting<i64> =
+        Setting::new("ingest_max_readings_per_batch");
+    /// Largest ingest body, after decompression.
+    pub const INGEST_MAX_BODY_BYTES: Setting<i64> = Setting::new("ingest_max_body_bytes");
+    /// Ingest requests per gateway per minute.
+    pub const GATEWAY_RATE_LIMIT_PER_MINUTE: Setting<i64> =
+        Setting::new("gateway_rate_limit_per_minute");
+    /// Largest history answer before a coarser interval is required.
+    pub const QUERY_MAX_POINTS: Setting<i64> = Setting::new("query_max_points");
+}
+
 /// Every setting Plantline knows.
 pub const SETTINGS: &[SettingSpec] = &[
     float(
-        "max_temperature_threshold",
+        key::MAX_TEMPERATURE_THRESHOLD.name,
         -273.15,
         2000.0,
         80.0,
@@ -151,7 +251,7 @@ pub const SETTINGS: &[SettingSpec] = &[
         "warning above, critical above 1.1 × this",
     ),
     float(
-        "min_temperature_threshold",
+        key::MIN_TEMPERATURE_THRESHOLD.name,
         -273.15,
         2000.0,
         50.0,
@@ -159,7 +259,7 @@ pub const SETTINGS: &[SettingSpec] = &[
         "warning below this",
     ),
     float(
-        "max_pressure_threshold",
+        key::MAX_PRESSURE_THRESHOLD.name,
         0.0,
         1_000_000.0,
         150.0,
@@ -167,7 +267,7 @@ pub const SETTINGS: &[SettingSpec] = &[
         "warning above, critical above 1.1 × this",
     ),
     integer(
-        "inactivity_timeout",
+        key::INACTIVITY_TIMEOUT.name,
         60,
         604_800,
         3600,
@@ -175,7 +275,7 @@ pub const SETTINGS: &[SettingSpec] = &[
         "a machine silent for longer raises an inactivity alert",
     ),
     float(
-        "temperature_min_c",
+        key::TEMPERATURE_MIN_C.name,
         -273.15,
         2000.0,
         -273.15,
@@ -183,7 +283,7 @@ pub const SETTINGS: &[SettingSpec] = &[
         "readings below are physically impossible and refused",
     ),
     float(
-        "temperature_max_c",
+        key::TEMPERATURE_MAX_C.name,
         -273.15,
         2000.0,
         2000.0,
@@ -191,7 +291,7 @@ pub const SETTINGS: &[SettingSpec] = &[
         "readings above are refused",
     ),
     float(
-        "pressure_max_kpa",
+        key::PRESSURE_MAX_KPA.name,
         0.0,
         1_000_000.0,
         1_000_000.0,
@@ -199,7 +299,7 @@ pub const SETTINGS: &[SettingSpec] = &[
         "readings above are refused",
     ),
     float(
-        "speed_max_rpm",
+        key::SPEED_MAX_RPM.name,
         0.0,
         100_000.0,
         100_000.0,
@@ -207,7 +307,7 @@ pub const SETTINGS: &[SettingSpec] = &[
         "readings above are refused",
     ),
     integer(
-        "ingest_max_future_skew_secs",
+        key::INGEST_MAX_FUTURE_SKEW_SECS.name,
         0,
         86_400,
         300,
@@ -215,7 +315,7 @@ pub const SETTINGS: &[SettingSpec] = &[
         "readings further in the future are refused",
     ),
     integer(
-        "ingest_max_machines_per_batch",
+        key::INGEST_MAX_MACHINES_PER_BATCH.name,
         1,
         10_000,
         500,
@@ -223,7 +323,7 @@ pub const SETTINGS: &[SettingSpec] = &[
         "machines in one ingest batch",
     ),
     integer(
-        "ingest_max_readings_per_batch",
+        key::INGEST_MAX_READINGS_PER_BATCH.name,
         1,
         100_000,
         20_000,
@@ -231,7 +331,7 @@ pub const SETTINGS: &[SettingSpec] = &[
         "readings in one ingest batch",
     ),
     integer(
-        "ingest_max_body_bytes",
+        key::INGEST_MAX_BODY_BYTES.name,
         1024,
         16_777_216,
         8_388_608,
@@ -239,7 +339,7 @@ pub const SETTINGS: &[SettingSpec] = &[
         "largest ingest body, after decompression",
     ),
     integer(
-        "gateway_rate_limit_per_minute",
+        key::GATEWAY_RATE_LIMIT_PER_MINUTE.name,
         1,
         1_000_000,
         1200,
@@ -247,7 +347,7 @@ pub const SETTINGS: &[SettingSpec] = &[
         "ingest requests per gateway per minute",
     ),
     integer(
-        "query_max_points",
+        key::QUERY_MAX_POINTS.name,
         100,
         1_000_000,
         50_000,
@@ -328,6 +428,123 @@ pub fn check_consistency(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn every_key_names_an_entry_of_its_kind() {
+        assert!(
+            matches!(
+                spec(key::MAX_TEMPERATURE_THRESHOLD.name).map(|s| s.kind),
+                Some(SettingKind::Float { .. })
+            ),
+            "MAX_TEMPERATURE_THRESHOLD"
+        );
+        let _: f64 = key::MAX_TEMPERATURE_THRESHOLD.read(None);
+        assert!(
+            matches!(
+                spec(key::MIN_TEMPERATURE_THRESHOLD.name).map(|s| s.kind),
+                Some(SettingKind::Float { .. })
+            ),
+            "MIN_TEMPERATURE_THRESHOLD"
+        );
+        let _: f64 = key::MIN_TEMPERATURE_THRESHOLD.read(None);
+        assert!(
+            matches!(
+                spec(key::MAX_PRESSURE_THRESHOLD.name).map(|s| s.kind),
+                Some(SettingKind::Float { .. })
+            ),
+            "MAX_PRESSURE_THRESHOLD"
+        );
+        let _: f64 = key::MAX_PRESSURE_THRESHOLD.read(None);
+        assert!(
+            matches!(
+                spec(key::INACTIVITY_TIMEOUT.name).map(|s| s.kind),
+                Some(SettingKind::Integer { .. })
+            ),
+            "INACTIVITY_TIMEOUT"
+        );
+        let _: i64 = key::INACTIVITY_TIMEOUT.read(None);
+        assert!(
+            matches!(
+                spec(key::TEMPERATURE_MIN_C.name).map(|s| s.kind),
+                Some(SettingKind::Float { .. })
+            ),
+            "TEMPERATURE_MIN_C"
+        );
+        let _: f64 = key::TEMPERATURE_MIN_C.read(None);
+        assert!(
+            matches!(
+                spec(key::TEMPERATURE_MAX_C.name).map(|s| s.kind),
+                Some(SettingKind::Float { .. })
+            ),
+            "TEMPERATURE_MAX_C"
+        );
+        let _: f64 = key::TEMPERATURE_MAX_C.read(None);
+        assert!(
+            matches!(
+                spec(key::PRESSURE_MAX_KPA.name).map(|s| s.kind),
+                Some(SettingKind::Float { .. })
+            ),
+            "PRESSURE_MAX_KPA"
+        );
+        let _: f64 = key::PRESSURE_MAX_KPA.read(None);
+        assert!(
+            matches!(
+                spec(key::SPEED_MAX_RPM.name).map(|s| s.kind),
+                Some(SettingKind::Float { .. })
+            ),
+            "SPEED_MAX_RPM"
+        );
+        let _: f64 = key::SPEED_MAX_RPM.read(None);
+        assert!(
+            matches!(
+                spec(key::INGEST_MAX_FUTURE_SKEW_SECS.name).map(|s| s.kind),
+                Some(SettingKind::Integer { .. })
+            ),
+            "INGEST_MAX_FUTURE_SKEW_SECS"
+        );
+        let _: i64 = key::INGEST_MAX_FUTURE_SKEW_SECS.read(None);
+        assert!(
+            matches!(
+                spec(key::INGEST_MAX_MACHINES_PER_BATCH.name).map(|s| s.kind),
+                Some(SettingKind::Integer { .. })
+            ),
+            "INGEST_MAX_MACHINES_PER_BATCH"
+        );
+        let _: i64 = key::INGEST_MAX_MACHINES_PER_BATCH.read(None);
+        assert!(
+            matches!(
+                spec(key::INGEST_MAX_READINGS_PER_BATCH.name).map(|s| s.kind),
+                Some(SettingKind::Integer { .. })
+            ),
+            "INGEST_MAX_READINGS_PER_BATCH"
+        );
+        let _: i64 = key::INGEST_MAX_READINGS_PER_BATCH.read(None);
+        assert!(
+            matches!(
+                spec(key::INGEST_MAX_BODY_BYTES.name).map(|s| s.kind),
+                Some(SettingKind::Integer { .. })
+            ),
+            "INGEST_MAX_BODY_BYTES"
+        );
+        let _: i64 = key::INGEST_MAX_BODY_BYTES.read(None);
+        assert!(
+            matches!(
+                spec(key::GATEWAY_RATE_LIMIT_PER_MINUTE.name).map(|s| s.kind),
+                Some(SettingKind::Integer { .. })
+            ),
+            "GATEWAY_RATE_LIMIT_PER_MINUTE"
+        );
+        let _: i64 = key::GATEWAY_RATE_LIMIT_PER_MINUTE.read(None);
+        assert!(
+            matches!(
+                spec(key::QUERY_MAX_POINTS.name).map(|s| s.kind),
+                Some(SettingKind::Integer { .. })
+            ),
+            "QUERY_MAX_POINTS"
+        );
+        let _: i64 = key::QUERY_MAX_POINTS.read(None);
+        assert_eq!(SETTINGS.len(), 14, "every entry has its key");
+    }
     use serde_json::json;
 
     #[test]

@@ -5,10 +5,10 @@ use crate::body::{self, Format};
 use crate::rate_limit::RateWindow;
 use actix_web::http::StatusCode;
 use actix_web::{HttpRequest, HttpResponse, web};
+use domain::MachineId;
 use domain::ingest::{BatchError, ParsedBatch};
-use domain::line_protocol::{self, SeriesTags};
+use domain::line_protocol;
 use domain::reading::Violation;
-use domain::{MachineId, MachineStatus};
 use platform::ApiError;
 use platform::auth::{Authenticated, require};
 use platform::error::FieldError;
@@ -16,6 +16,7 @@ use platform::registry::MachineInfo;
 use serde_json::json;
 use std::collections::HashMap;
 use std::time::Instant;
+use telemetry_writer::admit;
 
 /// Raw bodies up to this size are read; the `ingest_max_body_bytes` setting (≤ 16 MiB)
 /// decides what is accepted, after decompression.
@@ -106,19 +107,17 @@ async fn check_registry(
     let mut also = vec![window.key.clone()];
     also.extend(
         ids.iter()
-            .map(|id| platform::alerts::open_key(&state.redis, id.as_uuid())),
+            .map(|id| platform::alerts::open_key(state.writer.redis(), id.as_uuid())),
     );
-    let (found, counters) = state
-        .registry
-        .lookup_with(&ids, &also)
-        .await
-        .map_err(|err| {
-            tracing::error!(error = %err, "machine registry unavailable (Redis and Postgres)");
-            ApiError::unavailable("the machine registry is unavailable, retry shortly", 5)
-        })?;
+    let (found, counters) = state.writer.lookup(&ids, &also).await.map_err(|err| {
+        tracing::error!(error = %err, "machine registry unavailable (Redis and Postgres)");
+        ApiError::unavailable("the machine registry is unavailable, retry shortly", 5)
+    })?;
     window.check(
         counters.first().and_then(Option::as_deref),
-        state.settings.i64("gateway_rate_limit_per_minute"),
+        state
+            .settings
+            .get(domain::settings::key::GATEWAY_RATE_LIMIT_PER_MINUTE),
     )?;
     let open_alerts = ids
         .iter()
@@ -126,32 +125,22 @@ async fn check_registry(
         .map(|(id, open)| (*id.as_uuid(), open))
         .collect();
     let mut known = HashMap::new();
-    let mut unknown = Vec::new();
-    let mut inactive = Vec::new();
+    let mut refused = Vec::new();
     for (index, machine) in parsed.machines.iter().enumerate() {
-        let Some(id) = machine.machine_id else {
+        let Some(id) = machine.machine_id.filter(|_| !machine.readings.is_empty()) else {
             continue;
         };
-        if machine.readings.is_empty() {
-            continue;
-        }
-        match found.get(&id).cloned().flatten() {
-            None => unknown.push(index),
-            Some(info) if info.status() == MachineStatus::Inactive => inactive.push(index),
-            Some(info) => {
-                known.insert(id, info);
+        match admit(found.get(&id).and_then(Option::as_ref), None) {
+            Ok(info) => {
+                known.insert(id, info.clone());
             }
+            Err(refusal) => refused.push((index, refusal)),
         }
     }
-    for index in &unknown {
-        let count = parsed.machines[*index].readings.len();
-        state.metrics.rejected("unknown_machine", count);
-        parsed.reject_machine(*index, "unknown machine: not in the registry");
-    }
-    for index in &inactive {
-        let count = parsed.machines[*index].readings.len();
-        state.metrics.rejected("inactive_machine", count);
-        parsed.reject_machine(*index, "machine is inactive");
+    for (index, refusal) in refused {
+        let count = parsed.machines[index].readings.len();
+        state.metrics.rejected(refusal.code(), count);
+        parsed.reject_machine(index, refusal.reason());
     }
     Ok(Registered { known, open_alerts })
 }
@@ -181,13 +170,15 @@ async fn ingest(
     raw: web::Bytes,
 ) -> Result<HttpResponse, ApiError> {
     let deadline = Instant::now() + state.deadline;
-    let window = RateWindow::current(&state.redis, &caller.subject);
+    let window = RateWindow::current(state.writer.redis(), &caller.subject);
     let format = body::format(&req)?;
     let (rules, limits) = (
         state.settings.reading_rules(),
         state.settings.batch_limits(),
     );
-    let max_body = state.settings.i64("ingest_max_body_bytes") as usize;
+    let max_body = state
+        .settings
+        .get(domain::settings::key::INGEST_MAX_BODY_BYTES) as usize;
     let body = body::decode(&req, raw, max_body)?;
 
     let started = Instant::now();
@@ -240,54 +231,32 @@ async fn ingest(
         ));
     }
 
-    let mut lines = String::with_capacity(stored * 160);
-    let mut written: Vec<(&MachineInfo, &[domain::reading::Reading])> = Vec::new();
-    for machine in &parsed.machines {
-        let Some((id, info)) = machine
-            .machine_id
-            .and_then(|id| known.get(&id).map(|info| (id, info)))
-        else {
-            continue;
-        };
-        if machine.readings.is_empty() {
-            continue;
-        }
-        let series = line_protocol::series_key(&SeriesTags {
-            machine_id: &id,
-            factory_id: &info.factory_id,
-            sensor_type: &info.sensor_type,
-            location: &info.location,
-        });
-        for reading in &machine.readings {
-            line_protocol::encode_line(&mut lines, &series, reading);
-        }
-        written.push((info, &machine.readings));
-    }
+    let written: Vec<(&MachineInfo, &[domain::reading::Reading])> = parsed
+        .machines
+        .iter()
+        .filter(|m| !m.readings.is_empty())
+        .filter_map(|m| Some((known.get(&m.machine_id?)?, m.readings.as_slice())))
+        .collect();
+    let lines = telemetry_writer::encode(written.iter().copied());
 
     let write_started = Instant::now();
-    let outcome = state
-        .influx
-        .write_with_retry(bytes::Bytes::from(lines), deadline, 3)
-        .await;
+    let outcome = state.writer.write_within(lines, deadline, 3).await;
     state
         .metrics
         .write_seconds
         .observe(write_started.elapsed().as_secs_f64());
-    match outcome {
-        Ok(_) => {}
-        Err(err) => {
-            state.metrics.rejected("store_unavailable", stored);
-            tracing::error!(
-                error = %err,
-                readings = stored,
-                attempts = 3,
-                "InfluxDB write failed after the final attempt; nothing acknowledged"
-            );
-            return Err(ApiError::unavailable(
-                "the time-series store did not acknowledge the write; nothing was stored, retry",
-                5,
-            ));
-        }
+    if let Err(err) = outcome {
+        state.metrics.rejected("store_unavailable", stored);
+        tracing::error!(
+            error = %err,
+            readings = stored,
+            attempts = 3,
+            "InfluxDB write failed after the final attempt; nothing acknowledged"
+        );
+        return Err(ApiError::unavailable(
+            "the time-series store did not acknowledge the write; nothing was stored, retry",
+            5,
+        ));
     }
     state
         .metrics
@@ -295,26 +264,10 @@ async fn ingest(
         .with_label_values(&["stored", ""])
         .inc_by(stored as u64);
     state.metrics.batch_readings.observe(stored as f64);
-
-    let mut pipe = deadpool_redis::redis::pipe();
-    window.count(&mut pipe);
-    platform::latest::queue(
-        &mut pipe,
-        &state.redis,
-        &written,
-        state.audience.listening(),
-    );
-    platform::latest::queue_late_hours(&mut pipe, &state.redis, &written);
-    if let Err(err) = platform::latest::run_pipeline(&state.redis, &pipe).await {
-        tracing::warn!(error = %err, "Redis lost: latest values and live updates skipped; retrying on the next batch");
-    }
-    if let Err(err) = state
-        .alerts
-        .after_store_knowing(&written, Some(&open_alerts))
-        .await
-    {
-        tracing::warn!(error = %err, "alerts not updated for this batch; the readings are stored");
-    }
+    state
+        .writer
+        .after_store(&written, |pipe| window.count(pipe), Some(&open_alerts))
+        .await;
 
     Ok(answer(&parsed, &caller.username, stored))
 }

@@ -46,6 +46,15 @@ impl Reason {
         }
     }
 
+    /// From the write path's refusal of a machine.
+    pub fn of_refusal(refusal: &telemetry_writer::Refusal) -> Self {
+        match refusal {
+            telemetry_writer::Refusal::UnknownMachine => Self::UnknownMachine,
+            telemetry_writer::Refusal::InactiveMachine => Self::InactiveMachine,
+            telemetry_writer::Refusal::FactoryMismatch { .. } => Self::FactoryMismatch,
+        }
+    }
+
     /// From [`domain::ingest::PayloadError::reason`].
     pub fn of_payload_error(error: &domain::ingest::PayloadError) -> Self {
         match error {

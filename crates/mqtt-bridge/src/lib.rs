@@ -19,22 +19,19 @@ pub mod routes {
     }
 }
 
+use platform::clients::Backends;
 use platform::health::{Dependency, Probe, Readiness};
-use platform::influx::InfluxClient;
 use platform::metrics::Metrics;
-use platform::redis::RedisClient;
-use platform::registry::MachineRegistry;
-use platform::settings_store::LiveSettings;
 use platform::{Application, ServiceName, ServiceParts, Settings, StartupError};
 use spool::{Spool, SpoolConfig};
 use std::sync::Arc;
 use std::time::Duration;
+use telemetry_writer::WritePathParts;
 
 /// Builds the service and starts its broker session and pipeline in the background.
 pub async fn build(settings: &Settings) -> Result<Application, StartupError> {
-    let pg = platform::postgres::build_pool(&settings.postgres)?;
-    let redis = RedisClient::new(&settings.redis)?;
-    let influx = InfluxClient::new(&settings.influx)?;
+    let backends = Backends::connect(settings)?;
+    let Backends { pg, redis, influx } = backends.clone();
     let metrics = Metrics::new(ServiceName::MqttBridge.as_str());
     let bridge_metrics = metrics::BridgeMetrics::register(&metrics);
     let (spool, reader) = Spool::open(SpoolConfig {
@@ -46,62 +43,44 @@ pub async fn build(settings: &Settings) -> Result<Application, StartupError> {
     })?;
     bridge_metrics.spool(spool.stats());
     let broker = broker::BrokerSession::new(&settings.mqtt, spool.clone(), bridge_metrics.clone())?;
-    let live_settings = LiveSettings::new(settings.influx.raw_retention_weeks);
-    if let Err(err) = live_settings.refresh(&pg).await {
-        tracing::warn!(error = %err, "settings not loaded at start; using defaults until Postgres answers");
-    }
-    if let Err(err) = platform::latest::load_script(&redis).await {
-        tracing::warn!(error = %err, "Redis lost: latest-value script not loaded; sending it inline until Redis is back");
-    }
-    let audience = platform::latest::LiveAudience::default();
+    let shared = WritePathParts::start(settings, &pg, &redis).await;
     let pipeline = pipeline::Pipeline {
         reader,
         spool: spool.clone(),
-        registry: MachineRegistry::new(pg.clone(), redis.clone(), 300, 30),
-        influx: influx.clone(),
-        redis: redis.clone(),
-        settings: live_settings.clone(),
-        audience: audience.clone(),
+        writer: shared.writer(pg.clone(), redis.clone(), influx.clone()),
+        settings: shared.settings.clone(),
         dead_letters: pipeline::DeadLetterOutbox {
             client: broker.client(),
             instance: settings.mqtt.client_id.clone(),
             topic_prefix: settings.mqtt.topic_prefix.clone(),
         },
         metrics: bridge_metrics.clone(),
-        alerts: platform::alerts::AlertEngine::new(
-            pg.clone(),
-            redis.clone(),
-            live_settings.clone(),
-        ),
         topic_prefix: settings.mqtt.topic_prefix.clone(),
         batch_max_readings: settings.bridge.batch_max_readings,
         linger: Duration::from_millis(settings.bridge.batch_linger_ms),
     };
     let spool_probe = spool.clone();
-    let readiness = Readiness::new(
-        vec![
-            Dependency::required("mqtt", Probe::Connection(broker.connected_flag())),
-            // InfluxDB outages are absorbed by the spool; the registry is read through caches.
-            Dependency::optional("influxdb", Probe::Influx(influx)),
-            Dependency::optional(
-                "spool",
-                Probe::Local(Arc::new(move || {
-                    let stats = spool_probe.stats();
-                    if stats.full {
-                        Err(format!(
-                            "full ({} of {} bytes): messages are not being acknowledged",
-                            stats.pending_bytes, stats.max_bytes
-                        ))
-                    } else {
-                        serde_json::to_value(stats).map_err(|e| e.to_string())
-                    }
-                })),
-            ),
-            Dependency::optional("postgres", Probe::Postgres(pg.clone())),
-            Dependency::optional("redis", Probe::Redis(redis.clone())),
-        ],
-        Duration::from_secs(2),
-    );
+    let mut dependencies = vec![
+        Dependency::required("mqtt", Probe::Connection(broker.connected_flag())),
+        // InfluxDB outages are absorbed by the spool; the registry is read through caches.
+        Dependency::optional("influxdb", Probe::Influx(influx)),
+        Dependency::optional(
+            "spool",
+            Probe::Local(Arc::new(move || {
+                let stats = spool_probe.stats();
+                if stats.full {
+                    Err(format!(
+                        "full ({} of {} bytes): messages are not being acknowledged",
+                        stats.pending_bytes, stats.max_bytes
+                    ))
+                } else {
+                    serde_json::to_value(stats).map_err(|e| e.to_string())
+                }
+            })),
+        ),
+    ];
+    dependencies.extend(backends.optional_stores());
+    let readiness = Readiness::new(dependencies, Duration::from_secs(2));
     let parts = ServiceParts {
         service: ServiceName::MqttBridge,
         readiness,
@@ -113,12 +92,7 @@ pub async fn build(settings: &Settings) -> Result<Application, StartupError> {
     let app = Application::build(settings, parts)?;
     let shutdown = app.shutdown_token();
     app.spawn_essential("pipeline", pipeline.run(shutdown.clone()));
-    app.spawn_background(live_settings.run_refresh(
-        pg,
-        Duration::from_millis(500),
-        shutdown.clone(),
-    ));
-    app.spawn_background(audience.run(redis.clone(), shutdown.clone()));
+    shared.run_in(&app);
     app.spawn_background(relay::alerts_to_mqtt(
         redis,
         broker.client(),

@@ -7,17 +7,15 @@
 use crate::dead_letter::{DeadLetter, Reason};
 use crate::metrics::BridgeMetrics;
 use crate::spool::{Next, Position, Record, Spool, SpoolReader};
-use domain::line_protocol::{self, SeriesTags};
+use domain::MachineId;
 use domain::mqtt::TelemetryTopic;
 use domain::reading::{Reading, ReadingRules};
-use domain::{MachineId, MachineStatus};
-use platform::influx::{InfluxClient, InfluxError};
-use platform::latest::LiveAudience;
-use platform::redis::RedisClient;
-use platform::registry::{MachineInfo, MachineRegistry};
+use platform::influx::InfluxError;
+use platform::registry::MachineInfo;
 use platform::settings_store::LiveSettings;
 use std::collections::HashMap;
 use std::time::{Duration, Instant};
+use telemetry_writer::{TelemetryWriter, admit};
 use tokio_util::sync::CancellationToken;
 
 /// Everything the pipeline talks to.
@@ -26,22 +24,14 @@ pub struct Pipeline {
     pub reader: SpoolReader,
     /// Where progress is committed.
     pub spool: Spool,
-    /// Machines by id.
-    pub registry: MachineRegistry,
-    /// The time-series store.
-    pub influx: InfluxClient,
-    /// Latest values and live updates.
-    pub redis: RedisClient,
+    /// Admission, the InfluxDB write and what follows it: shared with ingest-api.
+    pub writer: TelemetryWriter,
     /// Validation bounds, refreshed from Postgres.
     pub settings: LiveSettings,
-    /// Whether dashboards listen for live readings.
-    pub audience: LiveAudience,
     /// Dead letters go out through the bridge's own MQTT session.
     pub dead_letters: DeadLetterOutbox,
     /// Counters.
     pub metrics: BridgeMetrics,
-    /// Threshold alerts on what was stored.
-    pub alerts: platform::alerts::AlertEngine,
     /// Deployment topic prefix (empty in production).
     pub topic_prefix: String,
     /// Readings per write.
@@ -244,27 +234,17 @@ impl Pipeline {
                     record,
                 } => (topic, readings, problems, record),
             };
-            let refusal = match machines.get(&topic.machine_id).cloned().flatten() {
-                None => Err(DeadLetter::new(
-                    Reason::UnknownMachine,
-                    format!("machine {} is not in the registry", topic.machine_id),
-                )),
-                Some(info) if info.status() == MachineStatus::Inactive => Err(DeadLetter::new(
-                    Reason::InactiveMachine,
-                    format!("machine {} is inactive", topic.machine_id),
-                )),
-                Some(info) if info.factory_id != topic.factory_id.as_ref() => Err(DeadLetter::new(
-                    Reason::FactoryMismatch,
-                    format!(
-                        "the topic says factory {}; the registry has machine {} in factory {}",
-                        topic.factory_id, topic.machine_id, info.factory_id
+            let entry = machines.get(&topic.machine_id).and_then(Option::as_ref);
+            match admit(entry, Some(topic.factory_id.as_ref())) {
+                Err(refusal) => letters.push((
+                    DeadLetter::new(
+                        Reason::of_refusal(&refusal),
+                        refusal.describe(&topic.machine_id),
                     ),
+                    record,
                 )),
-                Some(info) => Ok(info),
-            };
-            match refusal {
-                Err(letter) => letters.push((letter, record)),
                 Ok(info) => {
+                    let info = info.clone();
                     if let Some(letter) = problems {
                         letters.push((letter, record.clone()));
                     }
@@ -341,8 +321,8 @@ impl Pipeline {
         ids.dedup();
         let mut failures = 0;
         loop {
-            match self.registry.lookup(&ids).await {
-                Ok(found) => return Some(found),
+            match self.writer.lookup(&ids, &[]).await {
+                Ok((found, _)) => return Some(found),
                 Err(err) => {
                     failures += 1;
                     if failures == 1 {
@@ -368,7 +348,11 @@ impl Pipeline {
         if stored.is_empty() {
             return Some(Vec::new());
         }
-        let lines = encode(stored.iter().map(|(info, readings, _)| (info, readings)));
+        let lines = telemetry_writer::encode(
+            stored
+                .iter()
+                .map(|(info, readings, _)| (info, readings.as_slice())),
+        );
         match self
             .write_until_answered(lines, stored.len(), shutdown)
             .await?
@@ -378,7 +362,7 @@ impl Pipeline {
                 tracing::error!(error = %err, messages = stored.len(), "InfluxDB refused a batch; writing its messages one by one");
                 let mut rejected = Vec::new();
                 for (index, (info, readings, _)) in stored.iter().enumerate() {
-                    let lines = encode(std::iter::once((info, readings)));
+                    let lines = telemetry_writer::encode([(info, readings.as_slice())]);
                     if let Err(err) = self.write_until_answered(lines, 1, shutdown).await? {
                         rejected.push((index, err.to_string()));
                     }
@@ -400,7 +384,7 @@ impl Pipeline {
         let mut outage_started: Option<Instant> = None;
         loop {
             let started = Instant::now();
-            let outcome = self.influx.write_lines(lines.clone(), None).await;
+            let outcome = self.writer.write_once(lines.clone()).await;
             self.metrics
                 .write_seconds
                 .observe(started.elapsed().as_secs_f64());
@@ -431,42 +415,14 @@ impl Pipeline {
         }
     }
 
-    /// Latest values, late rollup hours and live updates: best effort, the readings are stored.
+    /// Latest values, late rollup hours, live updates and alerts: best effort.
     async fn after_store(&self, kept: &[(MachineInfo, Vec<Reading>)]) {
-        if kept.is_empty() {
-            return;
-        }
         let written: Vec<(&MachineInfo, &[Reading])> = kept
             .iter()
             .map(|(info, readings)| (info, readings.as_slice()))
             .collect();
-        let mut pipe = deadpool_redis::redis::pipe();
-        platform::latest::queue(&mut pipe, &self.redis, &written, self.audience.listening());
-        platform::latest::queue_late_hours(&mut pipe, &self.redis, &written);
-        if let Err(err) = platform::latest::run_pipeline(&self.redis, &pipe).await {
-            tracing::warn!(error = %err, "Redis lost: latest values and live updates skipped; retrying on the next batch");
-        }
-        if let Err(err) = self.alerts.after_store(&written).await {
-            tracing::warn!(error = %err, "alerts not updated for this batch; the readings are stored");
-        }
+        self.writer.after_store(&written, |_| {}, None).await;
     }
-}
-
-fn encode<'a>(machines: impl Iterator<Item = (&'a MachineInfo, &'a Vec<Reading>)>) -> String {
-    let mut lines = String::new();
-    for (info, readings) in machines {
-        let series = line_protocol::series_key(&SeriesTags {
-            machine_id: &MachineId::from(info.id),
-            factory_id: &info.factory_id,
-            sensor_type: &info.sensor_type,
-            location: &info.location,
-        });
-        lines.reserve(readings.len() * 64);
-        for reading in readings {
-            line_protocol::encode_line(&mut lines, &series, reading);
-        }
-    }
-    lines
 }
 
 #[cfg(test)]

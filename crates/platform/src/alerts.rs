@@ -122,9 +122,15 @@ impl AlertEngine {
 
     fn thresholds(&self) -> Thresholds {
         Thresholds {
-            max_temperature: self.settings.f64("max_temperature_threshold"),
-            min_temperature: self.settings.f64("min_temperature_threshold"),
-            max_pressure: self.settings.f64("max_pressure_threshold"),
+            max_temperature: self
+                .settings
+                .get(domain::settings::key::MAX_TEMPERATURE_THRESHOLD),
+            min_temperature: self
+                .settings
+                .get(domain::settings::key::MIN_TEMPERATURE_THRESHOLD),
+            max_pressure: self
+                .settings
+                .get(domain::settings::key::MAX_PRESSURE_THRESHOLD),
         }
     }
 
@@ -292,7 +298,7 @@ impl AlertEngine {
     /// from Postgres so they heal after a Redis restart.
     pub async fn sweep_inactivity(&self) -> Result<Vec<AlertEvent>, AlertError> {
         use crate::schema::machine_metadata as mm;
-        let timeout = self.settings.i64("inactivity_timeout");
+        let timeout = self.settings.get(domain::settings::key::INACTIVITY_TIMEOUT);
         let mut conn = crate::postgres::connection(&self.pg).await?;
         let machines: Vec<MachineInfo> = mm::table
             .filter(mm::status.eq("active"))

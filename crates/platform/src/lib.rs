@@ -7,6 +7,7 @@
 pub mod alerts;
 pub mod audit;
 pub mod auth;
+pub mod clients;
 pub mod config;
 pub mod error;
 pub mod extract;

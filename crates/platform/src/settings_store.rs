@@ -1,22 +1,17 @@
 //! Persistence of system settings (`system_config`) and the change announcements on Redis.
 //! Types, bounds and defaults live in `domain::settings`.
 
-use crate::redis::RedisClient;
 use crate::schema::system_config;
 use chrono::{DateTime, Utc};
-use deadpool_redis::redis;
 use diesel::prelude::*;
 use diesel::upsert::excluded;
 use diesel_async::{AsyncPgConnection, RunQueryDsl};
 use domain::ingest::BatchLimits;
 use domain::reading::{ReadingRules, Timestamp};
-use domain::settings::{SettingValue, spec};
+use domain::settings::{Setting, SettingType, SettingValue, key, spec};
 use serde_json::Value;
 use std::collections::HashMap;
 use uuid::Uuid;
-
-/// The pub/sub channel (under the deployment prefix) announcing setting changes.
-pub const CHANGES_CHANNEL: &str = "config:changed";
 
 /// A stored (non-default) setting.
 #[derive(Debug, Clone, Queryable, Selectable)]
@@ -88,21 +83,6 @@ pub async fn upsert(
         .await
 }
 
-/// Tells every service that settings changed (best effort: they also re-read periodically).
-pub async fn announce(redis: &RedisClient, names: &[&str]) {
-    let payload = serde_json::json!({ "changed": names }).to_string();
-    if let Err(err) = redis
-        .query::<i64>(
-            redis::cmd("PUBLISH")
-                .arg(redis.key(CHANGES_CHANNEL))
-                .arg(payload),
-        )
-        .await
-    {
-        tracing::warn!(error = %err, "Redis lost: setting change not announced; services pick it up on their next refresh");
-    }
-}
-
 /// The current settings of a running service, refreshed from Postgres in the background so a
 /// change made through query-api applies within about a second, without a restart.
 #[derive(Clone)]
@@ -122,31 +102,15 @@ impl LiveSettings {
         }
     }
 
-    /// The effective value of a known setting (the default while unset).
-    pub fn value(&self, name: &str) -> SettingValue {
+    /// A setting's value in force now (the default while unset).
+    pub fn get<T: SettingType + Default>(&self, key: Setting<T>) -> T {
         let stored = self
             .stored
             .read()
-            .map(|s| effective(&s, name))
+            .map(|s| effective(&s, key.name))
             .ok()
             .flatten();
-        stored
-            .or_else(|| spec(name).map(|s| s.default))
-            .unwrap_or(SettingValue::Integer(0))
-    }
-
-    /// A numeric setting as `f64`.
-    pub fn f64(&self, name: &str) -> f64 {
-        self.value(name).as_f64().unwrap_or_default()
-    }
-
-    /// An integer setting.
-    pub fn i64(&self, name: &str) -> i64 {
-        match self.value(name) {
-            SettingValue::Integer(v) => v,
-            SettingValue::Float(v) => v as i64,
-            SettingValue::Boolean(v) => i64::from(v),
-        }
+        key.read(stored)
     }
 
     /// The per-reading rules in force now: the same for HTTP batches and MQTT messages.
@@ -154,11 +118,14 @@ impl LiveSettings {
         let now = Timestamp::from_nanos(Utc::now().timestamp_nanos_opt().unwrap_or_default());
         ReadingRules {
             bounds: [
-                (self.f64("temperature_min_c"), self.f64("temperature_max_c")),
-                (0.0, self.f64("pressure_max_kpa")),
-                (0.0, self.f64("speed_max_rpm")),
+                (
+                    self.get(key::TEMPERATURE_MIN_C),
+                    self.get(key::TEMPERATURE_MAX_C),
+                ),
+                (0.0, self.get(key::PRESSURE_MAX_KPA)),
+                (0.0, self.get(key::SPEED_MAX_RPM)),
             ],
-            max_future_skew_secs: self.i64("ingest_max_future_skew_secs"),
+            max_future_skew_secs: self.get(key::INGEST_MAX_FUTURE_SKEW_SECS),
             max_age_secs: self.raw_retention_secs,
             now,
         }
@@ -167,8 +134,8 @@ impl LiveSettings {
     /// How many machines and readings one batch (HTTP request or MQTT message) may carry.
     pub fn batch_limits(&self) -> BatchLimits {
         BatchLimits {
-            max_machines: self.i64("ingest_max_machines_per_batch") as usize,
-            max_readings: self.i64("ingest_max_readings_per_batch") as usize,
+            max_machines: self.get(key::INGEST_MAX_MACHINES_PER_BATCH) as usize,
+            max_readings: self.get(key::INGEST_MAX_READINGS_PER_BATCH) as usize,
         }
     }
 

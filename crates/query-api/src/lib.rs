@@ -7,6 +7,7 @@ pub mod routes;
 mod store;
 
 use platform::auth::Verification;
+use platform::clients::Backends;
 use platform::health::{Dependency, Probe, Readiness};
 use platform::influx::InfluxClient;
 use platform::metrics::Metrics;
@@ -34,9 +35,7 @@ pub(crate) struct QueryState {
 
 /// Builds the service from configuration.
 pub async fn build(settings: &Settings) -> Result<Application, StartupError> {
-    let pg = platform::postgres::build_pool(&settings.postgres)?;
-    let redis = RedisClient::new(&settings.redis)?;
-    let influx = InfluxClient::new(&settings.influx)?;
+    let Backends { pg, redis, influx } = Backends::connect(settings)?;
     let metrics = Metrics::new(ServiceName::QueryApi.as_str());
     let verification = Verification::from_settings(&settings.auth, redis.clone(), &metrics)?;
     let readiness = Readiness::new(

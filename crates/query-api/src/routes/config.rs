@@ -172,7 +172,6 @@ pub async fn update(
         .iter()
         .filter_map(|u| u["setting_name"].as_str())
         .collect();
-    settings_store::announce(&state.redis, &names).await;
     tracing::info!(settings = ?names, by = %caller.username, "settings changed");
     let mut answer = json!({
         "status": "success",

@@ -425,7 +425,7 @@ pub async fn machine_history(
     params: web::Query<HistoryParams>,
 ) -> Result<HttpResponse, ApiError> {
     let now = Timestamp::from_nanos(chrono::Utc::now().timestamp_nanos_opt().unwrap_or_default());
-    let max_points = state.settings.i64("query_max_points");
+    let max_points = state.settings.get(domain::settings::key::QUERY_MAX_POINTS);
     let query = HistoryQuery::parse(&params, now, max_points).map_err(parameter_errors)?;
     // A path that is no UUID names no machine: the seed answers that with the same 404.
     let not_found =

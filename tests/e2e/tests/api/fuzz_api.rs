@@ -36,7 +36,10 @@ async fn schemathesis_finds_no_server_error_and_no_undocumented_answer() {
         let (url, manager) = (front.url.clone(), plant.manager.clone());
         let report = report.clone();
         move || {
+            std::fs::create_dir_all(&report).expect("report folder");
             Command::new(schemathesis)
+                // It keeps a folder of its own in the working directory.
+                .current_dir(&report)
                 .arg("run")
                 .arg(workspace_root().join("proto-docs/openapi.json"))
                 .args(["--url", &url])

@@ -1,0 +1,119 @@
+//! The telemetry write path: every entry point (the JSON batch and line protocol of
+//! ingest-api, the MQTT bridge, and the InfluxDB-compatible and Sparkplug entry points to
+//! come) parses its protocol into [`domain`] readings and hands them here. This crate owns
+//! what happens next, once: **admit** (the registry says whether a machine may send, and
+//! supplies its tags), **encode** (one line-protocol body), **write** (InfluxDB, within a
+//! deadline or until it answers), then **after the store** (latest values, late rollup hours,
+//! live updates, alerts).
+//!
+//! It must not know any protocol (HTTP status codes, MQTT acknowledgements, dead letters):
+//! the entry points translate its outcomes into their own answers.
+
+mod admission;
+mod start;
+
+pub use admission::{Refusal, admit};
+pub use start::WritePathParts;
+
+use domain::MachineId;
+use domain::line_protocol::{self, SeriesTags};
+use domain::reading::Reading;
+use platform::influx::{InfluxClient, InfluxError};
+use platform::latest::LiveAudience;
+use platform::redis::RedisClient;
+use platform::registry::{Found, MachineInfo, MachineRegistry, RegistryError};
+use std::collections::HashMap;
+use std::time::Instant;
+use uuid::Uuid;
+
+/// Machines with their readings, as written (registry entry first: its tags are stored).
+pub type Written<'a> = [(&'a MachineInfo, &'a [Reading])];
+
+/// One process's (or one actix worker's) handle on the write path.
+#[derive(Clone)]
+pub struct TelemetryWriter {
+    registry: MachineRegistry,
+    influx: InfluxClient,
+    redis: RedisClient,
+    audience: LiveAudience,
+    alerts: platform::alerts::AlertEngine,
+}
+
+impl TelemetryWriter {
+    /// The Redis client the writer uses (its key prefix names every key).
+    pub fn redis(&self) -> &RedisClient {
+        &self.redis
+    }
+
+    /// Looks the machines up (Redis cache, then PostgreSQL), reading the extra full `keys`
+    /// in the same Redis round trip (a caller's rate counter, the machines' open alerts).
+    pub async fn lookup(
+        &self,
+        machines: &[MachineId],
+        keys: &[String],
+    ) -> Result<(Found, Vec<Option<String>>), RegistryError> {
+        self.registry.lookup_with(machines, keys).await
+    }
+
+    /// One InfluxDB write, attempted up to `attempts` times with backoff inside `deadline`
+    /// (an HTTP caller is waiting). Returns the attempts it took.
+    pub async fn write_within(
+        &self,
+        lines: String,
+        deadline: Instant,
+        attempts: u32,
+    ) -> Result<u32, InfluxError> {
+        self.influx
+            .write_with_retry(bytes::Bytes::from(lines), deadline, attempts)
+            .await
+    }
+
+    /// One InfluxDB write, once: the caller (a spool) decides about retrying.
+    pub async fn write_once(&self, lines: bytes::Bytes) -> Result<(), InfluxError> {
+        self.influx.write_lines(lines, None).await
+    }
+
+    /// What follows a store InfluxDB acknowledged, best effort (the readings are stored):
+    /// latest values, late rollup hours and live updates in one Redis round trip (with the
+    /// caller's own commands from `also`), then alerts. `open_alerts` are the machines'
+    /// open-alert keys when the caller read them with its lookup (saves a round trip).
+    pub async fn after_store(
+        &self,
+        written: &Written<'_>,
+        also: impl FnOnce(&mut deadpool_redis::redis::Pipeline),
+        open_alerts: Option<&HashMap<Uuid, Option<String>>>,
+    ) {
+        if written.is_empty() {
+            return;
+        }
+        let mut pipe = deadpool_redis::redis::pipe();
+        also(&mut pipe);
+        platform::latest::queue(&mut pipe, &self.redis, written, self.audience.listening());
+        platform::latest::queue_late_hours(&mut pipe, &self.redis, written);
+        if let Err(err) = platform::latest::run_pipeline(&self.redis, &pipe).await {
+            tracing::warn!(error = %err, "Redis lost: latest values and live updates skipped; retrying on the next batch");
+        }
+        if let Err(err) = self.alerts.after_store_knowing(written, open_alerts).await {
+            tracing::warn!(error = %err, "alerts not updated for this batch; the readings are stored");
+        }
+    }
+}
+
+/// The line-protocol body of these machines' readings, tagged from their registry entries:
+/// a retried write lands on the same series and overwrites itself.
+pub fn encode<'a>(machines: impl IntoIterator<Item = (&'a MachineInfo, &'a [Reading])>) -> String {
+    let mut lines = String::new();
+    for (info, readings) in machines {
+        let series = line_protocol::series_key(&SeriesTags {
+            machine_id: &MachineId::from(info.id),
+            factory_id: &info.factory_id,
+            sensor_type: &info.sensor_type,
+            location: &info.location,
+        });
+        lines.reserve(readings.len() * (series.len() + 48));
+        for reading in readings {
+            line_protocol::encode_line(&mut lines, &series, reading);
+        }
+    }
+    lines
+}
