@@ -1,13 +1,44 @@
-//! `plantline-admin migrate` | `check-schema` | `gen-keys DIR` | `seed-demo [ENV_FILE]`
+//! `plantline-admin migrate` | `check-schema` | `gen-keys DIR` | `seed-demo [ENV_FILE]` (`--help`).
 
+use clap::{Parser, Subcommand};
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-const USAGE: &str = "usage: plantline-admin migrate | check-schema | gen-keys DIR | seed-demo [ENV_FILE (default .plantline/demo.env)]";
+/// Plantline's administration: schema migrations, signing keys, demo data. Configured like the
+/// services (`PLANTLINE_*` environment, README "Configuration").
+#[derive(Parser)]
+#[command(name = "plantline-admin", version)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Migrate PostgreSQL and set up InfluxDB (idempotent; the Kubernetes migrate Job).
+    Migrate,
+    /// Exit 0 once PostgreSQL has every migration, 1 naming what is pending.
+    CheckSchema,
+    /// Create an Ed25519 signing key pair in DIR unless one is there.
+    GenKeys {
+        /// Folder for the key files.
+        dir: PathBuf,
+    },
+    /// Seed demo users, machines and a gateway client; credentials go to ENV_FILE.
+    SeedDemo {
+        /// Where the demo credentials are kept (created when missing).
+        #[arg(default_value = ".plantline/demo.env")]
+        env_file: PathBuf,
+    },
+}
 
 #[tokio::main]
 async fn main() -> ExitCode {
-    let args: Vec<String> = std::env::args().skip(1).collect();
+    // Parsed before the configuration is loaded: --help needs no environment.
+    let cli = Cli::parse();
+    if let Command::GenKeys { dir } = &cli.command {
+        return finish(gen_keys(dir));
+    }
     let settings = match platform::load_settings() {
         Ok(settings) => settings,
         Err(err) => {
@@ -15,28 +46,15 @@ async fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
-    let outcome = match args.first().map(String::as_str) {
-        Some("migrate") => migrate(&settings).await,
-        Some("check-schema") => check_schema(&settings).await,
-        Some("gen-keys") => match args.get(1) {
-            Some(dir) => gen_keys(dir),
-            None => {
-                eprintln!("{USAGE}");
-                return ExitCode::from(2);
-            }
-        },
-        Some("seed-demo") => {
-            let path = args
-                .get(1)
-                .map(PathBuf::from)
-                .unwrap_or_else(|| PathBuf::from(".plantline/demo.env"));
-            seed_demo(&settings, path).await
-        }
-        _ => {
-            eprintln!("{USAGE}");
-            return ExitCode::from(2);
-        }
-    };
+    finish(match cli.command {
+        Command::Migrate => migrate(&settings).await,
+        Command::CheckSchema => check_schema(&settings).await,
+        Command::SeedDemo { env_file } => seed_demo(&settings, env_file).await,
+        Command::GenKeys { .. } => Ok(()),
+    })
+}
+
+fn finish(outcome: Result<(), platform::StartupError>) -> ExitCode {
     match outcome {
         Ok(()) => ExitCode::SUCCESS,
         Err(err) => {
@@ -103,8 +121,7 @@ async fn seed_demo(
     Ok(())
 }
 
-fn gen_keys(dir: &str) -> Result<(), platform::StartupError> {
-    let dir = std::path::Path::new(dir);
+fn gen_keys(dir: &std::path::Path) -> Result<(), platform::StartupError> {
     if plantline_admin::keys::ensure_key_pair(dir)? {
         println!(
             "keys: generated a new Ed25519 signing key in {}",

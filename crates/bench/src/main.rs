@@ -46,36 +46,47 @@ impl Target {
     }
 }
 
+/// Measures the running stack (`make up`) against baselines taken in the same run on the
+/// same machine, and writes bench/report.md with each figure's ratio.
+#[derive(clap::Parser)]
+#[command(name = "plantline-bench", version)]
+struct Cli {
+    /// Plantline's public address (nginx).
+    #[arg(long, default_value = "http://127.0.0.1:8080")]
+    base_url: String,
+    /// The demo credentials `make run` wrote.
+    #[arg(long, default_value = ".plantline/demo.env")]
+    demo_env: String,
+    /// Run only this section.
+    #[arg(long, value_parser = ["auth", "ingest", "query", "mqtt", "stream"])]
+    only: Option<String>,
+    #[command(subcommand)]
+    soak: Option<Soak>,
+}
+
+#[derive(clap::Subcommand)]
+enum Soak {
+    /// Steady HTTP and MQTT load instead of the benchmark: memory over time, errors, loss.
+    Soak {
+        /// How long.
+        minutes: u64,
+    },
+}
+
 fn parse_args() -> Result<Target, String> {
-    let mut base_url = "http://127.0.0.1:8080".to_owned();
-    let mut demo_env = ".plantline/demo.env".to_owned();
-    let mut only = None;
-    let mut soak_minutes = None;
-    let mut args = std::env::args().skip(1);
-    while let Some(arg) = args.next() {
-        match arg.as_str() {
-            "soak" => {
-                let minutes = args.next().ok_or("soak needs MINUTES")?;
-                soak_minutes = Some(minutes.parse().map_err(|_| "soak MINUTES: a number")?);
-            }
-            "--base-url" => base_url = args.next().ok_or("--base-url needs a value")?,
-            "--demo-env" => demo_env = args.next().ok_or("--demo-env needs a value")?,
-            "--only" => only = Some(args.next().ok_or("--only needs a section")?),
-            other => return Err(format!("unknown argument {other}")),
-        }
-    }
-    let text = std::fs::read_to_string(&demo_env)
-        .map_err(|e| format!("{demo_env}: {e} (run `make up` first)"))?;
+    let cli = <Cli as clap::Parser>::parse();
+    let text = std::fs::read_to_string(&cli.demo_env)
+        .map_err(|e| format!("{}: {e} (run `make up` first)", cli.demo_env))?;
     let demo_env = text
         .lines()
         .filter_map(|line| line.split_once('='))
         .map(|(k, v)| (k.trim().to_owned(), v.trim().to_owned()))
         .collect();
     Ok(Target {
-        base_url,
+        base_url: cli.base_url,
         demo_env,
-        only,
-        soak_minutes,
+        only: cli.only,
+        soak_minutes: cli.soak.map(|Soak::Soak { minutes }| minutes),
     })
 }
 

@@ -339,6 +339,16 @@ where
     B: FnOnce(Settings) -> Fut,
     Fut: Future<Output = Result<Application, StartupError>>,
 {
+    // Before the configuration: --help and --version need no environment.
+    clap::Command::new(service.as_str())
+        .version(env!("CARGO_PKG_VERSION"))
+        .about(format!(
+            "Plantline's {} service. Configured by defaults, an optional TOML file \
+             (PLANTLINE_CONFIG_FILE) and PLANTLINE_<SECTION>__<KEY> environment variables; \
+             see the README's Configuration table.",
+            service.as_str()
+        ))
+        .get_matches();
     let settings = match crate::config::load_settings() {
         Ok(settings) => settings,
         Err(err) => {

@@ -12,48 +12,39 @@ use plantline_simulator::{Attempt, GatewayClient, SimMachine, batch, mqtt_messag
 use std::process::ExitCode;
 use std::time::{Duration, Instant};
 
+/// A shop-floor gateway sending realistic telemetry for the demo machines until Ctrl-C (or
+/// --duration); rejected batches are retried, never dropped.
+#[derive(clap::Parser)]
+#[command(name = "plantline-sim", version)]
 struct Options {
+    /// Readings per second, all machines together.
+    #[arg(long, default_value_t = 20.0, value_parser = positive)]
     rate: f64,
-    batch: usize,
+    /// Readings per HTTP batch.
+    #[arg(long, default_value_t = 40, value_parser = clap::value_parser!(u32).range(1..))]
+    batch: u32,
+    /// Stop after this many seconds.
+    #[arg(long, value_name = "SECONDS", value_parser = |s: &str| s.parse().map(Duration::from_secs))]
     duration: Option<Duration>,
+    /// Let this machine overheat (its temperature climbs past the alert threshold).
+    #[arg(long, value_name = "MACHINE_ID")]
     overheat: Option<String>,
+    /// Plantline's public address (nginx).
+    #[arg(long, default_value = "http://127.0.0.1:8080")]
     base_url: String,
+    /// The demo credentials `make run` wrote.
+    #[arg(long, default_value = ".plantline/demo.env")]
     demo_env: String,
+    /// Publish on the machines' own MQTT topics through this broker instead of posting batches.
+    #[arg(long, value_name = "BROKER_URL")]
     mqtt: Option<String>,
 }
 
-fn parse() -> Result<Options, String> {
-    let mut options = Options {
-        rate: 20.0,
-        batch: 40,
-        duration: None,
-        overheat: None,
-        base_url: "http://127.0.0.1:8080".to_owned(),
-        demo_env: ".plantline/demo.env".to_owned(),
-        mqtt: None,
-    };
-    let mut args = std::env::args().skip(1);
-    while let Some(arg) = args.next() {
-        let mut value = || args.next().ok_or(format!("{arg} needs a value"));
-        match arg.as_str() {
-            "--rate" => options.rate = value()?.parse().map_err(|_| "--rate: a number")?,
-            "--batch" => options.batch = value()?.parse().map_err(|_| "--batch: a whole number")?,
-            "--duration" => {
-                options.duration = Some(Duration::from_secs(
-                    value()?.parse().map_err(|_| "--duration: seconds")?,
-                ))
-            }
-            "--overheat" => options.overheat = Some(value()?),
-            "--base-url" => options.base_url = value()?,
-            "--demo-env" => options.demo_env = value()?,
-            "--mqtt" => options.mqtt = Some(value()?),
-            other => return Err(format!("unknown argument {other}")),
-        }
+fn positive(text: &str) -> Result<f64, String> {
+    match text.parse::<f64>() {
+        Ok(v) if v > 0.0 && v.is_finite() => Ok(v),
+        _ => Err("must be a positive number".to_owned()),
     }
-    if options.rate <= 0.0 || options.batch == 0 {
-        return Err("--rate and --batch must be positive".to_owned());
-    }
-    Ok(options)
 }
 
 fn credentials(path: &str) -> Result<(String, String), String> {
@@ -142,13 +133,7 @@ impl Transport {
 
 #[tokio::main]
 async fn main() -> ExitCode {
-    let options = match parse() {
-        Ok(options) => options,
-        Err(err) => {
-            eprintln!("plantline-sim: {err}");
-            return ExitCode::from(2);
-        }
-    };
+    let options = <Options as clap::Parser>::parse();
     let (client_id, secret) = match credentials(&options.demo_env) {
         Ok(c) => c,
         Err(err) => {
@@ -197,7 +182,7 @@ async fn main() -> ExitCode {
         }
         let body = batch(
             &mut machines,
-            options.batch,
+            options.batch as usize,
             chrono::Utc::now(),
             spacing,
             &client_id,

@@ -3,6 +3,7 @@
 mod alerts;
 mod auth_forgery;
 mod auth_tokens;
+mod cli;
 mod dashboard;
 mod demo_seed;
 mod fuzz_api;
