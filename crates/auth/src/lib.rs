@@ -35,7 +35,7 @@ pub(crate) struct AuthState {
 pub async fn build(settings: &Settings) -> Result<Application, StartupError> {
     let pg = platform::postgres::build_pool(&settings.postgres)?;
     let redis = RedisClient::new(&settings.redis)?;
-    let metrics = Metrics::new(ServiceName::Auth.as_str());
+    let metrics = Metrics::new(ServiceName::Auth.as_str())?;
 
     let signing_path = settings.auth.signing_key_path().ok_or(
         "configuration key `auth.signing_key_file`: auth needs the private key it signs with",

@@ -30,11 +30,11 @@ pub(crate) struct IngestState {
 /// Builds the service from configuration.
 pub async fn build(settings: &Settings) -> Result<Application, StartupError> {
     let backends = Backends::connect(settings)?;
-    let metrics = Metrics::new(ServiceName::IngestApi.as_str());
+    let metrics = Metrics::new(ServiceName::IngestApi.as_str())?;
     let verification =
         Verification::from_settings(&settings.auth, backends.redis.clone(), &metrics)?;
     let shared = WritePathParts::start(settings, &backends.pg, &backends.redis).await;
-    let ingest_metrics = metrics::IngestMetrics::register(&metrics);
+    let ingest_metrics = metrics::IngestMetrics::register(&metrics)?;
     let worker_settings = settings.clone();
     let worker_shared = shared.clone();
     // Each actix worker (one thread, one runtime) gets its own connection pools, so the

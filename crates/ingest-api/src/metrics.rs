@@ -16,15 +16,14 @@ pub struct IngestMetrics {
 
 impl IngestMetrics {
     /// Creates and registers the families.
-    pub fn register(metrics: &Metrics) -> Self {
+    pub fn register(metrics: &Metrics) -> prometheus::Result<Self> {
         let readings = IntCounterVec::new(
             Opts::new(
                 "ingest_readings_total",
                 "Readings by outcome and rejection reason",
             ),
             &["outcome", "reason"],
-        )
-        .unwrap_or_else(|_| unreachable!("static metric definition"));
+        )?;
         let write_seconds = Histogram::with_opts(
             HistogramOpts::new(
                 "ingest_influx_write_seconds",
@@ -33,24 +32,22 @@ impl IngestMetrics {
             .buckets(vec![
                 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0,
             ]),
-        )
-        .unwrap_or_else(|_| unreachable!("static metric definition"));
+        )?;
         let batch_readings = Histogram::with_opts(
             HistogramOpts::new("ingest_batch_readings", "Readings per ingest request").buckets(
                 vec![
                     1.0, 10.0, 50.0, 100.0, 250.0, 500.0, 1000.0, 2500.0, 5000.0, 10000.0, 20000.0,
                 ],
             ),
-        )
-        .unwrap_or_else(|_| unreachable!("static metric definition"));
+        )?;
         metrics.register(Box::new(readings.clone()));
         metrics.register(Box::new(write_seconds.clone()));
         metrics.register(Box::new(batch_readings.clone()));
-        Self {
+        Ok(Self {
             readings,
             write_seconds,
             batch_readings,
-        }
+        })
     }
 
     /// Counts rejected readings under `reason`.

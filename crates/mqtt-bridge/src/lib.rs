@@ -32,8 +32,8 @@ use telemetry_writer::WritePathParts;
 pub async fn build(settings: &Settings) -> Result<Application, StartupError> {
     let backends = Backends::connect(settings)?;
     let Backends { pg, redis, influx } = backends.clone();
-    let metrics = Metrics::new(ServiceName::MqttBridge.as_str());
-    let bridge_metrics = metrics::BridgeMetrics::register(&metrics);
+    let metrics = Metrics::new(ServiceName::MqttBridge.as_str())?;
+    let bridge_metrics = metrics::BridgeMetrics::register(&metrics)?;
     let (spool, reader) = Spool::open(SpoolConfig {
         dir: settings.bridge.spool_dir.clone().into(),
         max_bytes: settings.bridge.spool_max_bytes,

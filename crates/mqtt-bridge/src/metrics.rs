@@ -27,45 +27,41 @@ pub struct BridgeMetrics {
     spool_full: IntGauge,
 }
 
-fn fixed<T>(metric: prometheus::Result<T>) -> T {
-    metric.unwrap_or_else(|_| unreachable!("static metric definition"))
-}
-
 impl BridgeMetrics {
     /// Creates and registers the families.
-    pub fn register(metrics: &Metrics) -> Self {
-        let messages = fixed(IntCounterVec::new(
+    pub fn register(metrics: &Metrics) -> prometheus::Result<Self> {
+        let messages = IntCounterVec::new(
             Opts::new("bridge_messages_total", "MQTT messages by outcome"),
             &["outcome"],
-        ));
+        )?;
         let this = Self {
             received: messages.with_label_values(&["received"]),
             messages,
-            dead_letters: fixed(IntCounterVec::new(
+            dead_letters: IntCounterVec::new(
                 Opts::new(
                     "bridge_dead_letters_total",
                     "Dead-lettered messages by reason",
                 ),
                 &["reason"],
-            )),
-            readings_stored: fixed(prometheus::IntCounter::new(
+            )?,
+            readings_stored: prometheus::IntCounter::new(
                 "bridge_readings_stored_total",
                 "Readings written to InfluxDB",
-            )),
-            batch_readings: fixed(Histogram::with_opts(
+            )?,
+            batch_readings: Histogram::with_opts(
                 HistogramOpts::new("bridge_batch_readings", "Readings per InfluxDB write").buckets(
                     vec![
                         1.0, 10.0, 50.0, 100.0, 500.0, 1000.0, 2500.0, 5000.0, 10000.0,
                     ],
                 ),
-            )),
-            write_seconds: fixed(Histogram::with_opts(
+            )?,
+            write_seconds: Histogram::with_opts(
                 HistogramOpts::new("bridge_influx_write_seconds", "InfluxDB write latency")
                     .buckets(vec![
                         0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0,
                     ]),
-            )),
-            append_seconds: fixed(Histogram::with_opts(
+            )?,
+            append_seconds: Histogram::with_opts(
                 HistogramOpts::new(
                     "bridge_spool_append_seconds",
                     "Spool append time per message (before the PUBACK)",
@@ -73,19 +69,19 @@ impl BridgeMetrics {
                 .buckets(vec![
                     0.00001, 0.00003, 0.0001, 0.0003, 0.001, 0.003, 0.01, 0.03, 0.1, 0.3, 1.0,
                 ]),
-            )),
-            spool_bytes: fixed(IntGauge::new(
+            )?,
+            spool_bytes: IntGauge::new(
                 "bridge_spool_bytes",
                 "Spooled bytes not yet stored in InfluxDB",
-            )),
-            spool_messages: fixed(IntGauge::new(
+            )?,
+            spool_messages: IntGauge::new(
                 "bridge_spool_messages",
                 "Spooled messages not yet stored in InfluxDB",
-            )),
-            spool_full: fixed(IntGauge::new(
+            )?,
+            spool_full: IntGauge::new(
                 "bridge_spool_full",
                 "1 while the spool is full and messages are not acknowledged",
-            )),
+            )?,
         };
         metrics.register(Box::new(this.messages.clone()));
         metrics.register(Box::new(this.dead_letters.clone()));
@@ -96,7 +92,7 @@ impl BridgeMetrics {
         metrics.register(Box::new(this.spool_bytes.clone()));
         metrics.register(Box::new(this.spool_messages.clone()));
         metrics.register(Box::new(this.spool_full.clone()));
-        this
+        Ok(this)
     }
 
     /// Counts `count` messages under `outcome`.

@@ -18,7 +18,7 @@ struct Inner {
 
 impl Metrics {
     /// Creates the registry with the HTTP families registered.
-    pub fn new(service: &str) -> Self {
+    pub fn new(service: &str) -> prometheus::Result<Self> {
         let registry = Registry::new_custom(
             Some("plantline".to_owned()),
             Some(std::iter::once(("service".to_owned(), service.to_owned())).collect()),
@@ -27,8 +27,7 @@ impl Metrics {
         let http_requests = IntCounterVec::new(
             Opts::new("http_requests_total", "HTTP requests by route and status"),
             &["method", "route", "status"],
-        )
-        .unwrap_or_else(|_| unreachable!("static metric definition"));
+        )?;
         let http_duration = HistogramVec::new(
             HistogramOpts::new(
                 "http_request_duration_seconds",
@@ -38,10 +37,8 @@ impl Metrics {
                 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0,
             ]),
             &["method", "route"],
-        )
-        .unwrap_or_else(|_| unreachable!("static metric definition"));
-        let resident_memory = IntGauge::new("process_resident_memory_bytes", "Resident set size")
-            .unwrap_or_else(|_| unreachable!("static metric definition"));
+        )?;
+        let resident_memory = IntGauge::new("process_resident_memory_bytes", "Resident set size")?;
         let metrics = Self {
             inner: Arc::new(Inner {
                 registry,
@@ -53,7 +50,7 @@ impl Metrics {
         metrics.register(Box::new(metrics.inner.http_requests.clone()));
         metrics.register(Box::new(metrics.inner.http_duration.clone()));
         metrics.register(Box::new(metrics.inner.resident_memory.clone()));
-        metrics
+        Ok(metrics)
     }
 
     /// Adds a service-specific collector. A duplicate name is a programming error, logged once.
@@ -102,7 +99,7 @@ mod tests {
 
     #[test]
     fn renders_recorded_requests_with_service_label() {
-        let metrics = Metrics::new("auth");
+        let metrics = Metrics::new("auth").unwrap();
         metrics.observe_request("GET", "/healthz", 200, 0.001);
         let text = metrics.render();
         assert!(

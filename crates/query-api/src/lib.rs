@@ -36,7 +36,7 @@ pub(crate) struct QueryState {
 /// Builds the service from configuration.
 pub async fn build(settings: &Settings) -> Result<Application, StartupError> {
     let Backends { pg, redis, influx } = Backends::connect(settings)?;
-    let metrics = Metrics::new(ServiceName::QueryApi.as_str());
+    let metrics = Metrics::new(ServiceName::QueryApi.as_str())?;
     let verification = Verification::from_settings(&settings.auth, redis.clone(), &metrics)?;
     let readiness = Readiness::new(
         vec![
@@ -58,8 +58,7 @@ pub async fn build(settings: &Settings) -> Result<Application, StartupError> {
     let stream_lagged = prometheus::IntCounter::new(
         "stream_events_skipped_total",
         "Live events skipped because a stream client fell behind",
-    )
-    .unwrap_or_else(|_| unreachable!("static metric definition"));
+    )?;
     metrics.register(Box::new(stream_lagged.clone()));
     let streams_open = prometheus::IntGauge::new(
         "streams_open",

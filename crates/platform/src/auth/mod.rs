@@ -33,6 +33,9 @@ pub enum AuthSetupError {
     /// The verifier refused a key.
     #[error(transparent)]
     Verifier(#[from] AuthError),
+    /// Its metric could not be registered.
+    #[error("metric: {0}")]
+    Metric(#[from] prometheus::Error),
 }
 
 /// Everything a service needs to authenticate requests; handed to `Application::build`,
@@ -79,8 +82,7 @@ impl Verification {
         let unchecked = prometheus::IntCounter::new(
             "auth_revocations_unchecked_total",
             "Requests allowed while the revocation list could not be synced (Redis lost)",
-        )
-        .unwrap_or_else(|_| unreachable!("static metric definition"));
+        )?;
         metrics.register(Box::new(unchecked.clone()));
         Ok(Self {
             verifier: web::Data::new(verifier),

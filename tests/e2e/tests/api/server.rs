@@ -85,7 +85,7 @@ async fn shutdown_drains_in_flight_requests_and_background_tasks() {
     let parts = ServiceParts {
         service: ServiceName::QueryApi,
         readiness: Readiness::new(Vec::new(), Duration::from_secs(1)),
-        metrics: Metrics::new("drain-test"),
+        metrics: Metrics::new("drain-test").unwrap(),
         verification: None,
         routes: move |cfg: &mut web::ServiceConfig| {
             let started = handler_started.clone();
@@ -137,7 +137,7 @@ async fn a_panicking_essential_task_stops_the_service_with_an_error() {
     let parts = ServiceParts {
         service: ServiceName::MqttBridge,
         readiness: Readiness::new(Vec::new(), Duration::from_secs(1)),
-        metrics: Metrics::new("essential-test"),
+        metrics: Metrics::new("essential-test").unwrap(),
         verification: None,
         routes: |_: &mut web::ServiceConfig| {},
     };
