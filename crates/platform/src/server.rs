@@ -340,13 +340,16 @@ where
     Fut: Future<Output = Result<Application, StartupError>>,
 {
     // Before the configuration: --help and --version need no environment.
-    clap::Command::new(service.as_str())
+    let command = clap::Command::new(service.as_str())
         .version(env!("CARGO_PKG_VERSION"))
         .about(format!(
             "Plantline's {} service. Configured by defaults, an optional TOML file \
              (PLANTLINE_CONFIG_FILE) and PLANTLINE_<SECTION>__<KEY> environment variables; \
              see the README's Configuration table.",
             service.as_str()
+        ))
+        .subcommand(clap::Command::new("healthcheck").about(
+            "Exit 0 when this service answers /healthz on its port (the container's HEALTHCHECK)",
         ))
         .get_matches();
     let settings = match crate::config::load_settings() {
@@ -357,7 +360,7 @@ where
         }
     };
     // `<service> healthcheck`: the container's HEALTHCHECK (distroless has no curl).
-    if std::env::args().nth(1).as_deref() == Some("healthcheck") {
+    if command.subcommand_name() == Some("healthcheck") {
         let port = settings.port_for(service);
         return match check_own_health(port, Duration::from_secs(2)) {
             Ok(()) => std::process::ExitCode::SUCCESS,
