@@ -1,4 +1,6 @@
-//! `auth`: logins, tokens, users and gateway clients. The only service that can mint tokens.
+//! `auth`: logins, refresh rotation and revocation, users and gateway clients, and the
+//! bounded password-hashing pool. The only service that holds the signing key and can mint
+//! tokens; every other service only verifies them.
 
 mod hashing;
 pub mod routes;

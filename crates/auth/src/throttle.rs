@@ -5,6 +5,7 @@
 use deadpool_redis::redis;
 use platform::ApiError;
 use platform::config::AuthSettings;
+use platform::error::ErrorCode;
 use platform::redis::RedisClient;
 
 /// Failed-attempt counters with a fixed window.
@@ -69,8 +70,7 @@ impl LoginThrottle {
         };
         match retry_after {
             Some(ttl) => Err(ApiError::new(
-                actix_web::http::StatusCode::TOO_MANY_REQUESTS,
-                "too_many_attempts",
+                ErrorCode::TooManyAttempts,
                 "too many failed logins; wait before trying again",
             )
             .with_retry_after(ttl.max(1) as u64)),

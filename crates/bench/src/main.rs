@@ -1,5 +1,4 @@
-//! `plantline-bench [--base-url URL] [--demo-env FILE] [--only auth|ingest|query|mqtt]`:
-//! measures Plantline against baselines taken in the same run on the same machine, and prints
+//! `plantline-bench` (`--help` for its options) measures Plantline against baselines taken in the same run on the same machine, and prints
 //! each figure with its ratio.
 
 mod auth;

@@ -1,10 +1,10 @@
 //! Request bodies: content negotiation, gzip with a bound on the decompressed size.
 
 use actix_web::HttpRequest;
-use actix_web::http::StatusCode;
 use actix_web::http::header;
 use domain::line_protocol::Precision;
 use platform::ApiError;
+use platform::error::ErrorCode;
 use platform::error::FieldError;
 use std::io::Read;
 
@@ -17,11 +17,7 @@ pub enum Format {
 }
 
 fn unsupported(message: &str) -> ApiError {
-    ApiError::new(
-        StatusCode::UNSUPPORTED_MEDIA_TYPE,
-        "unsupported_media_type",
-        message.to_owned(),
-    )
+    ApiError::new(ErrorCode::UnsupportedMediaType, message.to_owned())
 }
 
 /// Picks the format from `Content-Type` (and `?precision=` for line protocol).
@@ -78,8 +74,7 @@ pub fn decode(
 ) -> Result<bytes::Bytes, ApiError> {
     let too_large = || {
         ApiError::new(
-            StatusCode::PAYLOAD_TOO_LARGE,
-            "payload_too_large",
+            ErrorCode::PayloadTooLarge,
             format!("the body exceeds {max_bytes} bytes (setting ingest_max_body_bytes)"),
         )
     };

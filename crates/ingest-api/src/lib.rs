@@ -1,8 +1,7 @@
-//! `ingest-api`: the gateways' HTTP write path into InfluxDB.
-//!
-//! Validate (domain), look the machines up (registry cache), encode one line-protocol body,
-//! write it once with bounded retries, and only then answer 2xx; afterwards update the
-//! latest values and tell live dashboards.
+//! `ingest-api`: the gateways' HTTP way in. It owns decoding the body (JSON, gzip, line
+//! protocol), the per-caller rate window and the HTTP answer (2xx only for what InfluxDB
+//! acknowledged); parsing is `domain`'s and everything after admission is the write path's
+//! (`telemetry-writer`). It must not write to a store by any other road.
 
 mod body;
 mod metrics;

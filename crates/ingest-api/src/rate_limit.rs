@@ -5,6 +5,7 @@
 
 use deadpool_redis::redis;
 use platform::ApiError;
+use platform::error::ErrorCode;
 use platform::redis::RedisClient;
 use uuid::Uuid;
 
@@ -30,8 +31,7 @@ impl RateWindow {
         let count: i64 = counted.and_then(|c| c.parse().ok()).unwrap_or(0);
         if count >= per_minute {
             return Err(ApiError::new(
-                actix_web::http::StatusCode::TOO_MANY_REQUESTS,
-                "rate_limited",
+                ErrorCode::RateLimited,
                 format!("more than {per_minute} ingest requests this minute"),
             )
             .with_retry_after(self.seconds_left.max(1) as u64));

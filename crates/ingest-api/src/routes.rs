@@ -11,6 +11,7 @@ use domain::line_protocol;
 use domain::reading::Violation;
 use platform::ApiError;
 use platform::auth::{Authenticated, require};
+use platform::error::ErrorCode;
 use platform::error::FieldError;
 use platform::registry::MachineInfo;
 use serde_json::json;
@@ -201,12 +202,8 @@ async fn ingest(
             );
         }
         Err(BatchError::TooLarge(v)) => {
-            return Err(ApiError::new(
-                StatusCode::PAYLOAD_TOO_LARGE,
-                "payload_too_large",
-                v.message.clone(),
-            )
-            .with_errors(field_errors(&[v])));
+            return Err(ApiError::new(ErrorCode::PayloadTooLarge, v.message.clone())
+                .with_errors(field_errors(&[v])));
         }
     };
     state

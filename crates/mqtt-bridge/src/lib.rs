@@ -1,9 +1,11 @@
-//! `mqtt-bridge`: MQTT telemetry → spool → validated readings → InfluxDB.
+//! `mqtt-bridge`: MQTT telemetry → spool → validated readings → the write path.
 //!
-//! The broker session appends every message to the on-disk spool before the broker gets its
-//! PUBACK; the pipeline replays the spool in order, validates with the same domain code as
-//! ingest-api, writes micro-batches to InfluxDB and only then moves the spool's checkpoint.
-//! Messages that can never be stored go to the dead-letter topic.
+//! It owns the broker session, the on-disk spool, dead letters and the status topic: every
+//! message is appended to the spool before the broker gets its PUBACK; the pipeline replays
+//! the spool in order, parses with the same domain code as ingest-api, hands the readings to
+//! `telemetry-writer` in micro-batches and only then moves the spool's checkpoint. Messages
+//! that can never be stored go to the dead-letter topic. It must not write to a store by any
+//! other road.
 
 pub mod broker;
 pub mod dead_letter;

@@ -97,11 +97,109 @@ pub fn capped_of(mut errors: Vec<FieldError>, total: usize) -> Vec<FieldError> {
     errors
 }
 
+/// Every error code an answer can carry: stable, machine-readable, one HTTP status each.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ErrorCode {
+    /// A field or parameter breaks its rule (see `errors`).
+    ValidationFailed,
+    /// The body is not the document expected.
+    MalformedBody,
+    /// Any other refused request.
+    BadRequest,
+    /// The query string does not parse.
+    InvalidQuery,
+    /// A path parameter does not parse.
+    InvalidPath,
+    /// No usable credentials.
+    Unauthorized,
+    /// Valid credentials without the permission.
+    Forbidden,
+    /// No such resource.
+    NotFound,
+    /// The resource has no such method.
+    MethodNotAllowed,
+    /// The change collides with existing data (a duplicate name).
+    Conflict,
+    /// The change would leave no active manager.
+    LastManager,
+    /// Changed since the version sent in If-Match.
+    PreconditionFailed,
+    /// The body or batch is over its limit.
+    PayloadTooLarge,
+    /// A Content-Type or Content-Encoding the endpoint does not take.
+    UnsupportedMediaType,
+    /// If-Match is required.
+    PreconditionRequired,
+    /// Over the caller's request rate.
+    RateLimited,
+    /// Too many failed logins.
+    TooManyAttempts,
+    /// Too many open live streams for this user.
+    TooManyStreams,
+    /// A dependency cannot serve now; retry after Retry-After.
+    Unavailable,
+    /// Our fault; the request id finds it in the logs.
+    InternalError,
+}
+
+impl ErrorCode {
+    /// The code as answers spell it.
+    pub fn as_str(&self) -> &'static str {
+        match self {
+            Self::ValidationFailed => "validation_failed",
+            Self::MalformedBody => "malformed_body",
+            Self::BadRequest => "bad_request",
+            Self::InvalidQuery => "invalid_query",
+            Self::InvalidPath => "invalid_path",
+            Self::Unauthorized => "unauthorized",
+            Self::Forbidden => "forbidden",
+            Self::NotFound => "not_found",
+            Self::MethodNotAllowed => "method_not_allowed",
+            Self::Conflict => "conflict",
+            Self::LastManager => "last_manager",
+            Self::PreconditionFailed => "precondition_failed",
+            Self::PayloadTooLarge => "payload_too_large",
+            Self::UnsupportedMediaType => "unsupported_media_type",
+            Self::PreconditionRequired => "precondition_required",
+            Self::RateLimited => "rate_limited",
+            Self::TooManyAttempts => "too_many_attempts",
+            Self::TooManyStreams => "too_many_streams",
+            Self::Unavailable => "unavailable",
+            Self::InternalError => "internal_error",
+        }
+    }
+
+    /// The HTTP status that goes with it.
+    pub fn status(&self) -> StatusCode {
+        match self {
+            Self::ValidationFailed => StatusCode::BAD_REQUEST,
+            Self::MalformedBody => StatusCode::BAD_REQUEST,
+            Self::BadRequest => StatusCode::BAD_REQUEST,
+            Self::InvalidQuery => StatusCode::BAD_REQUEST,
+            Self::InvalidPath => StatusCode::BAD_REQUEST,
+            Self::Unauthorized => StatusCode::UNAUTHORIZED,
+            Self::Forbidden => StatusCode::FORBIDDEN,
+            Self::NotFound => StatusCode::NOT_FOUND,
+            Self::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
+            Self::Conflict => StatusCode::CONFLICT,
+            Self::LastManager => StatusCode::CONFLICT,
+            Self::PreconditionFailed => StatusCode::PRECONDITION_FAILED,
+            Self::PayloadTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
+            Self::UnsupportedMediaType => StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            Self::PreconditionRequired => StatusCode::PRECONDITION_REQUIRED,
+            Self::RateLimited => StatusCode::TOO_MANY_REQUESTS,
+            Self::TooManyAttempts => StatusCode::TOO_MANY_REQUESTS,
+            Self::TooManyStreams => StatusCode::TOO_MANY_REQUESTS,
+            Self::Unavailable => StatusCode::SERVICE_UNAVAILABLE,
+            Self::InternalError => StatusCode::INTERNAL_SERVER_ERROR,
+        }
+    }
+}
+
 /// An error answered to a client. Build it with the constructors; each has a stable `code`.
 #[derive(Debug, Clone)]
 pub struct ApiError {
-    status: StatusCode,
-    code: &'static str,
+    code: ErrorCode,
     message: String,
     errors: Vec<FieldError>,
     retry_after_secs: Option<u64>,
@@ -120,10 +218,9 @@ struct ErrorBody<'a> {
 }
 
 impl ApiError {
-    /// Any status with a machine code and a message.
-    pub fn new(status: StatusCode, code: &'static str, message: impl Into<String>) -> Self {
+    /// An error of `code` (which fixes the status) with a message.
+    pub fn new(code: ErrorCode, message: impl Into<String>) -> Self {
         Self {
-            status,
             code,
             message: message.into(),
             errors: Vec::new(),
@@ -141,32 +238,32 @@ impl ApiError {
 
     /// 400 with the list of problems.
     pub fn validation(message: impl Into<String>, errors: Vec<FieldError>) -> Self {
-        Self::new(StatusCode::BAD_REQUEST, "validation_failed", message).with_errors(errors)
+        Self::new(ErrorCode::ValidationFailed, message).with_errors(errors)
     }
 
     /// 400 for a body that is not the JSON we expect.
     pub fn malformed_body(message: impl Into<String>) -> Self {
-        Self::new(StatusCode::BAD_REQUEST, "malformed_body", message)
+        Self::new(ErrorCode::MalformedBody, message)
     }
 
     /// 401: no usable credentials.
     pub fn unauthorized(message: impl Into<String>) -> Self {
-        Self::new(StatusCode::UNAUTHORIZED, "unauthorized", message)
+        Self::new(ErrorCode::Unauthorized, message)
     }
 
     /// 403: valid credentials, missing permission.
     pub fn forbidden(message: impl Into<String>) -> Self {
-        Self::new(StatusCode::FORBIDDEN, "forbidden", message)
+        Self::new(ErrorCode::Forbidden, message)
     }
 
     /// 404 for a named resource.
     pub fn not_found(message: impl Into<String>) -> Self {
-        Self::new(StatusCode::NOT_FOUND, "not_found", message)
+        Self::new(ErrorCode::NotFound, message)
     }
 
     /// 503: a dependency cannot serve us now; the client may retry after the given seconds.
     pub fn unavailable(message: impl Into<String>, retry_after_secs: u64) -> Self {
-        let mut err = Self::new(StatusCode::SERVICE_UNAVAILABLE, "unavailable", message);
+        let mut err = Self::new(ErrorCode::Unavailable, message);
         err.retry_after_secs = Some(retry_after_secs);
         err
     }
@@ -174,8 +271,7 @@ impl ApiError {
     /// 500: our fault. The message must not leak internals; log the cause before calling this.
     pub fn internal() -> Self {
         Self::new(
-            StatusCode::INTERNAL_SERVER_ERROR,
-            "internal_error",
+            ErrorCode::InternalError,
             "internal error; the request id identifies it in our logs",
         )
     }
@@ -194,12 +290,12 @@ impl ApiError {
 
     /// The HTTP status.
     pub fn status(&self) -> StatusCode {
-        self.status
+        self.code.status()
     }
 
     /// The stable machine-readable code.
     pub fn code(&self) -> &'static str {
-        self.code
+        self.code.as_str()
     }
 
     /// The per-field problems.
@@ -210,7 +306,7 @@ impl ApiError {
     pub(crate) fn body_json(&self) -> String {
         serde_json::to_string(&ErrorBody {
             status: "error",
-            code: self.code,
+            code: self.code.as_str(),
             message: &self.message,
             errors: &self.errors,
             details: &self.details,
@@ -223,20 +319,22 @@ impl ApiError {
     /// The generic error for a bare status (404 for an unknown route, 405, ...).
     pub(crate) fn for_status(status: StatusCode) -> Self {
         let (code, message) = match status {
-            StatusCode::NOT_FOUND => ("not_found", "no such resource"),
+            StatusCode::NOT_FOUND => (ErrorCode::NotFound, "no such resource"),
             StatusCode::METHOD_NOT_ALLOWED => (
-                "method_not_allowed",
+                ErrorCode::MethodNotAllowed,
                 "this method is not allowed on this resource",
             ),
-            StatusCode::PAYLOAD_TOO_LARGE => ("payload_too_large", "request body is too large"),
+            StatusCode::PAYLOAD_TOO_LARGE => {
+                (ErrorCode::PayloadTooLarge, "request body is too large")
+            }
             StatusCode::UNSUPPORTED_MEDIA_TYPE => (
-                "unsupported_media_type",
+                ErrorCode::UnsupportedMediaType,
                 "unsupported Content-Type or Content-Encoding",
             ),
-            s if s.is_server_error() => ("internal_error", "internal error"),
-            _ => ("bad_request", "bad request"),
+            s if s.is_server_error() => (ErrorCode::InternalError, "internal error"),
+            _ => (ErrorCode::BadRequest, "bad request"),
         };
-        Self::new(status, code, message)
+        Self::new(code, message)
     }
 }
 
@@ -245,8 +343,8 @@ impl fmt::Display for ApiError {
         write!(
             f,
             "{} {}: {}",
-            self.status.as_u16(),
-            self.code,
+            self.status().as_u16(),
+            self.code.as_str(),
             self.message
         )
     }
@@ -254,16 +352,16 @@ impl fmt::Display for ApiError {
 
 impl ResponseError for ApiError {
     fn status_code(&self) -> StatusCode {
-        self.status
+        self.status()
     }
 
     fn error_response(&self) -> HttpResponse {
-        let mut response = HttpResponse::build(self.status);
+        let mut response = HttpResponse::build(self.status());
         response.content_type("application/json");
         if let Some(secs) = self.retry_after_secs {
             response.insert_header((header::RETRY_AFTER, secs.to_string()));
         }
-        if self.status == StatusCode::UNAUTHORIZED {
+        if self.status() == StatusCode::UNAUTHORIZED {
             response.insert_header((header::WWW_AUTHENTICATE, "Bearer"));
         }
         response.body(self.body_json())
@@ -337,7 +435,7 @@ pub fn conflict_on_duplicate(err: diesel::result::Error, message: &str) -> ApiEr
     use diesel::result::{DatabaseErrorKind, Error};
     match err {
         Error::DatabaseError(DatabaseErrorKind::UniqueViolation, _) => {
-            ApiError::new(StatusCode::CONFLICT, "conflict", message.to_owned())
+            ApiError::new(ErrorCode::Conflict, message.to_owned())
         }
         other => other.into(),
     }
@@ -397,8 +495,7 @@ pub fn json_config(limit_bytes: usize) -> web::JsonConfig {
                     ApiError::for_status(StatusCode::PAYLOAD_TOO_LARGE)
                 }
                 E::ContentType => ApiError::new(
-                    StatusCode::UNSUPPORTED_MEDIA_TYPE,
-                    "unsupported_media_type",
+                    ErrorCode::UnsupportedMediaType,
                     "Content-Type must be application/json",
                 ),
                 E::Deserialize(e) => ApiError::malformed_body(format!("invalid JSON body: {e}")),
@@ -412,8 +509,7 @@ pub fn json_config(limit_bytes: usize) -> web::JsonConfig {
 pub fn query_config() -> web::QueryConfig {
     web::QueryConfig::default().error_handler(|err, _req| {
         ApiError::new(
-            StatusCode::BAD_REQUEST,
-            "invalid_query",
+            ErrorCode::InvalidQuery,
             format!("invalid query string: {err}"),
         )
         .into()
@@ -424,8 +520,7 @@ pub fn query_config() -> web::QueryConfig {
 pub fn path_config() -> web::PathConfig {
     web::PathConfig::default().error_handler(|err, _req| {
         ApiError::new(
-            StatusCode::BAD_REQUEST,
-            "invalid_path",
+            ErrorCode::InvalidPath,
             format!("invalid path parameter: {err}"),
         )
         .into()

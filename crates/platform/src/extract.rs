@@ -4,6 +4,7 @@
 //! `Json<T>` replaces actix's extractor for that reason: actix's error for a bad body says
 //! "line 1 column 40", ours says `batch[0].name`.
 
+use crate::error::ErrorCode;
 use crate::error::{ApiError, FieldError};
 use actix_web::dev::Payload;
 use actix_web::http::StatusCode;
@@ -57,8 +58,7 @@ impl<T: DeserializeOwned + 'static> FromRequest for Json<T> {
         Box::pin(async move {
             if !json {
                 return Err(ApiError::new(
-                    StatusCode::UNSUPPORTED_MEDIA_TYPE,
-                    "unsupported_media_type",
+                    ErrorCode::UnsupportedMediaType,
                     "Content-Type must be application/json",
                 ));
             }

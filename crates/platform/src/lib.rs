@@ -1,8 +1,8 @@
-//! Plumbing shared by every Plantline service.
-//!
-//! If a function would otherwise be copied into a second binary, it belongs here: configuration,
-//! logging, the HTTP server skeleton, the error body, health and metrics endpoints, and the
-//! clients for PostgreSQL, Redis and InfluxDB.
+//! Plumbing shared by every Plantline service: configuration, logging, the HTTP server
+//! skeleton, the error body and the request boundary, token verification, health and metrics
+//! endpoints, and the clients for PostgreSQL, Redis and InfluxDB. It must not hold a
+//! protocol's business; the registry read model, latest values, alerts and settings storage
+//! still here are to move to the write path and a storage crate (ARCHITECTURE.md).
 
 pub mod alerts;
 pub mod audit;

@@ -1,4 +1,7 @@
-//! `query-api`: history, latest values, the machine registry, configuration and the dashboard.
+//! `query-api`: every read (history, latest values, the fleet), the machine registry's and
+//! the settings' writes (audited), alert acknowledgement, the live stream and the
+//! dashboard's files. It must not write telemetry; its two background jobs that write
+//! (inactivity sweep, late-hour rollups) are to move to a worker.
 
 mod dashboard;
 mod live;

@@ -10,6 +10,7 @@ use diesel_async::AsyncConnection;
 use domain::Role;
 use platform::ApiError;
 use platform::auth::{Authenticated, require};
+use platform::error::ErrorCode;
 use platform::error::FieldError;
 use platform::password::verify_secret_with;
 use platform::postgres::connection;
@@ -337,8 +338,7 @@ pub async fn client_credentials(
             .map_err(|e| ApiError::malformed_body(format!("invalid form body: {e}")))?
     } else {
         return Err(ApiError::new(
-            actix_web::http::StatusCode::UNSUPPORTED_MEDIA_TYPE,
-            "unsupported_media_type",
+            ErrorCode::UnsupportedMediaType,
             "Content-Type must be application/x-www-form-urlencoded or application/json",
         ));
     };

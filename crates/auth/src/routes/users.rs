@@ -4,13 +4,13 @@
 use super::{Page, conflict_on_duplicate, reject_if_any};
 use crate::AuthState;
 use crate::store::{refresh, users};
-use actix_web::http::StatusCode;
 use actix_web::{HttpRequest, HttpResponse, web};
 use diesel_async::AsyncConnection;
 use domain::{Email, NewPassword, Role, Username};
 use platform::ApiError;
 use platform::audit::{self, Actor, Change};
 use platform::auth::{Authenticated, require};
+use platform::error::ErrorCode;
 use platform::error::FieldError;
 use platform::password::hash_secret_with;
 use platform::postgres::connection;
@@ -100,8 +100,7 @@ async fn keep_a_manager(
     let is_manager = user.role() == Role::Management && user.is_active;
     if is_manager && !stays_manager && users::other_active_managers(conn, user.id).await? == 0 {
         return Err(ApiError::new(
-            StatusCode::CONFLICT,
-            "last_manager",
+            ErrorCode::LastManager,
             "this is the last active management account; promote another one first",
         ));
     }

@@ -11,6 +11,7 @@ use domain::{FactoryId, MachineId, MachineName, MachineStatus, SensorType};
 use platform::ApiError;
 use platform::audit::{self, Actor, Change};
 use platform::auth::{Authenticated, require};
+use platform::error::ErrorCode;
 use platform::error::{FieldError, Page, conflict_on_duplicate, offset_pagination, reject_if_any};
 use platform::postgres::connection;
 use serde::Deserialize;
@@ -310,8 +311,7 @@ fn if_match(req: &HttpRequest) -> Result<i64, ApiError> {
         .get(header::IF_MATCH)
         .ok_or_else(|| {
             ApiError::new(
-                StatusCode::PRECONDITION_REQUIRED,
-                "precondition_required",
+                ErrorCode::PreconditionRequired,
                 "send If-Match with the ETag of the version you edited (GET the machine first)",
             )
         })?
@@ -390,8 +390,7 @@ pub async fn update(
                 .map_err(|e| conflict_on_duplicate(e, DUPLICATE))?
             else {
                 return Err(ApiError::new(
-                    StatusCode::PRECONDITION_FAILED,
-                    "precondition_failed",
+                    ErrorCode::PreconditionFailed,
                     format!("the machine changed since version {expected}; it is now at {}: reload and retry", before.etag()),
                 ));
             };

@@ -8,13 +8,13 @@
 
 use crate::QueryState;
 use crate::live::LiveEvent;
-use actix_web::http::StatusCode;
 use actix_web::web::Bytes;
 use actix_web::{HttpRequest, HttpResponse, web};
 use deadpool_redis::redis;
 use platform::ApiError;
 use platform::auth::revocation::RevocationState;
 use platform::auth::{Authenticated, Principal, TokenVerifier, require};
+use platform::error::ErrorCode;
 use platform::error::{FieldError, reject_if_any};
 use serde::{Deserialize, Serialize};
 use serde_json::json;
@@ -284,8 +284,7 @@ pub async fn stream(
         .take(holder.subject, state.stream.max_per_user)
     else {
         return Err(ApiError::new(
-            StatusCode::TOO_MANY_REQUESTS,
-            "too_many_streams",
+            ErrorCode::TooManyStreams,
             format!(
                 "at most {} live streams per user; close one first",
                 state.stream.max_per_user
