@@ -35,22 +35,17 @@ async fn relay_one(
     prefix: &str,
     payload: &str,
 ) {
-    let Ok(event) = serde_json::from_str::<serde_json::Value>(payload) else {
+    let Ok(event) = serde_json::from_str::<platform::alerts::AlertEvent>(payload) else {
+        tracing::warn!("an alert event of another shape; not relayed");
         return;
     };
-    let alert = &event["alert"];
-    let (Some(id), Some(factory), Some(machine)) = (
-        alert["id"].as_str(),
-        alert["factory_id"].as_str(),
-        alert["machine_id"].as_str(),
-    ) else {
-        return;
-    };
+    let alert = &event.alert;
+    let (id, factory, machine) = (&alert.id, &alert.factory_id, &alert.machine_id.to_string());
     // One claim per change (same alert, event and count): the first bridge to claim publishes.
     let claim = redis.key(&format!(
         "alert:relayed:{id}:{}:{}",
-        event["event"].as_str().unwrap_or_default(),
-        alert["count"]
+        event.event.as_str(),
+        alert.count
     ));
     let claimed: Result<Option<String>, _> = redis
         .query(
@@ -67,6 +62,6 @@ async fn relay_one(
     }
     let message = paho_mqtt::Message::new(alerts_topic(prefix, factory, machine), payload, 1);
     if let Err(err) = client.try_publish(message) {
-        tracing::warn!(error = %err, alert = id, "alert not published on MQTT");
+        tracing::warn!(error = %err, alert = %id, "alert not published on MQTT");
     }
 }

@@ -27,7 +27,9 @@ use uuid::Uuid;
 pub const ALERTS_CHANNEL: &str = "alerts";
 
 /// One alert as stored and served.
-#[derive(Debug, Clone, PartialEq, Serialize, Queryable, Selectable, QueryableByName)]
+#[derive(
+    Debug, Clone, PartialEq, Serialize, serde::Deserialize, Queryable, Selectable, QueryableByName,
+)]
 #[diesel(table_name = alerts)]
 pub struct Alert {
     /// Id.
@@ -66,13 +68,40 @@ struct Upserted {
     inserted: bool,
 }
 
-/// What happened to an alert.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+/// What happened to an alert (published on [`ALERTS_CHANNEL`] by whoever changed it, read by
+/// query-api's streams and mqtt-bridge's relay: one type for both).
+#[derive(Debug, Clone, PartialEq, Serialize, serde::Deserialize)]
 pub struct AlertEvent {
-    /// `opened`, `updated`, `closed` or `acknowledged`.
-    pub event: &'static str,
+    /// What changed.
+    pub event: AlertChange,
     /// The alert after the change.
     pub alert: Alert,
+}
+
+/// The kinds of [`AlertEvent`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum AlertChange {
+    /// A first offending reading.
+    Opened,
+    /// Another offending reading while open.
+    Updated,
+    /// A normal reading ended it.
+    Closed,
+    /// Someone with ack:alerts took note.
+    Acknowledged,
+}
+
+impl AlertChange {
+    /// As on the wire.
+    pub fn as_str(&self) -> &'static str {
+        match self {
+            Self::Opened => "opened",
+            Self::Updated => "updated",
+            Self::Closed => "closed",
+            Self::Acknowledged => "acknowledged",
+        }
+    }
 }
 
 /// Tries to write one batch's alert changes before giving up on them (the message of the
@@ -234,7 +263,7 @@ impl AlertEngine {
             for event in events.iter().filter(|e| e.alert.machine_id == machine.id) {
                 let metric = event.alert.metric.as_str();
                 open.retain(|m| *m != metric);
-                if event.event != "closed" {
+                if event.event != AlertChange::Closed {
                     open.push(metric);
                 }
             }
@@ -465,7 +494,11 @@ impl Breaches {
         Ok(rows
             .into_iter()
             .map(|row| AlertEvent {
-                event: if row.inserted { "opened" } else { "updated" },
+                event: if row.inserted {
+                    AlertChange::Opened
+                } else {
+                    AlertChange::Updated
+                },
                 alert: row.alert,
             })
             .collect())
@@ -495,7 +528,7 @@ async fn close_all(
     Ok(closed
         .into_iter()
         .map(|alert| AlertEvent {
-            event: "closed",
+            event: AlertChange::Closed,
             alert,
         })
         .collect())

@@ -64,25 +64,34 @@ pub async fn run_pipeline(redis: &RedisClient, pipe: &redis::Pipeline) -> Result
 /// The channel (under the deployment prefix) carrying stored readings to live streams.
 pub const LIVE_CHANNEL: &str = "live:readings";
 
-/// What live subscribers receive for each machine of a stored batch.
-#[derive(Serialize)]
-struct LiveMessage<'a> {
-    machine_id: &'a uuid::Uuid,
-    factory_id: &'a str,
-    location: &'a str,
-    readings: Vec<LiveReading>,
+/// What live subscribers receive for each machine of a stored batch (the write paths
+/// publish it, query-api's streams read it: one type for both).
+#[derive(Debug, Clone, PartialEq, Serialize, serde::Deserialize)]
+pub struct LiveReadings {
+    /// The machine.
+    pub machine_id: uuid::Uuid,
+    /// Its factory (stream filter).
+    pub factory_id: String,
+    /// Where it stands (stream filter).
+    pub location: String,
+    /// What was stored.
+    pub readings: Vec<LiveReading>,
 }
 
 /// One reading on the live channel; `time_ms` is milliseconds since the epoch.
-#[derive(Serialize)]
-struct LiveReading {
-    time_ms: i64,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    temperature: Option<f64>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pressure: Option<f64>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    speed: Option<f64>,
+#[derive(Debug, Clone, PartialEq, Serialize, serde::Deserialize)]
+pub struct LiveReading {
+    /// Milliseconds since the epoch.
+    pub time_ms: i64,
+    /// °C.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub temperature: Option<f64>,
+    /// kPa.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pressure: Option<f64>,
+    /// RPM.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub speed: Option<f64>,
 }
 
 impl From<&Reading> for LiveReading {
@@ -188,10 +197,10 @@ pub fn queue(
         return;
     }
     for (machine, readings) in batches {
-        let message = LiveMessage {
-            machine_id: &machine.id,
-            factory_id: &machine.factory_id,
-            location: &machine.location,
+        let message = LiveReadings {
+            machine_id: machine.id,
+            factory_id: machine.factory_id.clone(),
+            location: machine.location.clone(),
             readings: readings.iter().map(LiveReading::from).collect(),
         };
         pipe.cmd("PUBLISH")

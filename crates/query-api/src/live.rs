@@ -200,33 +200,34 @@ impl LiveHub {
     }
 
     fn on_reading(&self, payload: String) {
-        let Ok(message) = serde_json::from_str::<serde_json::Value>(&payload) else {
+        let Ok(message) = serde_json::from_str::<platform::latest::LiveReadings>(&payload) else {
+            tracing::warn!("a live-readings message of another shape; skipped");
             return;
         };
-        let text = |key: &str| message[key].as_str().unwrap_or_default().to_owned();
-        let tags = (text("machine_id"), text("factory_id"), text("location"));
+        let tags = (
+            message.machine_id.to_string(),
+            message.factory_id,
+            message.location,
+        );
         self.publish("reading", tags, payload);
     }
 
     async fn on_alert(&self, payload: String, registry: &MachineRegistry) {
-        let Ok(event) = serde_json::from_str::<serde_json::Value>(&payload) else {
+        let Ok(event) = serde_json::from_str::<platform::alerts::AlertEvent>(&payload) else {
+            tracing::warn!("an alert event of another shape; skipped");
             return;
         };
-        let alert = &event["alert"];
-        let machine_id = alert["machine_id"].as_str().unwrap_or_default().to_owned();
+        let id = domain::MachineId::from(event.alert.machine_id);
         // Alerts carry no location; the registry (cached) knows it, for location filters.
-        let location = match machine_id.parse::<domain::MachineId>() {
-            Ok(id) => registry
-                .lookup(&[id])
-                .await
-                .ok()
-                .and_then(|found| found.get(&id).cloned().flatten())
-                .map(|info| info.location)
-                .unwrap_or_default(),
-            Err(_) => String::new(),
-        };
-        let factory_id = alert["factory_id"].as_str().unwrap_or_default().to_owned();
-        self.publish("alert", (machine_id, factory_id, location), payload);
+        let location = registry
+            .lookup(&[id])
+            .await
+            .ok()
+            .and_then(|found| found.get(&id).cloned().flatten())
+            .map(|info| info.location)
+            .unwrap_or_default();
+        let tags = (id.to_string(), event.alert.factory_id, location);
+        self.publish("alert", tags, payload);
     }
 }
 

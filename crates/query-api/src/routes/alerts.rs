@@ -221,7 +221,7 @@ pub async fn acknowledge(
         state
             .alerts
             .announce(&[AlertEvent {
-                event: "acknowledged",
+                event: platform::alerts::AlertChange::Acknowledged,
                 alert: alert.clone(),
             }])
             .await;
