@@ -19,4 +19,4 @@ pub mod user;
 pub use ids::{FactoryId, MachineId, ParseIdError};
 pub use machine::{MachineName, MachineStatus, ParseMachineError, SensorType};
 pub use rbac::{Permission, PermissionSet, Role};
-pub use user::{Email, NewPassword, UserId, Username};
+pub use user::{Email, GatewayId, NewPassword, UserId, Username};

@@ -36,6 +36,18 @@ impl From<Uuid> for UserId {
     }
 }
 
+/// A gateway client's identity (the subject of its tokens).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(transparent)]
+pub struct GatewayId(Uuid);
+
+impl GatewayId {
+    /// The underlying UUID, for storage adapters.
+    pub fn as_uuid(&self) -> &Uuid {
+        &self.0
+    }
+}
+
 impl fmt::Display for UserId {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         self.0.hyphenated().fmt(f)

@@ -15,7 +15,6 @@ use platform::postgres::connection;
 use secrecy::ExposeSecret;
 use serde::Deserialize;
 use serde_json::json;
-use uuid::Uuid;
 
 /// A new gateway client; its secret is generated and answered once.
 #[derive(Deserialize, utoipa::ToSchema)]
@@ -139,10 +138,10 @@ pub async fn update(
     state: web::Data<AuthState>,
     caller: Authenticated<require::WriteUsers>,
     req: HttpRequest,
-    id: web::Path<Uuid>,
+    id: web::Path<domain::GatewayId>,
     body: platform::Json<UpdateGateway>,
 ) -> Result<HttpResponse, ApiError> {
-    let id = id.into_inner();
+    let id = *id.into_inner().as_uuid();
     let body = body.into_inner();
     let mut errors = Vec::new();
     if let Some(name) = &body.name {
@@ -195,9 +194,9 @@ pub async fn delete(
     state: web::Data<AuthState>,
     caller: Authenticated<require::DeleteUsers>,
     req: HttpRequest,
-    id: web::Path<Uuid>,
+    id: web::Path<domain::GatewayId>,
 ) -> Result<HttpResponse, ApiError> {
-    let id = id.into_inner();
+    let id = *id.into_inner().as_uuid();
     let actor = Actor::from_request(&caller, &req);
     let revoker = state.revoker.clone();
     let mut conn = connection(&state.pg).await?;

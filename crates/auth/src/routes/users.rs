@@ -17,7 +17,6 @@ use platform::postgres::connection;
 use secrecy::SecretString;
 use serde::Deserialize;
 use serde_json::json;
-use uuid::Uuid;
 
 /// A new person.
 #[derive(Deserialize, utoipa::ToSchema)]
@@ -136,10 +135,12 @@ pub async fn list(
 pub async fn get(
     state: web::Data<AuthState>,
     _caller: Authenticated<require::ReadUsers>,
-    id: web::Path<Uuid>,
+    id: web::Path<domain::UserId>,
 ) -> Result<HttpResponse, ApiError> {
     let mut conn = connection(&state.pg).await?;
-    let user = users::find(&mut conn, *id).await?.ok_or_else(not_found)?;
+    let user = users::find(&mut conn, *id.as_uuid())
+        .await?
+        .ok_or_else(not_found)?;
     Ok(HttpResponse::Ok().json(json!({"status": "success", "user": user.view()})))
 }
 
@@ -216,10 +217,10 @@ pub async fn update(
     state: web::Data<AuthState>,
     caller: Authenticated<require::WriteUsers>,
     req: HttpRequest,
-    id: web::Path<Uuid>,
+    id: web::Path<domain::UserId>,
     body: platform::Json<UpdateUser>,
 ) -> Result<HttpResponse, ApiError> {
-    let id = id.into_inner();
+    let id = *id.into_inner().as_uuid();
     let body = body.into_inner();
     let mut conn = connection(&state.pg).await?;
     let existing = users::find(&mut conn, id).await?.ok_or_else(not_found)?;
@@ -306,9 +307,9 @@ pub async fn delete(
     state: web::Data<AuthState>,
     caller: Authenticated<require::DeleteUsers>,
     req: HttpRequest,
-    id: web::Path<Uuid>,
+    id: web::Path<domain::UserId>,
 ) -> Result<HttpResponse, ApiError> {
-    let id = id.into_inner();
+    let id = *id.into_inner().as_uuid();
     let actor = Actor::from_request(&caller, &req);
     let revoker = state.revoker.clone();
     let mut conn = connection(&state.pg).await?;

@@ -139,10 +139,10 @@ fn render(fields: Option<&HashMap<&'static str, (f64, i64)>>) -> Value {
 pub async fn machine(
     state: web::Data<QueryState>,
     _caller: Authenticated<require::ReadSensorData>,
-    id: web::Path<Uuid>,
+    id: web::Path<domain::MachineId>,
 ) -> Result<HttpResponse, ApiError> {
     let mut conn = connection(&state.pg).await?;
-    let machine: Machine = machines::find(&mut conn, *id)
+    let machine: Machine = machines::find(&mut conn, *id.as_uuid())
         .await?
         .ok_or_else(|| ApiError::not_found("no such machine"))?;
     drop(conn);

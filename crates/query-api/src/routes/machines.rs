@@ -222,10 +222,10 @@ pub async fn seed_create(
 pub async fn get(
     state: web::Data<QueryState>,
     _caller: Authenticated<require::ReadMachines>,
-    id: web::Path<Uuid>,
+    id: web::Path<MachineId>,
 ) -> Result<HttpResponse, ApiError> {
     let mut conn = connection(&state.pg).await?;
-    let machine = machines::find(&mut conn, *id)
+    let machine = machines::find(&mut conn, *id.as_uuid())
         .await?
         .ok_or_else(not_found)?;
     Ok(with_etag(StatusCode::OK, &machine))
@@ -352,10 +352,10 @@ pub async fn update(
     state: web::Data<QueryState>,
     caller: Authenticated<require::WriteMachines>,
     req: HttpRequest,
-    id: web::Path<Uuid>,
+    id: web::Path<MachineId>,
     body: platform::Json<MachineBody>,
 ) -> Result<HttpResponse, ApiError> {
-    let id = id.into_inner();
+    let id = *id.into_inner().as_uuid();
     let expected = if_match(&req)?;
     let body = body.into_inner();
     let mut errors = Vec::new();
@@ -414,9 +414,9 @@ pub async fn delete(
     state: web::Data<QueryState>,
     caller: Authenticated<require::DeleteMachines>,
     req: HttpRequest,
-    id: web::Path<Uuid>,
+    id: web::Path<MachineId>,
 ) -> Result<HttpResponse, ApiError> {
-    let id = id.into_inner();
+    let id = *id.into_inner().as_uuid();
     let actor = Actor::from_request(&caller, &req);
     let mut conn = connection(&state.pg).await?;
     conn.transaction::<_, ApiError, _>(async move |conn| {
