@@ -8,6 +8,15 @@ use platform::config::AuthSettings;
 use platform::error::ErrorCode;
 use platform::redis::RedisClient;
 
+/// Decrements each key that holds a positive count; leaves absent keys absent.
+const GIVE_BACK: &str = r"
+for _, key in ipairs(KEYS) do
+  local count = tonumber(redis.call('GET', key) or '0')
+  if count and count > 0 then redis.call('DECR', key) end
+end
+return 0
+";
+
 /// Failed-attempt counters with a fixed window.
 #[derive(Clone)]
 pub struct LoginThrottle {
@@ -37,10 +46,11 @@ impl LoginThrottle {
     }
 
     /// Counts an attempt against the account and the address *before* the secret is
-    /// checked, so a burst of concurrent guesses cannot outrun the limit; 429 with
-    /// `Retry-After` once either is over it. A success gives the attempt back
-    /// ([`succeeded`](Self::succeeded)).
-    async fn attempt(&self, account: &str, ip: &str) -> Result<(), ApiError> {
+    /// checked, so a burst of concurrent guesses cannot outrun the limit. `Ok(true)` when it
+    /// was counted, `Ok(false)` when Redis is away (not throttled, logged); 429 with
+    /// `Retry-After` once either counter is over its limit (that attempt is not kept: a
+    /// locked account does not use up its neighbours' address budget).
+    async fn attempt(&self, account: &str, ip: &str) -> Result<bool, ApiError> {
         let (account_key, ip_key) = self.keys(account, ip);
         let mut pipe = redis::pipe();
         for key in [&account_key, &ip_key] {
@@ -58,7 +68,7 @@ impl LoginThrottle {
             Ok(counts) => counts,
             Err(err) => {
                 tracing::warn!(error = %err, "Redis lost: login throttling skipped; retrying on the next login");
-                return Ok(());
+                return Ok(false);
             }
         };
         let retry_after = if counts.0 > self.max_per_user {
@@ -69,56 +79,64 @@ impl LoginThrottle {
             None
         };
         match retry_after {
-            Some(ttl) => Err(ApiError::new(
-                ErrorCode::TooManyAttempts,
-                "too many failed logins; wait before trying again",
-            )
-            .with_retry_after(ttl.max(1) as u64)),
-            None => Ok(()),
+            Some(ttl) => {
+                self.give_back(&[&account_key, &ip_key]).await;
+                Err(ApiError::new(
+                    ErrorCode::TooManyAttempts,
+                    "too many failed logins; wait before trying again",
+                )
+                .with_retry_after(ttl.max(1) as u64))
+            }
+            None => Ok(true),
         }
     }
 
     /// Runs a credential check as one counted attempt: counted before it runs (429 when over
     /// the limit), given back when it succeeds, and also when it failed for a reason of ours
     /// (PostgreSQL down, hashing saturated): only a wrong secret (401) stays counted.
-    pub async fn guard<T>(
+    pub async fn run_counted<T>(
         &self,
         account: &str,
         ip: &str,
         check: impl Future<Output = Result<T, ApiError>>,
     ) -> Result<T, ApiError> {
-        self.attempt(account, ip).await?;
+        let counted = self.attempt(account, ip).await?;
         let outcome = check.await;
-        match &outcome {
-            Ok(_) => self.succeeded(account, ip).await,
-            Err(err) if err.status() != actix_web::http::StatusCode::UNAUTHORIZED => {
-                self.give_back(account, ip).await;
+        if counted {
+            let (account_key, ip_key) = self.keys(account, ip);
+            match &outcome {
+                Ok(_) => self.succeeded(&account_key, &ip_key).await,
+                Err(err) if err.status() != actix_web::http::StatusCode::UNAUTHORIZED => {
+                    self.give_back(&[&account_key, &ip_key]).await;
+                }
+                Err(_) => {}
             }
-            Err(_) => {}
         }
         outcome
     }
 
-    /// Undoes one counted attempt.
-    async fn give_back(&self, account: &str, ip: &str) {
-        let (account_key, ip_key) = self.keys(account, ip);
-        let mut pipe = redis::pipe();
-        pipe.cmd("DECR").arg(account_key).ignore();
-        pipe.cmd("DECR").arg(ip_key).ignore();
-        if let Err(err) = self.redis.query_pipeline::<()>(&pipe).await {
+    /// Undoes one counted attempt on each key, never below zero and never creating a key
+    /// (it may have expired, or been cleared by a success, since it was counted).
+    async fn give_back(&self, keys: &[&str]) {
+        // Seldom (failures of ours and successes), so EVAL rather than a cached script.
+        let mut call = redis::cmd("EVAL");
+        call.arg(GIVE_BACK).arg(keys.len());
+        for key in keys {
+            call.arg(*key);
+        }
+        if let Err(err) = self.redis.query::<i64>(&call).await {
             tracing::warn!(error = %err, "Redis lost: login attempt not given back");
         }
     }
 
     /// After a successful login: the account starts afresh, and the address gets its
     /// attempt back (people behind one NAT must not lock each other out by succeeding).
-    async fn succeeded(&self, account: &str, ip: &str) {
-        let (account_key, ip_key) = self.keys(account, ip);
-        let mut pipe = redis::pipe();
-        pipe.cmd("DEL").arg(account_key).ignore();
-        pipe.cmd("DECR").arg(ip_key).ignore();
-        if let Err(err) = self.redis.query_pipeline::<()>(&pipe).await {
+    async fn succeeded(&self, account_key: &str, ip_key: &str) {
+        let mut del = redis::pipe();
+        del.cmd("DEL").arg(account_key).ignore();
+        if let Err(err) = self.redis.query_pipeline::<()>(&del).await {
             tracing::warn!(error = %err, "Redis lost: login counter not reset");
         }
+        self.give_back(&[ip_key]).await;
     }
 }

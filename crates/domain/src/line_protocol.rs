@@ -297,7 +297,7 @@ fn parse_line(
         ));
         return None;
     }
-    if commas(parts[1]) >= MAX_FIELDS {
+    if commas(parts[1]) + 1 > MAX_FIELDS {
         violations.push(Violation::new(
             format!("{path}.fields"),
             format!("more than {MAX_FIELDS} fields; at most {MAX_FIELDS} per line"),

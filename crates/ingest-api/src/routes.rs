@@ -279,7 +279,8 @@ fn log_label_mismatches(parsed: &ParsedBatch, known: &HashMap<MachineId, Machine
         ) else {
             continue;
         };
-        if claimed.trim().to_lowercase() != info.sensor_type.to_lowercase() {
+        let registered = domain::SensorType::parse(&info.sensor_type);
+        if !registered.is_ok_and(|label| label.matches(claimed)) {
             tracing::info!(
                 machine_id = %machine.raw_machine_id,
                 sent = %claimed,
@@ -326,11 +327,9 @@ fn answer(parsed: &ParsedBatch, caller: &str, stored: usize) -> HttpResponse {
         )
     };
     let gateway_id = parsed.gateway_id.as_deref().unwrap_or(caller);
-    let total_machines = parsed
-        .machines
-        .iter()
-        .filter(|m| !m.raw_machine_id.is_empty())
-        .count();
+    // Every entry of the batch (the seed counts `len(batch)`); line protocol's stand-in for
+    // lines too broken to name a machine is none.
+    let total_machines = parsed.machines.iter().filter(|m| m.path != "body").count();
     let mut body = json!({
         "status": word,
         "message": message,

@@ -74,24 +74,38 @@ impl<T: DeserializeOwned + 'static> FromRequest for Json<T> {
     }
 }
 
-/// Deserialises a JSON body: the text rule first (only bodies that could hold a control
-/// character are looked at twice), then the type, with the failing path named.
+/// Deserialises a JSON body: parsed once as a document (strict: trailing bytes, lone
+/// surrogates and numbers out of range are refused wherever they are, ignored fields
+/// included), held to the text rule, then read into the type with the failing path named.
 pub fn parse_body<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
     if bytes.len() > MAX_JSON_BODY {
         return Err(ApiError::for_status(StatusCode::PAYLOAD_TOO_LARGE));
     }
-    check_json_text(bytes)?;
-    let deserializer = &mut serde_json::Deserializer::from_slice(bytes);
-    serde_path_to_error::deserialize(deserializer).map_err(|err| {
+    let document: Value = serde_json::from_slice(bytes)
+        .map_err(|err| ApiError::malformed_body(format!("invalid JSON body: {err}")))?;
+    if let Some((path, c)) = control_in(&document, String::new()) {
+        return Err(control_refusal(path, c));
+    }
+    serde_path_to_error::deserialize(document).map_err(|err| {
         let path = err.path().to_string();
         let inner = err.into_inner();
         let message = format!("invalid JSON body: {inner}");
-        if path == "." || inner.is_syntax() || inner.is_eof() {
+        if path == "." {
             ApiError::malformed_body(message)
         } else {
             ApiError::validation(message, vec![FieldError::field(path, inner.to_string())])
         }
     })
+}
+
+fn control_refusal(path: String, c: char) -> ApiError {
+    ApiError::validation(
+        "invalid request body",
+        vec![FieldError::field(
+            path,
+            TextError::Control(u32::from(c)).to_string(),
+        )],
+    )
 }
 
 /// The text rule over a whole JSON document: 400 naming the first key or string that holds a
@@ -214,6 +228,18 @@ mod tests {
         }
         let ok: Machine = parse_body(br#"{"name":"Mill \"7\" \u00e9","tags":["a/b"]}"#).unwrap();
         assert_eq!(ok.name, "Mill \"7\" é");
+    }
+
+    #[test]
+    fn text_after_the_document_cannot_smuggle_a_control_character_past_the_rule() {
+        for body in [
+            "{\"name\":\"a\\u0000\",\"tags\":[]} x",
+            "{\"name\":\"ok\",\"tags\":[],\"ignored\":\"\\ud800\"}",
+            "{\"name\":\"ok\",\"tags\":[],\"ignored\":1e999}",
+        ] {
+            let err = parse_body::<Machine>(body.as_bytes()).unwrap_err();
+            assert_eq!(err.status(), StatusCode::BAD_REQUEST, "{body}");
+        }
     }
 
     #[test]

@@ -83,10 +83,24 @@ pub fn verify_secret_with(secret: &SecretString, phc: &str, scratch: &mut Scratc
     let Ok(params) = Params::try_from(&parsed) else {
         return false;
     };
-    let version = parsed
+    // Only hashes we could have written: a stored string asking for more memory or passes
+    // than ours would make one check cost what it likes (and keep that memory).
+    let ours = hasher().params().clone();
+    if params.m_cost() > ours.m_cost()
+        || params.t_cost() > ours.t_cost()
+        || params.p_cost() > ours.p_cost()
+    {
+        tracing::error!("a stored hash asks for more than Plantline's argon2 parameters; refused");
+        return false;
+    }
+    let Ok(version) = parsed
         .version
-        .and_then(|v| Version::try_from(v).ok())
-        .unwrap_or_default();
+        .map(Version::try_from)
+        .transpose()
+        .map(Option::unwrap_or_default)
+    else {
+        return false;
+    };
     let mut salt_buf = [0u8; 64];
     let Ok(salt) = salt.decode_b64(&mut salt_buf) else {
         return false;
@@ -154,6 +168,11 @@ mod tests {
             &ours,
             &mut scratch
         ));
+        // Nothing we would not have written: heavier parameters, an unknown version.
+        let heavy = ours.replace("m=19456", "m=4194304");
+        assert!(!verify_secret_with(&secret, &heavy, &mut scratch));
+        let unknown = ours.replace("v=19", "v=99");
+        assert!(!verify_secret_with(&secret, &unknown, &mut scratch));
     }
 
     #[test]

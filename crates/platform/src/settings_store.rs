@@ -1,5 +1,5 @@
-//! Persistence of system settings (`system_config`) and the change announcements on Redis.
-//! Types, bounds and defaults live in `domain::settings`.
+//! Persistence of system settings (`system_config`), and the running services' view of them,
+//! re-read every 500 ms. Types, bounds and defaults live in `domain::settings`.
 
 use crate::schema::system_config;
 use chrono::{DateTime, Utc};

@@ -126,7 +126,7 @@ pub async fn login(
     let ip = client_ip(&req);
     let user = state
         .throttle
-        .guard(&username, &ip, check_password(&state, &username, password))
+        .run_counted(&username, &ip, check_password(&state, &username, password))
         .await
         .inspect_err(|err| {
             if err.status() == actix_web::http::StatusCode::UNAUTHORIZED {
@@ -387,7 +387,7 @@ pub async fn client_credentials(
     let account = format!("gateway:{client_id}");
     let gateway = state
         .throttle
-        .guard(&account, &ip, check_secret(&state, &client_id, secret))
+        .run_counted(&account, &ip, check_secret(&state, &client_id, secret))
         .await
         .inspect_err(|err| {
             if err.status() == actix_web::http::StatusCode::UNAUTHORIZED {

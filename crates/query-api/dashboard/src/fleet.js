@@ -84,8 +84,8 @@ function addMachineForm(byId, added) {
   const message = h('span', { class: 'form-message' });
   const form = h('form', { class: 'inline-form', dataset: { control: 'machine-create' } },
     h('h2', {}, 'Register a machine'),
-    h('input', { name: 'name', placeholder: 'Name', required: true, maxlength: 100 }),
-    h('input', { name: 'location', placeholder: 'Location', required: true, maxlength: 100 }),
+    h('input', { name: 'name', placeholder: 'Name', required: true, maxlength: 255 }),
+    h('input', { name: 'location', placeholder: 'Location', required: true, maxlength: 255 }),
     h('input', { name: 'sensor_type', placeholder: 'Sensor type, e.g. Vibration', 'aria-label': 'Sensor type', required: true, maxlength: 64 }),
     h('input', { name: 'factory_id', placeholder: 'Factory (optional)', maxlength: 64 }),
     h('button', { type: 'submit' }, 'Register'),

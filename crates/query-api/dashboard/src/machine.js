@@ -100,7 +100,8 @@ async function history(id, range) {
   const end = new Date();
   const start = new Date(end.getTime() - range.seconds * 1000);
   const params = new URLSearchParams({ start_time: start.toISOString(), end_time: end.toISOString(), interval: range.interval });
-  if (range.interval === 'raw') params.set('limit', '10000');
+  // The largest page: raw pages follow the cursor; a range's buckets fit in one.
+  params.set('limit', '10000');
   else params.set('agg', 'mean,min,max');
   const rows = [];
   for (let page = 0; page < MAX_RAW_PAGES; page++) {
@@ -119,8 +120,8 @@ function registryForm(machine) {
     h('select', { name }, options.map((o) => h('option', { value: o, selected: o === current }, o)));
   const form = h('form', { class: 'registry-form', dataset: { control: 'machine-edit' } },
     h('h2', {}, 'Registry'),
-    field('name', 'Name', h('input', { name: 'name', value: machine.name, required: true, maxlength: 100 })),
-    field('location', 'Location', h('input', { name: 'location', value: machine.location, required: true, maxlength: 100 })),
+    field('name', 'Name', h('input', { name: 'name', value: machine.name, required: true, maxlength: 255 })),
+    field('location', 'Location', h('input', { name: 'location', value: machine.location, required: true, maxlength: 255 })),
     field('status', 'Status', select('status', ['active', 'inactive', 'maintenance', 'error'], machine.status)),
     field('sensor_type', 'Sensors', h('input', { name: 'sensor_type', value: machine.sensor_type, required: true, maxlength: 64 })),
     h('button', { type: 'submit' }, 'Save'),

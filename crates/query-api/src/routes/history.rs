@@ -42,7 +42,13 @@ mod cache {
             query: &HistoryQuery,
             now: Timestamp,
         ) -> Self {
-            let digest = Sha256::digest(normalised(query).to_string().as_bytes());
+            // Entries hold every bucket; each answer takes its page, so paging is no key.
+            let mut key = normalised(query);
+            if let Some(fields) = key.as_object_mut() {
+                fields.remove("limit");
+                fields.remove("offset");
+            }
+            let digest = Sha256::digest(key.to_string().as_bytes());
             let hex: String = digest.iter().take(12).map(|b| format!("{b:02x}")).collect();
             let age_secs = now.nanos().saturating_sub(query.end.nanos()) / 1_000_000_000;
             // Settled past (rolled up, late data tracked by the generation): an hour.
@@ -396,6 +402,7 @@ fn normalised(query: &HistoryQuery) -> Value {
         },
         "tz": query.tz.as_ref(),
         "limit": query.limit,
+        "offset": query.offset,
     })
 }
 
@@ -428,8 +435,10 @@ pub async fn machine_history(
     let max_points = state.settings.get(domain::settings::key::QUERY_MAX_POINTS);
     let query = HistoryQuery::parse(&params, now, max_points).map_err(parameter_errors)?;
     // A path that is no UUID names no machine: the seed answers that with the same 404.
-    let not_found =
-        || ApiError::not_found("Machine not found").with_detail("machine_id", id.as_str());
+    let not_found = || {
+        let echo: String = id.chars().take(256).collect();
+        ApiError::not_found("Machine not found").with_detail("machine_id", echo)
+    };
     let id: Uuid = id.parse().map_err(|_| not_found())?;
     let mut conn = connection(&state.pg).await?;
     let machine = machines::find(&mut conn, id).await?.ok_or_else(not_found)?;

@@ -43,10 +43,10 @@ pub struct ListQuery {
 #[derive(Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct MachineBody {
-    /// Unique within its factory, 1..=100 characters.
+    /// Unique within its factory (any case), 1..=255 characters.
     #[schema(example = "CNC Mill 01")]
     name: Option<String>,
-    /// 1..=100 characters.
+    /// 1..=255 characters, no line breaks, not ending with a backslash.
     #[schema(example = "Hall 1")]
     location: Option<String>,
     /// The plant's own label for the sensor package, 1..=64 characters, kept as given

@@ -228,7 +228,7 @@ struct Open {
 }
 
 /// Server-Sent Events: `reading`, `alert` and `reset` events as they are stored,
-/// `: keep-alive` on a fixed interval (15 s) whatever else flows, so a client that left is
+/// `: keep-alive` on a fixed interval (`stream.heartbeat_secs`) whatever else flows, so a client that left is
 /// noticed; resumes after `Last-Event-ID` (header) or `last_event_id`. A stream ends when its
 /// token is revoked (checked on every keep-alive) and after 15 minutes.
 #[utoipa::path(get, path = "/api/v1/stream", tag = "live", params(StreamQuery),
@@ -395,7 +395,10 @@ async fn next_frame(
         tokio::select! {
             biased;
             _ = tokio::time::sleep_until(open.next_beat) => {
-                open.next_beat += heartbeat;
+                // After a stall (a client whose socket buffer was full) one keep-alive, not
+                // one per missed interval.
+                open.next_beat = (open.next_beat + heartbeat)
+                    .max(tokio::time::Instant::now() + heartbeat / 2);
                 if open.holder.is_revoked(verifier) {
                     tracing::info!(user = %open.holder.username, "live stream ended: token revoked");
                     return Next::Last(Bytes::from(format!(

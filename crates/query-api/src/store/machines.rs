@@ -124,7 +124,9 @@ pub async fn list(
             query = query.filter(machine_metadata::status.eq(v.clone()));
         }
         if let Some(v) = &filter.sensor_type {
-            query = query.filter(lower(machine_metadata::sensor_type).eq(v.trim().to_lowercase()));
+            // PostgreSQL folds both sides, so the comparison is one collation's, not two.
+            query =
+                query.filter(lower(machine_metadata::sensor_type).eq(lower(v.trim().to_owned())));
         }
         if let Some(v) = &filter.factory_id {
             query = query.filter(machine_metadata::factory_id.eq(v.clone()));

@@ -50,7 +50,10 @@ async fn schemathesis_finds_no_server_error_and_no_undocumented_answer() {
                 .args(["--exclude-path", "/api/v1/stream"])
                 .args(["--max-time", &budget_secs().to_string()])
                 .args(["--request-timeout", "10"])
-                .args(["--workers", "2"])
+                // One worker: with two, CPython 3.11 sometimes fails inside schemathesis
+                // compiling patterns in parallel threads ("AST constructor recursion depth
+                // mismatch"), an error of the fuzzer's, not of the API.
+                .args(["--workers", "1"])
                 .args(["--seed", "20261124"])
                 .args(["--generation-database", "none"])
                 .args(["--generation-allow-x00", "true"])

@@ -176,6 +176,19 @@ async fn no_text_field_of_any_endpoint_takes_a_control_character() {
         "only {cases} cases were generated: is the document complete?"
     );
 
+    // Text after the document must not smuggle a NUL past the rule (found in review: the
+    // rule skipped bodies that were not one JSON document, and serde read the first one).
+    let smuggled = http
+        .post(format!("{}/api/v1/auth/login", front.url))
+        .header("content-type", "application/json")
+        .body("{\"username\":\"a\\u0000\",\"password\":\"x\"} trailing")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(smuggled.status(), 400);
+    let body: Value = smuggled.json().await.unwrap();
+    assert_eq!(body["code"], "malformed_body", "{body}");
+
     // Line protocol is text too: a control character in a line refuses that line.
     let machine = plant
         .ctx
