@@ -102,7 +102,7 @@ async function history(id, range) {
   const params = new URLSearchParams({ start_time: start.toISOString(), end_time: end.toISOString(), interval: range.interval });
   // The largest page: raw pages follow the cursor; a range's buckets fit in one.
   params.set('limit', '10000');
-  else params.set('agg', 'mean,min,max');
+  if (range.interval !== 'raw') params.set('agg', 'mean,min,max');
   const rows = [];
   for (let page = 0; page < MAX_RAW_PAGES; page++) {
     const body = await get(`/api/v1/data/machine/${id}?${params}`);
