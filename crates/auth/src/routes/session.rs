@@ -77,19 +77,53 @@ async fn check_password(
     let mut conn = connection(&state.pg).await?;
     let user = users::find_by_username(&mut conn, username).await?;
     drop(conn);
-    // Unknown users are checked against a dummy hash: same work, same answer, no enumeration.
-    let hash = user
+    verify_account(state, user, password, BAD_CREDENTIALS).await
+}
+
+/// What a credential check needs of an account: its stored hash and whether it may log in.
+trait Account {
+    fn secret_hash(&self) -> &str;
+    fn is_active(&self) -> bool;
+}
+
+impl Account for users::User {
+    fn secret_hash(&self) -> &str {
+        &self.password_hash
+    }
+    fn is_active(&self) -> bool {
+        self.is_active
+    }
+}
+
+impl Account for gateways::Gateway {
+    fn secret_hash(&self) -> &str {
+        &self.secret_hash
+    }
+    fn is_active(&self) -> bool {
+        self.is_active
+    }
+}
+
+/// `account` when `secret` matches its hash and it is active; 401 with `refusal` otherwise.
+/// An unknown account is checked against a dummy hash: same work, same answer, no
+/// enumeration.
+async fn verify_account<A: Account>(
+    state: &AuthState,
+    account: Option<A>,
+    secret: String,
+    refusal: &'static str,
+) -> Result<A, ApiError> {
+    let hash = account
         .as_ref()
-        .map(|u| u.password_hash.clone())
-        .unwrap_or_else(|| state.dummy_hash.clone());
-    let secret = SecretString::from(password);
-    let password_ok = state
+        .map_or_else(|| state.dummy_hash.clone(), |a| a.secret_hash().to_owned());
+    let secret = SecretString::from(secret);
+    let matches = state
         .hashing
         .run(move |scratch| verify_secret_with(&secret, &hash, scratch))
         .await?;
-    match user {
-        Some(user) if password_ok && user.is_active => Ok(user),
-        _ => Err(ApiError::unauthorized(BAD_CREDENTIALS)),
+    match account {
+        Some(account) if matches && account.is_active() => Ok(account),
+        _ => Err(ApiError::unauthorized(refusal)),
     }
 }
 
@@ -412,19 +446,7 @@ async fn check_secret(
     let mut conn = connection(&state.pg).await?;
     let gateway = gateways::find_by_client_id(&mut conn, client_id).await?;
     drop(conn);
-    let hash = gateway
-        .as_ref()
-        .map(|g| g.secret_hash.clone())
-        .unwrap_or_else(|| state.dummy_hash.clone());
-    let secret = SecretString::from(secret);
-    let secret_ok = state
-        .hashing
-        .run(move |scratch| verify_secret_with(&secret, &hash, scratch))
-        .await?;
-    match gateway {
-        Some(gateway) if secret_ok && gateway.is_active => Ok(gateway),
-        _ => Err(ApiError::unauthorized("invalid client credentials")),
-    }
+    verify_account(state, gateway, secret, "invalid client credentials").await
 }
 
 /// The public keys that verify access tokens (RFC 7517), for anyone who verifies tokens.
