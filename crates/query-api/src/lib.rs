@@ -4,6 +4,7 @@
 //! (inactivity sweep, late-hour rollups) are to move to a worker.
 
 mod dashboard;
+mod history;
 mod live;
 pub mod rollups;
 pub mod routes;

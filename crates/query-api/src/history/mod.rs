@@ -1,0 +1,30 @@
+//! History: the planner (rollup or raw), the InfluxQL builder, the merge of parts into rows,
+//! and the aggregate cache. The route (`routes::history`) only translates HTTP.
+
+pub(crate) mod cache;
+pub(crate) mod influxql;
+pub(crate) mod merge;
+pub(crate) mod plan;
+
+use domain::history::{HistoryQuery, Interval};
+use domain::reading::Field;
+use serde_json::{Value, json};
+
+pub(crate) use merge::rfc3339;
+
+/// The request's parameters as understood: echoed in every answer, and (without paging)
+/// the cache key.
+pub(crate) fn normalised(query: &HistoryQuery) -> Value {
+    json!({
+        "start_time": rfc3339(query.start.nanos()),
+        "end_time": rfc3339(query.end.nanos()),
+        "interval": query.interval.as_str(),
+        "fields": query.fields.iter().map(Field::as_str).collect::<Vec<_>>(),
+        "agg": if query.interval == Interval::Raw { Value::Null } else {
+            json!(query.aggregates.iter().map(|a| a.as_str()).collect::<Vec<_>>())
+        },
+        "tz": query.tz.as_ref(),
+        "limit": query.limit,
+        "offset": query.offset,
+    })
+}
