@@ -102,14 +102,18 @@ impl LoginThrottle {
     ) -> Result<T, ApiError> {
         let counted = self.attempt(account, ip).await?;
         let outcome = check.await;
+        let refused = outcome
+            .as_ref()
+            .is_err_and(|err| err.status() == actix_web::http::StatusCode::UNAUTHORIZED);
+        if refused {
+            tracing::info!(account = %account, client_ip = %ip, "credentials refused");
+        }
         if counted {
             let (account_key, ip_key) = self.keys(account, ip);
-            match &outcome {
-                Ok(_) => self.succeeded(&account_key, &ip_key).await,
-                Err(err) if err.status() != actix_web::http::StatusCode::UNAUTHORIZED => {
-                    self.give_back(&[&account_key, &ip_key]).await;
-                }
-                Err(_) => {}
+            match (&outcome, refused) {
+                (Ok(_), _) => self.succeeded(&account_key, &ip_key).await,
+                (Err(_), false) => self.give_back(&[&account_key, &ip_key]).await,
+                (Err(_), true) => {}
             }
         }
         outcome

@@ -161,12 +161,7 @@ pub async fn login(
     let user = state
         .throttle
         .run_counted(&username, &ip, check_password(&state, &username, password))
-        .await
-        .inspect_err(|err| {
-            if err.status() == actix_web::http::StatusCode::UNAUTHORIZED {
-                tracing::info!(username = %username, client_ip = %ip, "login refused");
-            }
-        })?;
+        .await?;
 
     let family = Uuid::new_v4();
     let refresh_token = new_refresh_token();
@@ -422,12 +417,7 @@ pub async fn client_credentials(
     let gateway = state
         .throttle
         .run_counted(&account, &ip, check_secret(&state, &client_id, secret))
-        .await
-        .inspect_err(|err| {
-            if err.status() == actix_web::http::StatusCode::UNAUTHORIZED {
-                tracing::info!(client_id = %client_id, client_ip = %ip, "gateway token refused");
-            }
-        })?;
+        .await?;
     let mut conn = connection(&state.pg).await?;
     gateways::touch_last_used(&mut conn, gateway.id).await?;
     let access = state

@@ -72,7 +72,6 @@ pub(crate) fn aggregate_statement(query: &HistoryQuery, id: &Uuid, part: &Part) 
 mod tests {
     use super::*;
     use domain::history::HistoryParams;
-    use domain::reading::Timestamp;
 
     fn query(pairs: &[(&str, &str)]) -> HistoryQuery {
         let mut params = HistoryParams::default();
@@ -89,12 +88,7 @@ mod tests {
                 _ => unreachable!(),
             }
         }
-        HistoryQuery::parse(
-            &params,
-            Timestamp::parse_rfc3339("2026-01-10T00:00:00Z").unwrap(),
-            50_000,
-        )
-        .unwrap()
+        crate::history::test_query(params)
     }
 
     const M: &str = "550e8400-e29b-41d4-a716-446655440000";

@@ -28,3 +28,10 @@ pub(crate) fn normalised(query: &HistoryQuery) -> Value {
         "offset": query.offset,
     })
 }
+
+/// A parsed query for the history modules' unit tests, at a fixed "now" (2026-01-10).
+#[cfg(test)]
+pub(crate) fn test_query(params: domain::history::HistoryParams) -> HistoryQuery {
+    let now = domain::reading::Timestamp::parse_rfc3339("2026-01-10T00:00:00Z").unwrap();
+    HistoryQuery::parse(&params, now, 50_000).unwrap()
+}

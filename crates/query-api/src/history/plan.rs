@@ -78,12 +78,7 @@ mod tests {
             interval: Some(interval.into()),
             ..Default::default()
         };
-        HistoryQuery::parse(
-            &params,
-            Timestamp::parse_rfc3339("2026-01-10T00:00:00Z").unwrap(),
-            50_000,
-        )
-        .unwrap()
+        crate::history::test_query(params)
     }
 
     #[test]
