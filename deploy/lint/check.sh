@@ -48,4 +48,6 @@ if [ -f "$ROOT/proto-docs/openapi.json" ]; then
   step "OpenAPI (openapi-spec-validator)"
   "$VENV/bin/openapi-spec-validator" "$ROOT/proto-docs/openapi.json"
 fi
+step "Rust functions outside tests at most 80 lines"
+python3 "$LINT/long_functions.py" "$ROOT/crates"
 say "static checks passed"
