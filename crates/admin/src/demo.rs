@@ -5,12 +5,12 @@
 
 use diesel::prelude::*;
 use diesel_async::RunQueryDsl;
-use platform::password::{generate_secret, hash_secret};
 use platform::postgres::{DbError, PgPool, connection};
-use platform::schema::{gateway_clients, machine_metadata, users};
 use secrecy::{ExposeSecret, SecretString};
 use std::collections::BTreeMap;
 use std::path::Path;
+use storage::schema::{gateway_clients, machine_metadata, users};
+use storage::secrets::{generate_secret, hash_secret};
 use uuid::Uuid;
 
 /// A demo machine: id, name, location, sensor type, status, factory.
@@ -99,14 +99,13 @@ pub enum SeedError {
     /// Reading or writing the env file.
     #[error("demo env file {path}: {source}")]
     EnvFile {
-        /// The file.
         path: String,
         /// The I/O error.
         source: std::io::Error,
     },
     /// Hashing a secret.
     #[error(transparent)]
-    Hash(#[from] platform::password::HashError),
+    Hash(#[from] storage::secrets::HashError),
     /// Talking to Postgres.
     #[error(transparent)]
     Db(#[from] DbError),

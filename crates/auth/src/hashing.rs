@@ -5,9 +5,9 @@
 //! gets 503 with `Retry-After` at once instead of waiting without limit.
 
 use platform::ApiError;
-use platform::password::Scratch;
 use std::sync::mpsc::{self, Receiver, SyncSender, TrySendError};
 use std::sync::{Arc, Mutex};
+use storage::secrets::Scratch;
 
 type Job = Box<dyn FnOnce(&mut Scratch) + Send>;
 

@@ -3,21 +3,22 @@
 //! tokens; every other service only verifies them.
 
 mod hashing;
+pub mod revoker;
 pub mod routes;
-pub mod store;
 mod throttle;
 pub mod tokens;
 
-use platform::auth::{PublicKey, Revoker, SigningKey, Verification};
+use platform::auth::{PublicKey, SigningKey, Verification};
 use platform::health::{Dependency, Probe, Readiness};
 use platform::metrics::Metrics;
-use platform::password::hash_secret;
 use platform::postgres::PgPool;
 use platform::redis::RedisClient;
 use platform::{Application, ServiceName, ServiceParts, Settings, StartupError};
+use revoker::Revoker;
 use secrecy::SecretString;
 use std::path::Path;
 use std::time::Duration;
+use storage::secrets::hash_secret;
 
 /// What the handlers share.
 pub(crate) struct AuthState {

@@ -7,6 +7,7 @@ use platform::ApiError;
 use platform::config::AuthSettings;
 use platform::error::ErrorCode;
 use platform::redis::RedisClient;
+use platform::redis_keys;
 
 /// Decrements each key that holds a positive count; leaves absent keys absent.
 const GIVE_BACK: &str = r"
@@ -40,8 +41,8 @@ impl LoginThrottle {
     fn keys(&self, account: &str, ip: &str) -> (String, String) {
         (
             self.redis
-                .key(&format!("login:fail:account:{}", account.to_lowercase())),
-            self.redis.key(&format!("login:fail:ip:{ip}")),
+                .key(&redis_keys::login_failures_of_account(account)),
+            self.redis.key(&redis_keys::login_failures_from_ip(ip)),
         )
     }
 

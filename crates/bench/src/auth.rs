@@ -21,7 +21,6 @@ fn millis(d: Duration) -> String {
     format!("{:.1} ms", d.as_secs_f64() * 1e3)
 }
 
-/// Runs the auth section.
 pub async fn run(target: &Target, report: &mut Report) -> Result<(), String> {
     verification(report)?;
     login(target, report).await
@@ -29,24 +28,7 @@ pub async fn run(target: &Target, report: &mut Report) -> Result<(), String> {
 
 fn verification(report: &mut Report) -> Result<(), String> {
     let key = SigningKey::generate();
-    let now = chrono_now();
-    let claims = AccessClaims {
-        sub: uuid::Uuid::new_v4().to_string(),
-        username: "operator".to_owned(),
-        role: "operator".to_owned(),
-        permissions: Role::Operator
-            .permissions()
-            .iter()
-            .map(|p| p.as_str().to_owned())
-            .collect(),
-        iss: "plantline".to_owned(),
-        aud: "plantline-api".to_owned(),
-        iat: now,
-        nbf: now,
-        exp: now + 900,
-        jti: uuid::Uuid::new_v4().to_string(),
-        sid: Some(uuid::Uuid::new_v4().to_string()),
-    };
+    let claims = operator_claims(chrono_now());
     let mut header = Header::new(Algorithm::EdDSA);
     header.kid = Some(key.public_key().kid().to_owned());
     let token = jsonwebtoken::encode(
@@ -63,17 +45,7 @@ fn verification(report: &mut Report) -> Result<(), String> {
         RevocationCache::new(Duration::from_secs(3)),
     )
     .map_err(|e| e.to_string())?;
-
-    // Baseline: the Ed25519 check alone, on the same signing input and signature.
-    let (signing_input, signature_b64) = token.rsplit_once('.').ok_or("token shape")?;
-    let signature =
-        ed25519_dalek::Signature::from_slice(&decode(signature_b64)?).map_err(|e| e.to_string())?;
-    let public = ed25519_dalek::VerifyingKey::from_bytes(
-        &decode(&key.public_key().x())?
-            .try_into()
-            .map_err(|_| "key length")?,
-    )
-    .map_err(|e| e.to_string())?;
+    let (signing_input, signature, public) = bare_signature(&token, &key)?;
 
     // Distinct tokens (first sight of each: full signature check) and one token repeated (a
     // gateway's steady state: the verified-token cache answers).
@@ -93,29 +65,102 @@ fn verification(report: &mut Report) -> Result<(), String> {
         .map_err(|e| e.to_string())?;
 
     let bar = progress(u64::from(VERIFICATIONS) * 3, "token verification");
+    let baseline = time_bare_signature(signing_input, &signature, &public)?;
+    bar.inc(u64::from(VERIFICATIONS));
+    let first_sight = verify_all(&verifier, &mut distinct.iter())?;
+    bar.inc(u64::from(VERIFICATIONS));
+    let repeated = verify_all(
+        &verifier,
+        &mut std::iter::repeat_n(&token, VERIFICATIONS as usize),
+    )?;
+    bar.finish_and_clear();
+    add_verification_rows(report, first_sight, repeated, baseline);
+    Ok(())
+}
+
+/// An operator's access token claims, valid for 15 minutes from `now`.
+fn operator_claims(now: i64) -> AccessClaims {
+    AccessClaims {
+        sub: uuid::Uuid::new_v4().to_string(),
+        username: "operator".to_owned(),
+        role: "operator".to_owned(),
+        permissions: Role::Operator
+            .permissions()
+            .iter()
+            .map(|p| p.as_str().to_owned())
+            .collect(),
+        iss: "plantline".to_owned(),
+        aud: "plantline-api".to_owned(),
+        iat: now,
+        nbf: now,
+        exp: now + 900,
+        jti: uuid::Uuid::new_v4().to_string(),
+        sid: Some(uuid::Uuid::new_v4().to_string()),
+    }
+}
+
+/// The baseline's inputs: `token`'s signing input and signature, and the key to check them
+/// with, so the bare Ed25519 check runs on exactly what the verifier sees.
+fn bare_signature<'a>(
+    token: &'a str,
+    key: &SigningKey,
+) -> Result<
+    (
+        &'a str,
+        ed25519_dalek::Signature,
+        ed25519_dalek::VerifyingKey,
+    ),
+    String,
+> {
+    let (signing_input, signature_b64) = token.rsplit_once('.').ok_or("token shape")?;
+    let signature =
+        ed25519_dalek::Signature::from_slice(&decode(signature_b64)?).map_err(|e| e.to_string())?;
+    let public = ed25519_dalek::VerifyingKey::from_bytes(
+        &decode(&key.public_key().x())?
+            .try_into()
+            .map_err(|_| "key length")?,
+    )
+    .map_err(|e| e.to_string())?;
+    Ok((signing_input, signature, public))
+}
+
+/// Mean time of one bare Ed25519 check.
+fn time_bare_signature(
+    signing_input: &str,
+    signature: &ed25519_dalek::Signature,
+    public: &ed25519_dalek::VerifyingKey,
+) -> Result<Duration, String> {
     let started = Instant::now();
     for _ in 0..VERIFICATIONS {
         public
-            .verify_strict(signing_input.as_bytes(), &signature)
+            .verify_strict(signing_input.as_bytes(), signature)
             .map_err(|e| e.to_string())?;
     }
-    let baseline = started.elapsed() / VERIFICATIONS;
-    bar.inc(u64::from(VERIFICATIONS));
-    let verify_all = |tokens: &mut dyn Iterator<Item = &String>| -> Result<Duration, String> {
-        let started = Instant::now();
-        let mut count = 0u32;
-        for token in tokens {
-            let principal = verifier.verify(token).map_err(|e| e.to_string())?;
-            // The revocation lookup every request also does.
-            let _ = verifier.check_revocation(&principal);
-            count += 1;
-        }
-        Ok(started.elapsed() / count.max(1))
-    };
-    let first_sight = verify_all(&mut distinct.iter())?;
-    bar.inc(u64::from(VERIFICATIONS));
-    let repeated = verify_all(&mut std::iter::repeat_n(&token, VERIFICATIONS as usize))?;
-    bar.finish_and_clear();
+    Ok(started.elapsed() / VERIFICATIONS)
+}
+
+/// Mean time of one verification as every request does it.
+fn verify_all(
+    verifier: &TokenVerifier,
+    tokens: &mut dyn Iterator<Item = &String>,
+) -> Result<Duration, String> {
+    let started = Instant::now();
+    let mut count = 0u32;
+    for token in tokens {
+        let principal = verifier.verify(token).map_err(|e| e.to_string())?;
+        // The revocation lookup every request also does.
+        let _ = verifier.check_revocation(&principal);
+        count += 1;
+    }
+    Ok(started.elapsed() / count.max(1))
+}
+
+fn add_verification_rows(
+    report: &mut Report,
+    first_sight: Duration,
+    repeated: Duration,
+    baseline: Duration,
+) {
     report.add(Row {
         figure: "token verification, first sight (in-process)".to_owned(),
         value: micros(first_sight),
@@ -130,7 +175,6 @@ fn verification(report: &mut Report) -> Result<(), String> {
         ratio: Some(repeated.as_secs_f64() / baseline.as_secs_f64()),
         note: "verified-token cache; what a gateway's batches cost".to_owned(),
     });
-    Ok(())
 }
 
 async fn login(target: &Target, report: &mut Report) -> Result<(), String> {
@@ -147,16 +191,14 @@ async fn login(target: &Target, report: &mut Report) -> Result<(), String> {
     let body = serde_json::json!({"username": username, "password": password});
 
     // Baseline: one argon2id verification with the production parameters, in-process.
-    let hash = platform::password::hash_secret(&secrecy::SecretString::from(password.clone()))
+    let hash = storage::secrets::hash_secret(&secrecy::SecretString::from(password.clone()))
         .map_err(|e| e.to_string())?;
     let bar = progress(LOGINS as u64 * 2, "login latency");
     let mut argon = Vec::with_capacity(LOGINS);
     for _ in 0..LOGINS {
         let started = Instant::now();
-        let ok = platform::password::verify_secret(
-            &secrecy::SecretString::from(password.clone()),
-            &hash,
-        );
+        let ok =
+            storage::secrets::verify_secret(&secrecy::SecretString::from(password.clone()), &hash);
         argon.push(started.elapsed());
         if !ok {
             return Err("argon2 baseline did not verify".to_owned());

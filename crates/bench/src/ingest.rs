@@ -22,6 +22,8 @@ const LATENCY_SECONDS: f64 = 6.0;
 
 /// Request bodies, one per batch.
 type Bodies = Vec<Vec<u8>>;
+/// `(x, y)` points of a plotted curve.
+type Points = Vec<(f64, f64)>;
 
 /// Batch sizes of the throughput sweep, and the readings each side sends at each size.
 const SWEEP: [usize; 5] = [10, 50, 200, 500, 2000];
@@ -90,22 +92,72 @@ fn bodies_of(size: usize, batches: usize, offset_min: i64) -> Result<(Bodies, Bo
     Ok((json_bodies, line_bodies))
 }
 
+/// Where bodies go: line protocol straight to InfluxDB (the baseline), or JSON batches to
+/// Plantline through nginx.
+#[derive(Clone)]
+enum Sink {
+    Influx {
+        client: reqwest::Client,
+        url: String,
+    },
+    Plantline {
+        client: reqwest::Client,
+        url: String,
+        bearer: String,
+    },
+}
+
+impl Sink {
+    async fn send(self, body: Vec<u8>) -> Result<(), String> {
+        match self {
+            Self::Influx { client, url } => {
+                let response = client
+                    .post(url)
+                    .body(body)
+                    .send()
+                    .await
+                    .map_err(|e| e.to_string())?;
+                if response.status().as_u16() != 204 {
+                    return Err(format!("InfluxDB answered {}", response.status()));
+                }
+                Ok(())
+            }
+            Self::Plantline {
+                client,
+                url,
+                bearer,
+            } => {
+                let response = client
+                    .post(url)
+                    .bearer_auth(bearer)
+                    .header("content-type", "application/json")
+                    .body(body)
+                    .send()
+                    .await
+                    .map_err(|e| e.to_string())?;
+                let status = response.status().as_u16();
+                let _ = response.bytes().await;
+                if status != 201 {
+                    return Err(format!("ingest answered {status}"));
+                }
+                Ok(())
+            }
+        }
+    }
+}
+
 /// Sends every body with `CONCURRENCY` workers; returns elapsed time and per-request latencies.
-async fn blast<F, Fut>(
+async fn blast(
     bodies: Vec<Vec<u8>>,
     what: &str,
-    send: F,
-) -> Result<(Duration, Vec<Duration>), String>
-where
-    F: Fn(Vec<u8>) -> Fut + Clone + Send + 'static,
-    Fut: Future<Output = Result<(), String>> + Send,
-{
+    sink: &Sink,
+) -> Result<(Duration, Vec<Duration>), String> {
     let progress = progress(bodies.len() as u64, what);
     let queue = Arc::new(Mutex::new(bodies));
     let started = Instant::now();
     let mut workers = Vec::new();
     for _ in 0..CONCURRENCY {
-        let (queue, send, progress) = (queue.clone(), send.clone(), progress.clone());
+        let (queue, sink, progress) = (queue.clone(), sink.clone(), progress.clone());
         workers.push(tokio::spawn(async move {
             let mut latencies = Vec::new();
             loop {
@@ -113,7 +165,7 @@ where
                     break;
                 };
                 let t = Instant::now();
-                send(body).await?;
+                sink.clone().send(body).await?;
                 latencies.push(t.elapsed());
                 progress.inc(1);
             }
@@ -178,7 +230,6 @@ async fn set_rate_limit(
     Ok(previous)
 }
 
-/// Runs the ingest section.
 pub async fn run(target: &Target, report: &mut Report) -> Result<(), String> {
     let (json_bodies, line_bodies) = bodies()?;
     let influx_url = std::env::var("PLANTLINE_INFLUX__URL")
@@ -188,87 +239,88 @@ pub async fn run(target: &Target, report: &mut Report) -> Result<(), String> {
         .build()
         .map_err(|e| e.to_string())?;
     let previous_limit = set_rate_limit(target, &http, 1_000_000).await?;
-
-    // (a) the baseline: line protocol straight to InfluxDB — measured before and after (b)
-    // and averaged, because InfluxDB's own background work (compactions) drifts over a run.
-    let write_url = format!("{influx_url}/write?db=telemetry&precision=ns");
-    let client = http.clone();
-    let send_lines = move |body: Vec<u8>| {
-        let (client, url) = (client.clone(), write_url.clone());
-        async move {
-            let response = client
-                .post(url)
-                .body(body)
-                .send()
-                .await
-                .map_err(|e| e.to_string())?;
-            if response.status().as_u16() != 204 {
-                return Err(format!("InfluxDB answered {}", response.status()));
-            }
-            Ok(())
-        }
+    let influx = Sink::Influx {
+        client: http.clone(),
+        url: format!("{influx_url}/write?db=telemetry&precision=ns"),
     };
-    let readings = (ROUNDS * BATCHES * BATCH) as f64;
-
-    // (b) Plantline end to end through nginx.
-    let token = target.gateway_token().await?;
-    let ingest_url = format!("{}/api/v1/data/ingest", target.base_url);
-    let (client, url, bearer) = (http.clone(), ingest_url.clone(), token.clone());
-    let send_json = move |body: Vec<u8>| {
-        let (client, url, bearer) = (client.clone(), url.clone(), bearer.clone());
-        async move {
-            let response = client
-                .post(url)
-                .bearer_auth(bearer)
-                .header("content-type", "application/json")
-                .body(body)
-                .send()
-                .await
-                .map_err(|e| e.to_string())?;
-            let status = response.status().as_u16();
-            let _ = response.bytes().await;
-            if status != 201 {
-                return Err(format!("ingest answered {status}"));
-            }
-            Ok(())
-        }
+    let plantline = Sink::Plantline {
+        client: http.clone(),
+        url: format!("{}/api/v1/data/ingest", target.base_url),
+        bearer: target.gateway_token().await?,
     };
-    // Alternate baseline and Plantline rounds and sum each side's time: InfluxDB's own
-    // background work (compactions) drifts during a run and would otherwise favour one side.
-    let (mut baseline_time, mut plantline_time) = (Duration::ZERO, Duration::ZERO);
-    for round in 1..=ROUNDS {
-        baseline_time += blast(
-            line_bodies.clone(),
-            &format!("baseline {round}/{ROUNDS}: Influx"),
-            send_lines.clone(),
-        )
-        .await?
-        .0;
-        plantline_time += blast(
-            json_bodies.clone(),
-            &format!("plantline {round}/{ROUNDS}: nginx"),
-            send_json.clone(),
-        )
-        .await?
-        .0;
-    }
-    let baseline_rate = readings / baseline_time.as_secs_f64();
-    let plantline_rate = readings / plantline_time.as_secs_f64();
-
+    let (baseline_rate, plantline_rate) =
+        throughput(&line_bodies, &json_bodies, &influx, &plantline).await?;
     // (c) latency at half the measured maximum, paced open-loop.
     let pace = plantline_rate / 2.0 / BATCH as f64;
     let count = ((pace * LATENCY_SECONDS) as usize).clamp(10, json_bodies.len());
+    let latencies = paced_latencies(json_bodies, count, pace, &plantline).await?;
+    let sweep = sweep(&influx, &plantline).await?;
+    add_plots(report, sweep, &latencies);
+    let latencies = Samples::new(latencies);
+    set_rate_limit(target, &http, previous_limit).await?;
+
+    report.add(Row {
+        figure: format!("ingest throughput, {BATCH}-reading batches, {CONCURRENCY} senders"),
+        value: format!("{plantline_rate:.0} readings/s"),
+        baseline: format!("{baseline_rate:.0}/s Influx direct"),
+        ratio: Some(plantline_rate / baseline_rate),
+        note: "JSON through nginx, auth, validation, registry, write, latest values".to_owned(),
+    });
+    for (label, q) in [("p50", 0.5), ("p99", 0.99)] {
+        report.add(Row {
+            figure: format!("ingest latency at half max rate, {label}"),
+            value: format!("{:.1} ms", latencies.quantile(q).as_secs_f64() * 1e3),
+            baseline: format!("{pace:.1} batches/s"),
+            ratio: None,
+            note: format!("{count} batches of {BATCH}, open loop"),
+        });
+    }
+    report.add_peak_rss("ingest-api");
+    Ok(())
+}
+
+/// (a) the baseline against (b) Plantline end to end, in readings per second. Rounds
+/// alternate and each side's time is summed: InfluxDB's own background work (compactions)
+/// drifts during a run and would otherwise favour one side.
+async fn throughput(
+    line_bodies: &Bodies,
+    json_bodies: &Bodies,
+    influx: &Sink,
+    plantline: &Sink,
+) -> Result<(f64, f64), String> {
+    let readings = (ROUNDS * BATCHES * BATCH) as f64;
+    let (mut baseline_time, mut plantline_time) = (Duration::ZERO, Duration::ZERO);
+    for round in 1..=ROUNDS {
+        let what = format!("baseline {round}/{ROUNDS}: Influx");
+        baseline_time += blast(line_bodies.clone(), &what, influx).await?.0;
+        let what = format!("plantline {round}/{ROUNDS}: nginx");
+        plantline_time += blast(json_bodies.clone(), &what, plantline).await?.0;
+    }
+    Ok((
+        readings / baseline_time.as_secs_f64(),
+        readings / plantline_time.as_secs_f64(),
+    ))
+}
+
+/// Latencies of `count` bodies sent at `pace` batches per second, whatever the answers'
+/// speed (open loop: a slow answer does not delay the next request).
+async fn paced_latencies(
+    json_bodies: Bodies,
+    count: usize,
+    pace: f64,
+    plantline: &Sink,
+) -> Result<Vec<Duration>, String> {
     let interval = Duration::from_secs_f64(1.0 / pace);
     let progress = progress(count as u64, "latency at half rate");
     let mut tasks = Vec::with_capacity(count);
     let mut ticker = tokio::time::interval(interval);
     for body in json_bodies.into_iter().take(count) {
         ticker.tick().await;
-        let send = send_json.clone();
+        let sink = plantline.clone();
         let progress = progress.clone();
         tasks.push(tokio::spawn(async move {
             let t = Instant::now();
-            let outcome = send(body).await;
+            let outcome = sink.send(body).await;
             progress.inc(1);
             outcome.map(|()| t.elapsed())
         }));
@@ -278,29 +330,29 @@ pub async fn run(target: &Target, report: &mut Report) -> Result<(), String> {
         latencies.push(task.await.map_err(|e| e.to_string())??);
     }
     progress.finish_and_clear();
-    // (d) throughput by batch size, both sides, same readings.
+    Ok(latencies)
+}
+
+/// (d) throughput by batch size, both sides, same readings: (Plantline, baseline) points.
+async fn sweep(influx: &Sink, plantline: &Sink) -> Result<(Points, Points), String> {
     let mut sweep = (Vec::new(), Vec::new());
     for (i, size) in SWEEP.into_iter().enumerate() {
         let (json_bodies, line_bodies) =
             bodies_of(size, SWEEP_READINGS / size, 60 * (i as i64 + 1))?;
         let readings = (SWEEP_READINGS / size * size) as f64;
-        let base = blast(
-            line_bodies,
-            &format!("sweep {size}: Influx"),
-            send_lines.clone(),
-        )
-        .await?
-        .0;
-        let ours = blast(
-            json_bodies,
-            &format!("sweep {size}: nginx"),
-            send_json.clone(),
-        )
-        .await?
-        .0;
+        let base = blast(line_bodies, &format!("sweep {size}: Influx"), influx)
+            .await?
+            .0;
+        let ours = blast(json_bodies, &format!("sweep {size}: nginx"), plantline)
+            .await?
+            .0;
         sweep.0.push((size as f64, readings / ours.as_secs_f64()));
         sweep.1.push((size as f64, readings / base.as_secs_f64()));
     }
+    Ok(sweep)
+}
+
+fn add_plots(report: &mut Report, sweep: (Points, Points), latencies: &[Duration]) {
     report.add_plot(Plot {
         file: "ingest-throughput-by-batch.png",
         title: format!("Ingest throughput by batch size, {CONCURRENCY} senders"),
@@ -326,28 +378,7 @@ pub async fn run(target: &Target, report: &mut Report) -> Result<(), String> {
         log_x: false,
         curves: vec![Curve {
             name: "Plantline".to_owned(),
-            points: cdf_ms(&latencies),
+            points: cdf_ms(latencies),
         }],
     });
-    let latencies = Samples::new(latencies);
-    set_rate_limit(target, &http, previous_limit).await?;
-
-    report.add(Row {
-        figure: format!("ingest throughput, {BATCH}-reading batches, {CONCURRENCY} senders"),
-        value: format!("{plantline_rate:.0} readings/s"),
-        baseline: format!("{baseline_rate:.0}/s Influx direct"),
-        ratio: Some(plantline_rate / baseline_rate),
-        note: "JSON through nginx, auth, validation, registry, write, latest values".to_owned(),
-    });
-    for (label, q) in [("p50", 0.5), ("p99", 0.99)] {
-        report.add(Row {
-            figure: format!("ingest latency at half max rate, {label}"),
-            value: format!("{:.1} ms", latencies.quantile(q).as_secs_f64() * 1e3),
-            baseline: format!("{pace:.1} batches/s"),
-            ratio: None,
-            note: format!("{count} batches of {BATCH}, open loop"),
-        });
-    }
-    report.add_peak_rss("ingest-api");
-    Ok(())
 }

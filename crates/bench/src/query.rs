@@ -210,7 +210,177 @@ async fn timed(request: reqwest::RequestBuilder) -> Result<Duration, String> {
     Ok(started.elapsed())
 }
 
-/// Runs the query section.
+/// The end of a measured window.
+type End = chrono::DateTime<chrono::Utc>;
+/// A query given the end of its window: a Plantline query string or direct InfluxQL.
+type Query = Box<dyn Fn(End) -> String>;
+/// (name, Plantline query, the equivalent direct InfluxQL)
+type Case = (&'static str, Query, Query);
+/// Cold, warm and baseline durations of one query.
+type Timings = (Vec<Duration>, Vec<Duration>, Vec<Duration>);
+
+fn iso(t: End) -> String {
+    t.to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
+}
+
+fn nanos(t: End) -> i64 {
+    t.timestamp_nanos_opt().unwrap_or_default()
+}
+
+/// Plantline's aggregates of every field over the `days` before the end.
+fn window(days: i64, interval: &'static str) -> Query {
+    Box::new(move |end| {
+        format!(
+            "start_time={}&end_time={}&interval={interval}&agg=mean,min,max,count",
+            iso(end - chrono::Duration::days(days)),
+            iso(end)
+        )
+        .replace('+', "%2B")
+    })
+}
+
+/// The same aggregates asked of InfluxDB directly.
+fn direct(days: i64, interval: &'static str, id: String) -> Query {
+    Box::new(move |end| {
+        let sel = ["temperature", "pressure", "speed"]
+            .iter()
+            .map(|f| format!("mean(\"{f}\"), min(\"{f}\"), max(\"{f}\"), count(\"{f}\")"))
+            .collect::<Vec<_>>()
+            .join(", ");
+        format!(
+            "SELECT {sel} FROM sensor_readings WHERE machine_id = '{id}' AND time >= {} AND time < {} GROUP BY time({interval}) fill(none)",
+            nanos(end - chrono::Duration::days(days)),
+            nanos(end)
+        )
+    })
+}
+
+/// Queries (a) to (d), all of one machine.
+fn cases(machine: &str) -> Vec<Case> {
+    let m = machine.to_owned();
+    vec![
+        (
+            "(a) one machine raw, last hour",
+            Box::new(move |end| {
+                format!(
+                    "start_time={}&end_time={}&limit=1000",
+                    iso(end - chrono::Duration::hours(1)),
+                    iso(end)
+                )
+                .replace('+', "%2B")
+            }),
+            Box::new(move |end| {
+                format!(
+                    "SELECT temperature, pressure, speed FROM sensor_readings WHERE machine_id = '{m}' AND time >= {} AND time < {} LIMIT 1001",
+                    nanos(end - chrono::Duration::hours(1)),
+                    nanos(end)
+                )
+            }),
+        ),
+        (
+            "(b) one machine 1h over 7 days",
+            window(7, "1h"),
+            direct(7, "1h", machine.to_owned()),
+        ),
+        (
+            "(c) one machine 1h over 30 days",
+            window(30, "1h"),
+            direct(30, "1h", machine.to_owned()),
+        ),
+        (
+            "(d) one machine 1d over 30 days",
+            window(30, "1d"),
+            direct(30, "1d", machine.to_owned()),
+        ),
+    ]
+}
+
+/// The clients and tokens every measured request uses.
+struct Session<'a> {
+    target: &'a Target,
+    http: reqwest::Client,
+    influx_url: String,
+    manager: String,
+    operator: String,
+}
+
+impl Session<'_> {
+    fn as_operator(&self, url: &str) -> reqwest::RequestBuilder {
+        self.http.get(url).bearer_auth(&self.operator)
+    }
+
+    fn influx_query(&self, q: &str) -> reqwest::RequestBuilder {
+        self.http
+            .post(format!("{}/query?db=telemetry&epoch=ns", self.influx_url))
+            .form(&[("q", q)])
+    }
+
+    /// One machine query: `SAMPLES` cold reads beside the baseline, then `SAMPLES` warm ones.
+    async fn machine_query(
+        &self,
+        machine: &str,
+        now: End,
+        (plantline, baseline): (&Query, &Query),
+        bar: &indicatif::ProgressBar,
+    ) -> Result<Timings, String> {
+        let url = |q: String| format!("{}/api/v1/data/machine/{machine}?{q}", self.target.base_url);
+        let (mut cold, mut warm, mut base) = (Vec::new(), Vec::new(), Vec::new());
+        for i in 0..SAMPLES {
+            // A window ending at a new second is a new cache key: cold.
+            let end = now - chrono::Duration::seconds(300 + i as i64);
+            cold.push(timed(self.as_operator(&url(plantline(end)))).await?);
+            bar.inc(1);
+            base.push(timed(self.influx_query(&baseline(end))).await?);
+            bar.inc(1);
+        }
+        let end = now - chrono::Duration::seconds(299);
+        timed(self.as_operator(&url(plantline(end)))).await?;
+        for _ in 0..SAMPLES {
+            warm.push(timed(self.as_operator(&url(plantline(end)))).await?);
+            bar.inc(1);
+        }
+        Ok((cold, warm, base))
+    }
+
+    /// (e) fleet latest: first reads, then reads after every bench machine reported through
+    /// ingest (so Redis knows each one's newest reading).
+    async fn fleet_latest(
+        &self,
+        ids: &[String],
+        bar: &indicatif::ProgressBar,
+    ) -> Result<Timings, String> {
+        let fleet_url = format!(
+            "{}/api/v1/data/latest?factory_id={FACTORY}",
+            self.target.base_url
+        );
+        let direct_latest = format!(
+            "SELECT last(temperature), last(pressure), last(speed) FROM sensor_readings WHERE factory_id = '{FACTORY}' AND time > now() - 1d GROUP BY machine_id"
+        );
+        let (mut cold, mut warm, mut base) = (Vec::new(), Vec::new(), Vec::new());
+        for _ in 0..SAMPLES {
+            cold.push(timed(self.as_operator(&fleet_url)).await?);
+            bar.inc(1);
+            base.push(timed(self.influx_query(&direct_latest)).await?);
+            bar.inc(1);
+        }
+        // Sent as the manager: the demo gateway's rate window may be spent by the ingest figures.
+        let ts = (chrono::Utc::now() - chrono::Duration::seconds(1)).to_rfc3339();
+        let batch = json!({"gateway_id": "bench", "timestamp": ts, "batch": ids.iter().map(|id| json!({"machine_id": id, "readings": [{"timestamp": ts, "temperature": 61.0, "pressure": 111.0, "speed": 1501.0}]})).collect::<Vec<_>>()});
+        timed(
+            self.http
+                .post(format!("{}/api/v1/data/ingest", self.target.base_url))
+                .bearer_auth(&self.manager)
+                .json(&batch),
+        )
+        .await?;
+        for _ in 0..SAMPLES {
+            warm.push(timed(self.as_operator(&fleet_url)).await?);
+            bar.inc(1);
+        }
+        Ok((cold, warm, base))
+    }
+}
+
 pub async fn run(target: &Target, report: &mut Report) -> Result<(), String> {
     let http = reqwest::Client::new();
     let influx_url = std::env::var("PLANTLINE_INFLUX__URL")
@@ -227,111 +397,22 @@ pub async fn run(target: &Target, report: &mut Report) -> Result<(), String> {
             note: "100 machines × 30 days at 10 s, once; later runs reuse it".to_owned(),
         });
     }
+    let session = Session {
+        target,
+        http,
+        influx_url,
+        manager,
+        operator,
+    };
     let machine = &ids[0];
     let now = chrono::Utc::now();
-    let iso =
-        |t: chrono::DateTime<chrono::Utc>| t.to_rfc3339_opts(chrono::SecondsFormat::Secs, true);
-    // (name, plantline query string given an end, equivalent direct InfluxQL given an end)
-    type Case = (
-        &'static str,
-        Box<dyn Fn(chrono::DateTime<chrono::Utc>) -> String>,
-        Box<dyn Fn(chrono::DateTime<chrono::Utc>) -> String>,
-    );
-    let m = machine.clone();
-    let m2 = machine.clone();
-    let window = |days: i64,
-                  interval: &'static str|
-     -> Box<dyn Fn(chrono::DateTime<chrono::Utc>) -> String> {
-        Box::new(move |end| {
-            format!(
-                "start_time={}&end_time={}&interval={interval}&agg=mean,min,max,count",
-                iso(end - chrono::Duration::days(days)),
-                iso(end)
-            )
-            .replace('+', "%2B")
-        })
-    };
-    let direct = |days: i64,
-                  interval: &'static str,
-                  id: String|
-     -> Box<dyn Fn(chrono::DateTime<chrono::Utc>) -> String> {
-        Box::new(move |end| {
-            let sel = ["temperature", "pressure", "speed"]
-                .iter()
-                .map(|f| format!("mean(\"{f}\"), min(\"{f}\"), max(\"{f}\"), count(\"{f}\")"))
-                .collect::<Vec<_>>()
-                .join(", ");
-            format!(
-                "SELECT {sel} FROM sensor_readings WHERE machine_id = '{id}' AND time >= {} AND time < {} GROUP BY time({interval}) fill(none)",
-                (end - chrono::Duration::days(days))
-                    .timestamp_nanos_opt()
-                    .unwrap_or_default(),
-                end.timestamp_nanos_opt().unwrap_or_default()
-            )
-        })
-    };
-    let cases: Vec<Case> = vec![
-        (
-            "(a) one machine raw, last hour",
-            Box::new(move |end| {
-                format!(
-                    "start_time={}&end_time={}&limit=1000",
-                    iso(end - chrono::Duration::hours(1)),
-                    iso(end)
-                )
-                .replace('+', "%2B")
-            }),
-            Box::new(move |end| {
-                format!(
-                    "SELECT temperature, pressure, speed FROM sensor_readings WHERE machine_id = '{m}' AND time >= {} AND time < {} LIMIT 1001",
-                    (end - chrono::Duration::hours(1))
-                        .timestamp_nanos_opt()
-                        .unwrap_or_default(),
-                    end.timestamp_nanos_opt().unwrap_or_default()
-                )
-            }),
-        ),
-        (
-            "(b) one machine 1h over 7 days",
-            window(7, "1h"),
-            direct(7, "1h", m2.clone()),
-        ),
-        (
-            "(c) one machine 1h over 30 days",
-            window(30, "1h"),
-            direct(30, "1h", m2.clone()),
-        ),
-        (
-            "(d) one machine 1d over 30 days",
-            window(30, "1d"),
-            direct(30, "1d", m2.clone()),
-        ),
-    ];
+    let cases = cases(machine);
     let bar = progress((cases.len() * SAMPLES * 3 + SAMPLES * 3) as u64, "queries");
     let mut plot = Vec::new();
     for (name, plantline, baseline) in &cases {
-        let url = |q: String| format!("{}/api/v1/data/machine/{machine}?{q}", target.base_url);
-        let (mut cold, mut warm, mut base) = (Vec::new(), Vec::new(), Vec::new());
-        for i in 0..SAMPLES {
-            // A window ending at a new second is a new cache key: cold.
-            let end = now - chrono::Duration::seconds(300 + i as i64);
-            cold.push(timed(http.get(url(plantline(end))).bearer_auth(&operator)).await?);
-            bar.inc(1);
-            base.push(
-                timed(
-                    http.post(format!("{influx_url}/query?db=telemetry&epoch=ns"))
-                        .form(&[("q", baseline(end))]),
-                )
-                .await?,
-            );
-            bar.inc(1);
-        }
-        let end = now - chrono::Duration::seconds(299);
-        timed(http.get(url(plantline(end))).bearer_auth(&operator)).await?;
-        for _ in 0..SAMPLES {
-            warm.push(timed(http.get(url(plantline(end))).bearer_auth(&operator)).await?);
-            bar.inc(1);
-        }
+        let (cold, warm, base) = session
+            .machine_query(machine, now, (plantline, baseline), &bar)
+            .await?;
         add_rows(
             report,
             [
@@ -350,40 +431,7 @@ pub async fn run(target: &Target, report: &mut Report) -> Result<(), String> {
             &mut plot,
         );
     }
-    // (e) fleet latest: make Redis know every bench machine's newest reading first.
-    let fleet_url = format!(
-        "{}/api/v1/data/latest?factory_id={FACTORY}",
-        target.base_url
-    );
-    let direct_latest = format!(
-        "SELECT last(temperature), last(pressure), last(speed) FROM sensor_readings WHERE factory_id = '{FACTORY}' AND time > now() - 1d GROUP BY machine_id"
-    );
-    let (mut cold, mut warm, mut base) = (Vec::new(), Vec::new(), Vec::new());
-    for _ in 0..SAMPLES {
-        cold.push(timed(http.get(&fleet_url).bearer_auth(&operator)).await?);
-        bar.inc(1);
-        base.push(
-            timed(
-                http.post(format!("{influx_url}/query?db=telemetry&epoch=ns"))
-                    .form(&[("q", direct_latest.as_str())]),
-            )
-            .await?,
-        );
-        bar.inc(1);
-    }
-    // Sent as the manager: the demo gateway's rate window may be spent by the ingest figures.
-    let ts = (chrono::Utc::now() - chrono::Duration::seconds(1)).to_rfc3339();
-    let batch = json!({"gateway_id": "bench", "timestamp": ts, "batch": ids.iter().map(|id| json!({"machine_id": id, "readings": [{"timestamp": ts, "temperature": 61.0, "pressure": 111.0, "speed": 1501.0}]})).collect::<Vec<_>>()});
-    timed(
-        http.post(format!("{}/api/v1/data/ingest", target.base_url))
-            .bearer_auth(&manager)
-            .json(&batch),
-    )
-    .await?;
-    for _ in 0..SAMPLES {
-        warm.push(timed(http.get(&fleet_url).bearer_auth(&operator)).await?);
-        bar.inc(1);
-    }
+    let (cold, warm, base) = session.fleet_latest(&ids, &bar).await?;
     bar.finish_and_clear();
     add_rows(
         report,
@@ -402,6 +450,12 @@ pub async fn run(target: &Target, report: &mut Report) -> Result<(), String> {
         &Samples::new(base),
         &mut plot,
     );
+    add_plot(report, &plot);
+    Ok(())
+}
+
+/// The p50s by query (first read, repeated read, baseline), as [`add_rows`] collected them.
+fn add_plot(report: &mut Report, plot: &[[f64; 3]]) {
     let curve = |name: &str, column: usize| Curve {
         name: name.to_owned(),
         points: plot
@@ -423,5 +477,4 @@ pub async fn run(target: &Target, report: &mut Report) -> Result<(), String> {
             curve("InfluxDB direct (baseline)", 2),
         ],
     });
-    Ok(())
 }

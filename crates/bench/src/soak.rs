@@ -36,6 +36,9 @@ struct Counters {
     next_reading: AtomicU64,
 }
 
+/// A memory sample: time since the start, and each service's RSS in KiB.
+type Sample = (Duration, [u64; 4]);
+
 pub async fn run(target: &Target, minutes: u64) -> Result<bool, String> {
     let http = reqwest::Client::new();
     let manager = login(target, &http, "MANAGEMENT_USER", "MANAGEMENT_PASSWORD").await?;
@@ -72,8 +75,26 @@ pub async fn run(target: &Target, minutes: u64) -> Result<bool, String> {
         until,
         counters.clone(),
     ));
+    let samples = sample_memory(started, until, &counters).await;
+    http_load.await.map_err(|e| e.to_string())??;
+    mqtt_load.await.map_err(|e| e.to_string())??;
+    reads.await.map_err(|e| e.to_string())?;
 
-    let mut samples: Vec<(Duration, [u64; 4])> = Vec::new();
+    // Loss: everything acknowledged or published must be in InfluxDB.
+    let expected =
+        counters.http_stored.load(Ordering::Relaxed) + counters.mqtt_acked.load(Ordering::Relaxed);
+    let stored = stored_readings(&http, base_ns, &counters, expected).await?;
+    let loss = expected.saturating_sub(stored);
+    print_counts(minutes, &counters, stored, loss);
+    let memory_ok = memory_is_flat(&samples);
+    let passed = loss == 0 && memory_ok && expected > 0;
+    println!("  verdict: {}", if passed { "PASS" } else { "FAIL" });
+    Ok(passed)
+}
+
+/// Samples every service's RSS every `SAMPLE_EVERY` until `until`, printing progress.
+async fn sample_memory(started: Instant, until: Instant, counters: &Counters) -> Vec<Sample> {
+    let mut samples = Vec::new();
     while Instant::now() < until {
         tokio::time::sleep(SAMPLE_EVERY.min(until.saturating_duration_since(Instant::now()))).await;
         let rss = SERVICES.map(|s| current_rss_kib(s).unwrap_or_default());
@@ -95,14 +116,17 @@ pub async fn run(target: &Target, minutes: u64) -> Result<bool, String> {
         );
         samples.push((at, rss));
     }
-    http_load.await.map_err(|e| e.to_string())??;
-    mqtt_load.await.map_err(|e| e.to_string())??;
-    reads.await.map_err(|e| e.to_string())?;
+    samples
+}
 
-    // Loss: everything acknowledged or published must be in InfluxDB (the bridge may still be
-    // draining its spool for a moment).
-    let expected =
-        counters.http_stored.load(Ordering::Relaxed) + counters.mqtt_acked.load(Ordering::Relaxed);
+/// The soak's readings InfluxDB holds, polled for up to two minutes until it holds
+/// `expected`: the bridge may still be draining its spool for a moment.
+async fn stored_readings(
+    http: &reqwest::Client,
+    base_ns: i64,
+    counters: &Counters,
+    expected: u64,
+) -> Result<u64, String> {
     let end_ns = base_ns + counters.next_reading.load(Ordering::Relaxed) as i64 * 1000 + 1;
     let influx_url = std::env::var("PLANTLINE_INFLUX__URL")
         .unwrap_or_else(|_| "http://127.0.0.1:8086".to_owned());
@@ -110,18 +134,19 @@ pub async fn run(target: &Target, minutes: u64) -> Result<bool, String> {
         "SELECT count(speed) FROM sensor_readings WHERE factory_id = 'bench' AND time >= {base_ns} AND time < {end_ns}"
     );
     let deadline = Instant::now() + Duration::from_secs(120);
-    let stored = loop {
-        let answer = influx(&http, &influx_url, &q).await?;
+    loop {
+        let answer = influx(http, &influx_url, &q).await?;
         let stored = answer["results"][0]["series"][0]["values"][0][1]
             .as_u64()
             .unwrap_or(0);
         if stored >= expected || Instant::now() > deadline {
-            break stored;
+            return Ok(stored);
         }
         tokio::time::sleep(Duration::from_secs(1)).await;
-    };
-    let loss = expected.saturating_sub(stored);
+    }
+}
 
+fn print_counts(minutes: u64, counters: &Counters, stored: u64, loss: u64) {
     println!("\nsoak result after {minutes} min");
     println!(
         "  readings: HTTP acknowledged {} of {} sent, MQTT acknowledged by the broker {}; InfluxDB holds {stored}; loss {loss}",
@@ -136,12 +161,16 @@ pub async fn run(target: &Target, minutes: u64) -> Result<bool, String> {
         counters.read_errors.load(Ordering::Relaxed),
         counters.stream_events.load(Ordering::Relaxed),
     );
+}
+
+/// Judges and prints each service's memory: after the warm-up, the median of the last fifth
+/// of samples may exceed the median of the first fifth by at most 10% or 5 MiB.
+fn memory_is_flat(samples: &[Sample]) -> bool {
     let mut memory_ok = true;
-    let settled: Vec<&(Duration, [u64; 4])> =
-        samples.iter().filter(|(at, _)| *at >= WARM_UP).collect();
+    let settled: Vec<&Sample> = samples.iter().filter(|(at, _)| *at >= WARM_UP).collect();
     let fifth = (settled.len() / 5).max(1);
     for (i, service) in SERVICES.iter().enumerate() {
-        let median = |window: &[&(Duration, [u64; 4])]| {
+        let median = |window: &[&Sample]| {
             let mut values: Vec<u64> = window.iter().map(|(_, rss)| rss[i]).collect();
             values.sort_unstable();
             values.get(values.len() / 2).copied().unwrap_or_default()
@@ -165,9 +194,7 @@ pub async fn run(target: &Target, minutes: u64) -> Result<bool, String> {
             if ok { "ok" } else { "GROWING" }
         );
     }
-    let passed = loss == 0 && memory_ok && expected > 0;
-    println!("  verdict: {}", if passed { "PASS" } else { "FAIL" });
-    Ok(passed)
+    memory_ok
 }
 
 fn timestamp(base_ns: i64, counters: &Counters) -> String {

@@ -6,6 +6,7 @@ use crate::reading::{Field, Reading};
 use serde::{Deserialize, Serialize};
 
 /// What an alert is about.
+#[cfg_attr(feature = "sql", derive(diesel::expression::AsExpression, diesel::deserialize::FromSqlRow), diesel(sql_type = diesel::sql_types::Text))]
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Metric {
@@ -36,7 +37,7 @@ impl Metric {
     }
 }
 
-/// How bad.
+#[cfg_attr(feature = "sql", derive(diesel::expression::AsExpression, diesel::deserialize::FromSqlRow), diesel(sql_type = diesel::sql_types::Text))]
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Severity {
@@ -77,7 +78,6 @@ pub struct Thresholds {
 /// One out-of-range reading.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct Breach {
-    /// How bad.
     pub severity: Severity,
     /// The reading's value.
     pub value: f64,
@@ -118,7 +118,6 @@ impl Thresholds {
 /// What one machine's stored readings say about one metric.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Observation {
-    /// The metric.
     pub metric: Metric,
     /// How many readings were out of range.
     pub breaches: u32,

@@ -9,13 +9,9 @@ use serde_json::Value;
 pub enum Interval {
     /// Every reading, paginated.
     Raw,
-    /// One minute.
     OneMinute,
-    /// Five minutes.
     FiveMinutes,
-    /// Fifteen minutes.
     FifteenMinutes,
-    /// One hour.
     Hour,
     /// One day (local midnight in the request's time zone).
     Day,
@@ -68,11 +64,8 @@ impl Interval {
 pub enum Aggregate {
     /// Arithmetic mean (answered under the field's own name).
     Mean,
-    /// Smallest value.
     Min,
-    /// Largest value.
     Max,
-    /// Number of readings.
     Count,
 }
 
@@ -108,7 +101,6 @@ impl Aggregate {
 pub struct TimeZoneName(String);
 
 impl TimeZoneName {
-    /// Parses a zone name.
     pub fn parse(text: &str) -> Option<Self> {
         let ok = !text.is_empty()
             && text.len() <= 64
@@ -161,11 +153,9 @@ pub struct HistoryQuery {
     pub start: Timestamp,
     /// Exclusive end.
     pub end: Timestamp,
-    /// Bucket width or raw.
     pub interval: Interval,
     /// Requested fields, in storage order.
     pub fields: Vec<Field>,
-    /// Requested aggregates.
     pub aggregates: Vec<Aggregate>,
     /// Zone of day buckets.
     pub tz: TimeZoneName,
@@ -217,174 +207,20 @@ impl HistoryQuery {
         now: Timestamp,
         max_points: i64,
     ) -> Result<Self, Vec<Violation>> {
-        let mut errors = Vec::new();
-        let mut bad = |name: &str, message: String, value: Option<&str>| {
-            errors.push(Violation::new(name, message, value.map(Value::from)));
-        };
-        let start = match params.start_time.as_deref() {
-            None => {
-                bad("start_time", "is required (RFC 3339)".to_owned(), None);
-                None
-            }
-            Some(text) => Timestamp::parse_rfc3339(text)
-                .map_err(|m| bad("start_time", m.to_owned(), Some(text)))
-                .ok(),
-        };
-        let end = match params.end_time.as_deref() {
-            None => Some(now),
-            Some(text) => Timestamp::parse_rfc3339(text)
-                .map_err(|m| bad("end_time", m.to_owned(), Some(text)))
-                .ok(),
-        };
-        if let (Some(s), Some(e)) = (start, end) {
-            if s >= e {
-                bad(
-                    "end_time",
-                    "must be after start_time".to_owned(),
-                    params.end_time.as_deref(),
-                );
-            } else if e.nanos().checked_sub(s.nanos()).is_none() {
-                // Both ends are representable, their distance in nanoseconds need not be.
-                bad(
-                    "end_time",
-                    "is too far from start_time (at most 292 years)".to_owned(),
-                    params.end_time.as_deref(),
-                );
-            }
-        }
-        let interval = match params.interval.as_deref() {
-            None => Some(Interval::Raw),
-            Some(text) => {
-                let parsed = Interval::parse(text);
-                if parsed.is_none() {
-                    bad(
-                        "interval",
-                        "must be one of raw, 1m, 5m, 15m, 1h, 1d".to_owned(),
-                        Some(text),
-                    );
-                }
-                parsed
-            }
-        };
-        let fields = match params.fields.as_deref() {
-            // `all` is the seed's spelling of the default.
-            None | Some("all") => Field::ALL.to_vec(),
-            Some(text) => list(text, Field::parse).unwrap_or_else(|part| {
-                bad(
-                    "fields",
-                    format!("unknown field {part:?}; use temperature, pressure, speed"),
-                    Some(text),
-                );
-                Vec::new()
-            }),
-        };
-        let aggregates = match params.agg.as_deref() {
-            None => vec![Aggregate::Mean],
-            Some(text) => {
-                if interval == Some(Interval::Raw) {
-                    bad(
-                        "agg",
-                        "applies to aggregated intervals only".to_owned(),
-                        Some(text),
-                    );
-                }
-                list(text, Aggregate::parse).unwrap_or_else(|part| {
-                    bad(
-                        "agg",
-                        format!("unknown aggregate {part:?}; use mean, min, max, count"),
-                        Some(text),
-                    );
-                    Vec::new()
-                })
-            }
-        };
-        let tz = match params.tz.as_deref() {
-            None => TimeZoneName("UTC".to_owned()),
-            Some(text) => TimeZoneName::parse(text).unwrap_or_else(|| {
-                bad(
-                    "tz",
-                    "must be an IANA time zone such as Europe/Berlin".to_owned(),
-                    Some(text),
-                );
-                TimeZoneName("UTC".to_owned())
-            }),
-        };
-        let limit = match params.limit.as_deref() {
-            None => 1000,
-            Some(text) => match text.parse::<usize>() {
-                Ok(n) if (1..=10_000).contains(&n) => n,
-                _ => {
-                    bad("limit", "must be 1 to 10000".to_owned(), Some(text));
-                    1000
-                }
-            },
-        };
-        let offset = match params.offset.as_deref() {
-            None => 0,
-            Some(text) => match text.parse::<usize>() {
-                Ok(n) if n <= Self::MAX_OFFSET && params.cursor.is_none() => n,
-                Ok(n) if n <= Self::MAX_OFFSET => {
-                    bad(
-                        "offset",
-                        "cannot be combined with cursor".to_owned(),
-                        Some(text),
-                    );
-                    0
-                }
-                _ => {
-                    bad(
-                        "offset",
-                        format!("must be 0 to {}", Self::MAX_OFFSET),
-                        Some(text),
-                    );
-                    0
-                }
-            },
-        };
-        let after = match params.cursor.as_deref() {
-            None => None,
-            Some(text) => {
-                if interval != Some(Interval::Raw) {
-                    bad(
-                        "cursor",
-                        "applies to raw readings only".to_owned(),
-                        Some(text),
-                    );
-                }
-                let decoded = decode_cursor(text);
-                if decoded.is_none() {
-                    bad(
-                        "cursor",
-                        "is not a cursor this API handed out".to_owned(),
-                        Some(text),
-                    );
-                }
-                decoded
-            }
-        };
-        if let (Some(s), Some(e), Some(i)) = (start, end, interval)
-            && i != Interval::Raw
-        {
-            let span = e.nanos().saturating_sub(s.nanos()) / 1_000_000_000;
-            let buckets = |i: Interval| span / i.seconds() + 1;
-            if buckets(i) > max_points {
-                let coarser = Interval::AGGREGATED
-                    .into_iter()
-                    .find(|c| buckets(*c) <= max_points)
-                    .map(|c| format!("use interval {} or coarser, or a shorter range", c.as_str()))
-                    .unwrap_or_else(|| "use a shorter range".to_owned());
-                bad(
-                    "interval",
-                    format!(
-                        "{} buckets exceed the maximum of {max_points}; {coarser}",
-                        buckets(i)
-                    ),
-                    Some(i.as_str()),
-                );
-            }
+        let mut problems = Problems::default();
+        let (start, end) = parse_range(params, now, &mut problems);
+        let interval = parse_interval(params.interval.as_deref(), &mut problems);
+        let fields = parse_fields(params.fields.as_deref(), &mut problems);
+        let aggregates = parse_aggregates(params.agg.as_deref(), interval, &mut problems);
+        let tz = parse_tz(params.tz.as_deref(), &mut problems);
+        let limit = parse_limit(params.limit.as_deref(), &mut problems);
+        let offset = parse_offset(params, &mut problems);
+        let after = parse_cursor(params.cursor.as_deref(), interval, &mut problems);
+        if let (Some(s), Some(e), Some(i)) = (start, end, interval) {
+            check_buckets(s, e, i, max_points, &mut problems);
         }
         match (start, end, interval) {
-            (Some(start), Some(end), Some(interval)) if errors.is_empty() => Ok(Self {
+            (Some(start), Some(end), Some(interval)) if problems.0.is_empty() => Ok(Self {
                 start,
                 end,
                 interval,
@@ -395,9 +231,206 @@ impl HistoryQuery {
                 offset,
                 after,
             }),
-            _ => Err(errors),
+            _ => Err(problems.0),
         }
     }
+}
+
+/// The problems of one request, in parameter order: all of them are reported at once.
+#[derive(Default)]
+struct Problems(Vec<Violation>);
+
+impl Problems {
+    fn add(&mut self, name: &str, message: impl Into<String>, value: Option<&str>) {
+        self.0
+            .push(Violation::new(name, message, value.map(Value::from)));
+    }
+}
+
+fn parse_time(name: &str, text: &str, problems: &mut Problems) -> Option<Timestamp> {
+    Timestamp::parse_rfc3339(text)
+        .map_err(|m| problems.add(name, m, Some(text)))
+        .ok()
+}
+
+fn parse_range(
+    params: &HistoryParams,
+    now: Timestamp,
+    problems: &mut Problems,
+) -> (Option<Timestamp>, Option<Timestamp>) {
+    let start = match params.start_time.as_deref() {
+        None => {
+            problems.add("start_time", "is required (RFC 3339)", None);
+            None
+        }
+        Some(text) => parse_time("start_time", text, problems),
+    };
+    let end = match params.end_time.as_deref() {
+        None => Some(now),
+        Some(text) => parse_time("end_time", text, problems),
+    };
+    if let (Some(s), Some(e)) = (start, end) {
+        if s >= e {
+            problems.add(
+                "end_time",
+                "must be after start_time",
+                params.end_time.as_deref(),
+            );
+        } else if e.nanos().checked_sub(s.nanos()).is_none() {
+            // Both ends are representable, their distance in nanoseconds need not be.
+            problems.add(
+                "end_time",
+                "is too far from start_time (at most 292 years)",
+                params.end_time.as_deref(),
+            );
+        }
+    }
+    (start, end)
+}
+
+fn parse_interval(text: Option<&str>, problems: &mut Problems) -> Option<Interval> {
+    let Some(text) = text else {
+        return Some(Interval::Raw);
+    };
+    let parsed = Interval::parse(text);
+    if parsed.is_none() {
+        problems.add(
+            "interval",
+            "must be one of raw, 1m, 5m, 15m, 1h, 1d",
+            Some(text),
+        );
+    }
+    parsed
+}
+
+fn parse_fields(text: Option<&str>, problems: &mut Problems) -> Vec<Field> {
+    match text {
+        // `all` is the seed's spelling of the default.
+        None | Some("all") => Field::ALL.to_vec(),
+        Some(text) => list(text, Field::parse).unwrap_or_else(|part| {
+            problems.add(
+                "fields",
+                format!("unknown field {part:?}; use temperature, pressure, speed"),
+                Some(text),
+            );
+            Vec::new()
+        }),
+    }
+}
+
+fn parse_aggregates(
+    text: Option<&str>,
+    interval: Option<Interval>,
+    problems: &mut Problems,
+) -> Vec<Aggregate> {
+    let Some(text) = text else {
+        return vec![Aggregate::Mean];
+    };
+    if interval == Some(Interval::Raw) {
+        problems.add("agg", "applies to aggregated intervals only", Some(text));
+    }
+    list(text, Aggregate::parse).unwrap_or_else(|part| {
+        problems.add(
+            "agg",
+            format!("unknown aggregate {part:?}; use mean, min, max, count"),
+            Some(text),
+        );
+        Vec::new()
+    })
+}
+
+fn parse_tz(text: Option<&str>, problems: &mut Problems) -> TimeZoneName {
+    let utc = || TimeZoneName("UTC".to_owned());
+    match text {
+        None => utc(),
+        Some(text) => TimeZoneName::parse(text).unwrap_or_else(|| {
+            problems.add(
+                "tz",
+                "must be an IANA time zone such as Europe/Berlin",
+                Some(text),
+            );
+            utc()
+        }),
+    }
+}
+
+fn parse_limit(text: Option<&str>, problems: &mut Problems) -> usize {
+    let Some(text) = text else {
+        return 1000;
+    };
+    match text.parse::<usize>() {
+        Ok(n) if (1..=10_000).contains(&n) => n,
+        _ => {
+            problems.add("limit", "must be 1 to 10000", Some(text));
+            1000
+        }
+    }
+}
+
+fn parse_offset(params: &HistoryParams, problems: &mut Problems) -> usize {
+    let Some(text) = params.offset.as_deref() else {
+        return 0;
+    };
+    let max = HistoryQuery::MAX_OFFSET;
+    match text.parse::<usize>() {
+        Ok(n) if n <= max && params.cursor.is_none() => n,
+        Ok(n) if n <= max => {
+            problems.add("offset", "cannot be combined with cursor", Some(text));
+            0
+        }
+        _ => {
+            problems.add("offset", format!("must be 0 to {max}"), Some(text));
+            0
+        }
+    }
+}
+
+fn parse_cursor(
+    text: Option<&str>,
+    interval: Option<Interval>,
+    problems: &mut Problems,
+) -> Option<Timestamp> {
+    let text = text?;
+    if interval != Some(Interval::Raw) {
+        problems.add("cursor", "applies to raw readings only", Some(text));
+    }
+    let decoded = decode_cursor(text);
+    if decoded.is_none() {
+        problems.add("cursor", "is not a cursor this API handed out", Some(text));
+    }
+    decoded
+}
+
+/// Refuses an aggregated answer of more than `max_points` buckets, naming the finest
+/// interval that would fit.
+fn check_buckets(
+    start: Timestamp,
+    end: Timestamp,
+    interval: Interval,
+    max_points: i64,
+    problems: &mut Problems,
+) {
+    if interval == Interval::Raw {
+        return;
+    }
+    let span = end.nanos().saturating_sub(start.nanos()) / 1_000_000_000;
+    let buckets = |i: Interval| span / i.seconds() + 1;
+    if buckets(interval) <= max_points {
+        return;
+    }
+    let coarser = Interval::AGGREGATED
+        .into_iter()
+        .find(|c| buckets(*c) <= max_points)
+        .map(|c| format!("use interval {} or coarser, or a shorter range", c.as_str()))
+        .unwrap_or_else(|| "use a shorter range".to_owned());
+    problems.add(
+        "interval",
+        format!(
+            "{} buckets exceed the maximum of {max_points}; {coarser}",
+            buckets(interval)
+        ),
+        Some(interval.as_str()),
+    );
 }
 
 #[cfg(test)]

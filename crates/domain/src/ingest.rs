@@ -10,7 +10,6 @@ use std::borrow::Cow;
 /// Size limits of one request, from the typed settings.
 #[derive(Debug, Clone, Copy)]
 pub struct BatchLimits {
-    /// Machines per request.
     pub max_machines: usize,
     /// Readings per request, all machines together.
     pub max_readings: usize,
@@ -139,7 +138,6 @@ pub struct MachineBatch {
     pub raw_machine_id: String,
     /// The parsed id, if it is one.
     pub machine_id: Option<MachineId>,
-    /// Valid readings.
     pub readings: Vec<Reading>,
     /// Readings refused by validation.
     pub rejected: usize,
@@ -162,7 +160,6 @@ pub struct ParsedBatch {
 }
 
 impl ParsedBatch {
-    /// Readings that passed validation.
     pub fn valid_readings(&self) -> usize {
         self.machines.iter().map(|m| m.readings.len()).sum()
     }
@@ -283,49 +280,64 @@ pub fn parse_json(
     limits: &BatchLimits,
 ) -> Result<ParsedBatch, BatchError> {
     let raw = deserialize(body)?;
+    check_envelope(&raw)?;
+    check_batch_size(&raw.batch, limits)?;
     let mut violations = Vec::new();
+    let machines = raw
+        .batch
+        .into_iter()
+        .enumerate()
+        .map(|(i, item)| parse_machine(i, item, rules, &mut violations))
+        .collect();
+    Ok(ParsedBatch {
+        gateway_id: Some(raw.gateway_id),
+        machines,
+        violations,
+    })
+}
+
+/// The request-level fields: a bad one refuses the whole batch, the first problem named.
+fn check_envelope(raw: &RawIngest<'_>) -> Result<(), BatchError> {
+    let malformed = |key: &str, message: String, value: &str| {
+        Err(BatchError::Malformed(Violation::new(
+            key,
+            message,
+            Some(Value::from(value)),
+        )))
+    };
     if let Err(err) = crate::text::check(&raw.gateway_id, 128) {
-        violations.push(Violation::new(
-            "gateway_id",
-            err.to_string(),
-            Some(Value::from(raw.gateway_id.clone())),
-        ));
-    } else if raw.gateway_id.trim().is_empty() {
-        violations.push(Violation::new(
-            "gateway_id",
-            "must be 1 to 128 characters",
-            Some(Value::from(raw.gateway_id.clone())),
-        ));
+        return malformed("gateway_id", err.to_string(), &raw.gateway_id);
+    }
+    if raw.gateway_id.trim().is_empty() {
+        let message = "must be 1 to 128 characters".to_owned();
+        return malformed("gateway_id", message, &raw.gateway_id);
     }
     if let Err(message) = Timestamp::parse_rfc3339(&raw.timestamp) {
-        violations.push(Violation::new(
-            "timestamp",
-            message,
-            Some(Value::from(raw.timestamp.clone())),
-        ));
+        return malformed("timestamp", message.into(), &raw.timestamp);
     }
-    if !violations.is_empty() {
-        return Err(BatchError::Malformed(violations.remove(0)));
-    }
-    if raw.batch.is_empty() {
+    Ok(())
+}
+
+fn check_batch_size(batch: &[RawMachineBatch<'_>], limits: &BatchLimits) -> Result<(), BatchError> {
+    if batch.is_empty() {
         return Err(BatchError::Malformed(Violation::new(
             "batch",
             "must hold at least one machine",
             None,
         )));
     }
-    if raw.batch.len() > limits.max_machines {
+    if batch.len() > limits.max_machines {
         return Err(BatchError::TooLarge(Violation::new(
             "batch",
             format!(
                 "holds {} machines; at most {} per request",
-                raw.batch.len(),
+                batch.len(),
                 limits.max_machines
             ),
             None,
         )));
     }
-    let total: usize = raw.batch.iter().map(|m| m.readings.len()).sum();
+    let total: usize = batch.iter().map(|m| m.readings.len()).sum();
     if total > limits.max_readings {
         return Err(BatchError::TooLarge(Violation::new(
             "batch",
@@ -336,90 +348,99 @@ pub fn parse_json(
             None,
         )));
     }
+    Ok(())
+}
 
-    let mut machines = Vec::with_capacity(raw.batch.len());
-    for (i, item) in raw.batch.into_iter().enumerate() {
-        let path = format!("batch[{i}]");
-        let before = violations.len();
-        let raw_machine_id = match &item.machine_id {
-            Lenient::Text(text) => text.to_string(),
-            other => other.echo().to_string(),
-        };
-        let machine_id = match &item.machine_id {
-            Lenient::Text(text) => text.parse::<MachineId>().ok(),
-            _ => None,
-        };
-        if machine_id.is_none() {
-            violations.push(Violation::new(
-                format!("{path}.machine_id"),
-                "must be a UUID",
-                Some(item.machine_id.echo()),
-            ));
+/// Validates `batch[i]`: a machine-level problem rejects all its readings, a reading-level
+/// one only that reading.
+fn parse_machine(
+    i: usize,
+    item: RawMachineBatch<'_>,
+    rules: &ReadingRules,
+    violations: &mut Vec<Violation>,
+) -> MachineBatch {
+    let path = format!("batch[{i}]");
+    let before = violations.len();
+    let (raw_machine_id, machine_id) = match &item.machine_id {
+        Lenient::Text(text) => (text.to_string(), text.parse::<MachineId>().ok()),
+        other => (other.echo().to_string(), None),
+    };
+    if machine_id.is_none() {
+        violations.push(Violation::new(
+            format!("{path}.machine_id"),
+            "must be a UUID",
+            Some(item.machine_id.echo()),
+        ));
+    }
+    let claimed_sensor_type = claimed_sensor_type(item.sensor_type.as_ref(), &path, violations);
+    check_location(item.location.as_ref(), &path, violations);
+    if item.readings.is_empty() {
+        violations.push(Violation::new(
+            format!("{path}.readings"),
+            "must hold at least one reading",
+            None,
+        ));
+    }
+    let machine_ok = violations.len() == before;
+    let mut readings = Vec::with_capacity(item.readings.len());
+    let mut rejected = 0;
+    for (j, reading) in item.readings.iter().enumerate() {
+        let prefix = || format!("{path}.readings[{j}]");
+        match validate_reading(reading, prefix, rules, violations) {
+            Some(reading) if machine_ok => readings.push(reading),
+            _ => rejected += 1,
         }
-        let claimed_sensor_type = match &item.sensor_type {
-            None | Some(Lenient::Other(Value::Null)) => None,
-            Some(Lenient::Text(label)) => match crate::text::check(label, 255) {
-                Ok(()) => Some(label.to_string()),
-                Err(err) => {
-                    violations.push(Violation::new(
-                        format!("{path}.sensor_type"),
-                        err.to_string(),
-                        Some(Value::from(label.as_ref())),
-                    ));
-                    None
-                }
-            },
-            Some(other) => {
+    }
+    MachineBatch {
+        index: i,
+        raw_machine_id,
+        machine_id: if machine_ok { machine_id } else { None },
+        readings,
+        rejected,
+        path,
+        claimed_sensor_type,
+    }
+}
+
+fn claimed_sensor_type(
+    value: Option<&Lenient<'_>>,
+    path: &str,
+    violations: &mut Vec<Violation>,
+) -> Option<String> {
+    match value {
+        None | Some(Lenient::Other(Value::Null)) => None,
+        Some(Lenient::Text(label)) => match crate::text::check(label, 255) {
+            Ok(()) => Some(label.to_string()),
+            Err(err) => {
                 violations.push(Violation::new(
                     format!("{path}.sensor_type"),
-                    "must be a string",
-                    Some(other.echo()),
+                    err.to_string(),
+                    Some(Value::from(label.as_ref())),
                 ));
                 None
             }
-        };
-        match &item.location {
-            None | Some(Lenient::Other(Value::Null)) => {}
-            Some(Lenient::Text(l))
-                if !l.trim().is_empty() && crate::text::check(l, 255).is_ok() => {}
-            Some(other) => violations.push(Violation::new(
-                format!("{path}.location"),
-                "must be 1 to 255 characters without control characters",
-                Some(other.echo()),
-            )),
-        }
-        if item.readings.is_empty() {
+        },
+        Some(other) => {
             violations.push(Violation::new(
-                format!("{path}.readings"),
-                "must hold at least one reading",
-                None,
+                format!("{path}.sensor_type"),
+                "must be a string",
+                Some(other.echo()),
             ));
+            None
         }
-        let machine_ok = violations.len() == before;
-        let mut readings = Vec::with_capacity(item.readings.len());
-        let mut rejected = 0;
-        for (j, reading) in item.readings.iter().enumerate() {
-            let prefix = || format!("{path}.readings[{j}]");
-            match validate_reading(reading, prefix, rules, &mut violations) {
-                Some(reading) if machine_ok => readings.push(reading),
-                _ => rejected += 1,
-            }
-        }
-        machines.push(MachineBatch {
-            index: i,
-            raw_machine_id,
-            machine_id: if machine_ok { machine_id } else { None },
-            readings,
-            rejected,
-            path,
-            claimed_sensor_type,
-        });
     }
-    Ok(ParsedBatch {
-        gateway_id: Some(raw.gateway_id),
-        machines,
-        violations,
-    })
+}
+
+fn check_location(value: Option<&Lenient<'_>>, path: &str, violations: &mut Vec<Violation>) {
+    match value {
+        None | Some(Lenient::Other(Value::Null)) => {}
+        Some(Lenient::Text(l)) if !l.trim().is_empty() && crate::text::check(l, 255).is_ok() => {}
+        Some(other) => violations.push(Violation::new(
+            format!("{path}.location"),
+            "must be 1 to 255 characters without control characters",
+            Some(other.echo()),
+        )),
+    }
 }
 
 /// An MQTT telemetry payload: one reading, or `{"readings": [...]}`.
@@ -471,7 +492,6 @@ impl<'a> RawPayloadReading<'a> {
 /// The valid readings of one MQTT message and the problems of the others.
 #[derive(Debug, Clone)]
 pub struct ParsedPayload {
-    /// Readings that passed validation.
     pub readings: Vec<Reading>,
     /// Every problem, with paths such as `readings[2].temperature`.
     pub violations: Vec<Violation>,
@@ -480,7 +500,6 @@ pub struct ParsedPayload {
 /// Why a whole MQTT message was refused before looking at its readings.
 #[derive(Debug, Clone, PartialEq)]
 pub enum PayloadError {
-    /// Not JSON at all.
     NotJson(Violation),
     /// JSON, but not one reading or `{"readings": [...]}`.
     Shape(Violation),
@@ -512,7 +531,29 @@ pub fn parse_payload(
     rules: &ReadingRules,
     max_readings: usize,
 ) -> Result<ParsedPayload, PayloadError> {
-    let raw: RawPayload<'_> = serde_json::from_slice(body).map_err(|err| {
+    let items = payload_items(deserialize_payload(body)?, max_readings)?;
+    let mut violations = Vec::new();
+    let mut readings = Vec::with_capacity(items.len());
+    for (path, item) in items {
+        let (reading, sensor_type) = item.into_raw();
+        let before = violations.len();
+        // Any label is accepted (the registry's wins); only a non-string or bad text is malformed.
+        let _ = claimed_sensor_type(sensor_type.as_ref(), &path, &mut violations);
+        let kind_ok = violations.len() == before;
+        if let Some(valid) = validate_reading(&reading, || path.clone(), rules, &mut violations)
+            && kind_ok
+        {
+            readings.push(valid);
+        }
+    }
+    Ok(ParsedPayload {
+        readings,
+        violations,
+    })
+}
+
+fn deserialize_payload(body: &[u8]) -> Result<RawPayload<'_>, PayloadError> {
+    serde_json::from_slice(body).map_err(|err| {
         if err.is_syntax() || err.is_eof() {
             PayloadError::NotJson(Violation::new("payload", format!("not JSON: {err}"), None))
         } else {
@@ -522,7 +563,14 @@ pub fn parse_payload(
                 None,
             ))
         }
-    })?;
+    })
+}
+
+/// The readings of a payload with their paths (`reading`, or `readings[i]`), within bounds.
+fn payload_items(
+    raw: RawPayload<'_>,
+    max_readings: usize,
+) -> Result<Vec<(String, RawPayloadReading<'_>)>, PayloadError> {
     let items: Vec<(String, RawPayloadReading<'_>)> = match raw.readings {
         Some(list) if raw.single.is_empty() => list
             .into_iter()
@@ -555,38 +603,7 @@ pub fn parse_payload(
             None,
         )));
     }
-    let mut violations = Vec::new();
-    let mut readings = Vec::with_capacity(items.len());
-    for (path, item) in items {
-        let (reading, sensor_type) = item.into_raw();
-        let before = violations.len();
-        // Any label is accepted (the registry's wins); only a non-string or control
-        // characters are malformed.
-        match &sensor_type {
-            None | Some(Lenient::Other(Value::Null)) => {}
-            Some(Lenient::Text(label)) if crate::text::check(label, 255).is_ok() => {}
-            Some(Lenient::Text(label)) => violations.push(Violation::new(
-                format!("{path}.sensor_type"),
-                "must not contain control characters",
-                Some(Value::from(label.as_ref())),
-            )),
-            Some(other) => violations.push(Violation::new(
-                format!("{path}.sensor_type"),
-                "must be a string",
-                Some(other.echo()),
-            )),
-        }
-        let kind_ok = violations.len() == before;
-        if let Some(valid) = validate_reading(&reading, || path.clone(), rules, &mut violations)
-            && kind_ok
-        {
-            readings.push(valid);
-        }
-    }
-    Ok(ParsedPayload {
-        readings,
-        violations,
-    })
+    Ok(items)
 }
 
 /// Values of one reading, in [`Field::ALL`] order, from field name/value pairs.

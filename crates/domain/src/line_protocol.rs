@@ -16,13 +16,10 @@ pub const MEASUREMENT: &str = "sensor_readings";
 /// The series a reading belongs to: the tags InfluxDB indexes.
 #[derive(Debug, Clone, Copy)]
 pub struct SeriesTags<'a> {
-    /// The machine.
     pub machine_id: &'a MachineId,
-    /// Its factory.
     pub factory_id: &'a str,
     /// Its sensor package.
     pub sensor_type: &'a str,
-    /// Where it stands.
     pub location: &'a str,
 }
 
@@ -98,11 +95,8 @@ pub fn encode(out: &mut String, tags: &SeriesTags<'_>, reading: &Reading) {
 pub enum Precision {
     /// Nanoseconds (the default).
     Nanoseconds,
-    /// Microseconds.
     Microseconds,
-    /// Milliseconds.
     Milliseconds,
-    /// Seconds.
     Seconds,
 }
 
@@ -262,57 +256,85 @@ fn parse_line(
     now: Timestamp,
     violations: &mut Vec<Violation>,
 ) -> Option<Line> {
+    // The first problem refuses the line: one error per line keeps the answer bounded.
+    read_line(line, path, precision, now)
+        .map_err(|violation| violations.push(violation))
+        .ok()
+}
+
+fn read_line(
+    line: &str,
+    path: &str,
+    precision: Precision,
+    now: Timestamp,
+) -> Result<Line, Violation> {
+    let parts = line_sections(line, path)?;
+    let machine = machine_tag(parts[0], path)?;
+    let pairs = field_pairs(parts[1], path)?;
+    let timestamp = match parts.get(2) {
+        None => Ok(now),
+        Some(text) => line_timestamp(text, path, precision),
+    };
+    Ok(Line {
+        machine,
+        timestamp,
+        values: values_from(&pairs),
+    })
+}
+
+/// The line's sections (series, fields, optional timestamp), after the checks that bound
+/// what splitting it may cost.
+fn line_sections<'a>(line: &'a str, path: &str) -> Result<Vec<&'a str>, Violation> {
     if line.len() > MAX_LINE_BYTES {
-        violations.push(Violation::new(
+        return Err(Violation::new(
             path,
             format!("is longer than {MAX_LINE_BYTES} bytes"),
             None,
         ));
-        return None;
     }
     if let Some(c) = crate::text::first_control(line) {
-        violations.push(Violation::new(
+        return Err(Violation::new(
             path,
             crate::text::TextError::Control(u32::from(c)).to_string(),
             None,
         ));
-        return None;
     }
     let parts = sections(line);
     if !(2..=3).contains(&parts.len()) {
-        violations.push(Violation::new(
+        return Err(Violation::new(
             path,
             "must be `measurement,tags fields [timestamp]`",
             Some(Value::from(line)),
         ));
-        return None;
     }
     // Counted before anything is split: a line of two million commas costs one scan.
     let commas = |text: &str| text.bytes().filter(|b| *b == b',').count();
     if commas(parts[0]) > MAX_TAGS {
-        violations.push(Violation::new(
+        return Err(Violation::new(
             format!("{path}.tags"),
             format!("more than {MAX_TAGS} tags; at most {MAX_TAGS} per line"),
             None,
         ));
-        return None;
     }
     if commas(parts[1]) + 1 > MAX_FIELDS {
-        violations.push(Violation::new(
+        return Err(Violation::new(
             format!("{path}.fields"),
             format!("more than {MAX_FIELDS} fields; at most {MAX_FIELDS} per line"),
             None,
         ));
-        return None;
     }
-    let series = split_unescaped_by_influx_rules(parts[0], b',');
+    Ok(parts)
+}
+
+/// The `machine_id` tag of the measurement-and-tags section.
+fn machine_tag(series: &str, path: &str) -> Result<String, Violation> {
+    let series = split_unescaped_by_influx_rules(series, b',');
     if unescape_series(series[0]) != MEASUREMENT {
-        violations.push(Violation::new(
+        return Err(Violation::new(
             format!("{path}.measurement"),
             "must be sensor_readings",
             Some(Value::from(unescape_series(series[0]))),
         ));
-        return None;
     }
     let mut machine = None;
     for tag in &series[1..] {
@@ -324,74 +346,60 @@ fn parse_line(
             // factory_id, sensor_type, location (and a Telegraf `host`) come from the registry.
             [_, _] => {}
             _ => {
-                violations.push(Violation::new(
+                return Err(Violation::new(
                     format!("{path}.tags"),
                     "must be key=value pairs",
                     Some(Value::from(unescape_series(tag))),
                 ));
-                return None;
             }
         }
     }
-    let Some(machine) = machine else {
-        violations.push(Violation::new(
+    machine.ok_or_else(|| {
+        Violation::new(
             format!("{path}.machine_id"),
             "tag machine_id is required",
             None,
-        ));
-        return None;
-    };
-    // The first bad field refuses the line: one error per line keeps the answer bounded.
+        )
+    })
+}
+
+fn field_pairs(fields: &str, path: &str) -> Result<Vec<(Field, f64)>, Violation> {
     let mut pairs = Vec::new();
-    for field in split_unescaped(parts[1], ',') {
+    for field in split_unescaped(fields, ',') {
         let Some((key, value)) = field.split_once('=') else {
-            violations.push(Violation::new(
+            return Err(Violation::new(
                 format!("{path}.fields"),
                 "must be key=value pairs",
                 Some(Value::from(field.clone())),
             ));
-            return None;
         };
         let Some(known) = Field::parse(key) else {
-            violations.push(Violation::new(
+            return Err(Violation::new(
                 format!("{path}.{key}"),
                 "unknown field; expected temperature, pressure or speed",
                 None,
             ));
-            return None;
         };
-        match field_value(value) {
-            Ok(v) => pairs.push((known, v)),
-            Err(message) => {
-                violations.push(Violation::new(
-                    format!("{path}.{key}"),
-                    message,
-                    Some(Value::from(value)),
-                ));
-                return None;
-            }
-        }
+        let value = field_value(value).map_err(|message| {
+            Violation::new(format!("{path}.{key}"), message, Some(Value::from(value)))
+        })?;
+        pairs.push((known, value));
     }
-    let timestamp = match parts.get(2) {
-        None => Ok(now),
-        Some(text) => text
-            .parse::<i64>()
-            .ok()
-            .and_then(|v| precision.to_nanos(v))
-            .map(Timestamp::from_nanos)
-            .ok_or_else(|| {
-                Violation::new(
-                    format!("{path}.timestamp"),
-                    "must be an integer in the request's precision",
-                    Some(Value::from(*text)),
-                )
-            }),
-    };
-    Some(Line {
-        machine,
-        timestamp,
-        values: values_from(&pairs),
-    })
+    Ok(pairs)
+}
+
+fn line_timestamp(text: &str, path: &str, precision: Precision) -> Result<Timestamp, Violation> {
+    text.parse::<i64>()
+        .ok()
+        .and_then(|v| precision.to_nanos(v))
+        .map(Timestamp::from_nanos)
+        .ok_or_else(|| {
+            Violation::new(
+                format!("{path}.timestamp"),
+                "must be an integer in the request's precision",
+                Some(Value::from(text)),
+            )
+        })
 }
 
 /// Parses and validates a line-protocol body with the same rules as the JSON batch.
@@ -402,6 +410,52 @@ pub fn parse(
     rules: &ReadingRules,
     limits: &BatchLimits,
 ) -> Result<ParsedBatch, BatchError> {
+    let lines = body_lines(body, limits)?;
+    let mut violations = Vec::new();
+    let mut machines = Machines::default();
+    let mut unattributed = 0;
+    for (i, line) in lines {
+        let path = format!("line[{i}]");
+        let Some(parsed) = parse_line(line, &path, precision, rules.now, &mut violations) else {
+            unattributed += 1;
+            continue;
+        };
+        let machine = machines.slot(&parsed.machine, &path, limits, &mut violations)?;
+        match rules.reading(
+            || path.clone(),
+            parsed.timestamp,
+            parsed.values,
+            &mut violations,
+        ) {
+            Some(reading) if machine.machine_id.is_some() => machine.readings.push(reading),
+            _ => machine.rejected += 1,
+        }
+    }
+    let mut machines = machines.list;
+    if unattributed > 0 {
+        // Lines too broken to name a machine still count as rejected readings.
+        machines.push(MachineBatch {
+            index: machines.len(),
+            raw_machine_id: String::new(),
+            machine_id: None,
+            readings: Vec::new(),
+            rejected: unattributed,
+            path: "body".to_owned(),
+            claimed_sensor_type: None,
+        });
+    }
+    Ok(ParsedBatch {
+        gateway_id: None,
+        machines,
+        violations,
+    })
+}
+
+/// The lines that carry data (not blank, not `#` comments), numbered as in the body.
+fn body_lines<'a>(
+    body: &'a str,
+    limits: &BatchLimits,
+) -> Result<Vec<(usize, &'a str)>, BatchError> {
     let lines: Vec<(usize, &str)> = body
         .lines()
         .enumerate()
@@ -426,78 +480,59 @@ pub fn parse(
             None,
         )));
     }
-    let mut violations = Vec::new();
-    let mut machines: Vec<MachineBatch> = Vec::new();
-    let mut by_machine: HashMap<String, usize> = HashMap::new();
-    let mut unattributed = 0;
-    for (i, line) in lines {
-        let path = format!("line[{i}]");
-        let Some(parsed) = parse_line(line, &path, precision, rules.now, &mut violations) else {
-            unattributed += 1;
-            continue;
-        };
-        let slot = match by_machine.get(&parsed.machine) {
-            Some(slot) => *slot,
-            None => {
-                if machines.len() >= limits.max_machines {
-                    return Err(BatchError::TooLarge(Violation::new(
-                        "body",
-                        format!(
-                            "names more than {} machines; at most {} per request",
-                            limits.max_machines, limits.max_machines
-                        ),
-                        None,
-                    )));
-                }
-                let machine_id = parsed.machine.parse::<MachineId>().ok();
-                if machine_id.is_none() {
-                    violations.push(Violation::new(
-                        format!("{path}.machine_id"),
-                        "must be a UUID",
-                        Some(Value::from(parsed.machine.clone())),
-                    ));
-                }
-                machines.push(MachineBatch {
-                    index: machines.len(),
-                    raw_machine_id: parsed.machine.clone(),
-                    machine_id,
-                    readings: Vec::new(),
-                    rejected: 0,
-                    path: path.clone(),
-                    claimed_sensor_type: None,
-                });
-                by_machine.insert(parsed.machine.clone(), machines.len() - 1);
-                machines.len() - 1
-            }
-        };
-        let machine = &mut machines[slot];
-        match rules.reading(
-            || path.clone(),
-            parsed.timestamp,
-            parsed.values,
-            &mut violations,
-        ) {
-            Some(reading) if machine.machine_id.is_some() => machine.readings.push(reading),
-            _ => machine.rejected += 1,
+    Ok(lines)
+}
+
+/// The machines of a body in order of first appearance, so lines group by machine.
+#[derive(Default)]
+struct Machines {
+    list: Vec<MachineBatch>,
+    by_id: HashMap<String, usize>,
+}
+
+impl Machines {
+    /// The batch of machine `raw_id`, opened at its first line (`path`).
+    fn slot(
+        &mut self,
+        raw_id: &str,
+        path: &str,
+        limits: &BatchLimits,
+        violations: &mut Vec<Violation>,
+    ) -> Result<&mut MachineBatch, BatchError> {
+        if let Some(&slot) = self.by_id.get(raw_id) {
+            return Ok(&mut self.list[slot]);
         }
-    }
-    if unattributed > 0 {
-        // Lines too broken to name a machine still count as rejected readings.
-        machines.push(MachineBatch {
-            index: machines.len(),
-            raw_machine_id: String::new(),
-            machine_id: None,
+        if self.list.len() >= limits.max_machines {
+            return Err(BatchError::TooLarge(Violation::new(
+                "body",
+                format!(
+                    "names more than {} machines; at most {} per request",
+                    limits.max_machines, limits.max_machines
+                ),
+                None,
+            )));
+        }
+        let machine_id = raw_id.parse::<MachineId>().ok();
+        if machine_id.is_none() {
+            violations.push(Violation::new(
+                format!("{path}.machine_id"),
+                "must be a UUID",
+                Some(Value::from(raw_id)),
+            ));
+        }
+        let slot = self.list.len();
+        self.by_id.insert(raw_id.to_owned(), slot);
+        self.list.push(MachineBatch {
+            index: slot,
+            raw_machine_id: raw_id.to_owned(),
+            machine_id,
             readings: Vec::new(),
-            rejected: unattributed,
-            path: "body".to_owned(),
+            rejected: 0,
+            path: path.to_owned(),
             claimed_sensor_type: None,
         });
+        Ok(&mut self.list[slot])
     }
-    Ok(ParsedBatch {
-        gateway_id: None,
-        machines,
-        violations,
-    })
 }
 
 /// Reads back one encoded line (tests, and tools that replay what was written).

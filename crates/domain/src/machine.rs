@@ -19,6 +19,7 @@ pub enum ParseMachineError {
 }
 
 /// Operational state of a machine; mirrors the CHECK constraint on `machine_metadata.status`.
+#[cfg_attr(feature = "sql", derive(diesel::expression::AsExpression, diesel::deserialize::FromSqlRow), diesel(sql_type = diesel::sql_types::Text))]
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum MachineStatus {

@@ -20,9 +20,7 @@ pub enum TopicError {
 /// Where a telemetry message came from, according to its topic.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct TelemetryTopic {
-    /// The factory segment.
     pub factory_id: FactoryId,
-    /// The machine segment.
     pub machine_id: MachineId,
 }
 

@@ -22,11 +22,9 @@ pub enum Permission {
     ReadMachines,
     /// Read history and latest values.
     ReadSensorData,
-    /// Send telemetry.
     WriteSensorData,
     /// Register and edit machines.
     WriteMachines,
-    /// Remove machines.
     DeleteMachines,
     /// Read system settings.
     ReadConfig,
@@ -40,7 +38,6 @@ pub enum Permission {
     DeleteUsers,
     /// Read the audit log.
     ReadAudit,
-    /// Acknowledge alerts.
     AcknowledgeAlerts,
 }
 
@@ -113,6 +110,7 @@ impl fmt::Display for Permission {
 }
 
 /// Who someone is in the plant.
+#[cfg_attr(feature = "sql", derive(diesel::expression::AsExpression, diesel::deserialize::FromSqlRow), diesel(sql_type = diesel::sql_types::Text))]
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Role {

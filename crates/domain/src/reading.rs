@@ -126,7 +126,6 @@ pub struct ReadingRules {
     pub max_future_skew_secs: i64,
     /// Readings older than this are refused (the raw retention: they would be dropped).
     pub max_age_secs: i64,
-    /// The reference time.
     pub now: Timestamp,
 }
 

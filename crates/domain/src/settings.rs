@@ -32,11 +32,9 @@ pub enum SettingKind {
 #[derive(Debug, Clone, Copy, PartialEq, Serialize)]
 #[serde(untagged)]
 pub enum SettingValue {
-    /// A number.
     Float(f64),
     /// A whole number.
     Integer(i64),
-    /// A switch.
     Boolean(bool),
 }
 
@@ -146,7 +144,6 @@ const fn integer(
 /// longer yields a silent 0.
 #[derive(Debug)]
 pub struct Setting<T> {
-    /// The stored name.
     pub name: &'static str,
     value_type: std::marker::PhantomData<fn() -> T>,
 }

@@ -19,6 +19,7 @@ pub enum ParseUserError {
 }
 
 /// A user's identity.
+#[cfg_attr(feature = "sql", derive(diesel::expression::AsExpression, diesel::deserialize::FromSqlRow), diesel(sql_type = diesel::sql_types::Uuid))]
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(transparent)]
 pub struct UserId(Uuid);
@@ -37,6 +38,7 @@ impl From<Uuid> for UserId {
 }
 
 /// A gateway client's identity (the subject of its tokens).
+#[cfg_attr(feature = "sql", derive(diesel::expression::AsExpression, diesel::deserialize::FromSqlRow), diesel(sql_type = diesel::sql_types::Uuid))]
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(transparent)]
 pub struct GatewayId(Uuid);
@@ -45,6 +47,12 @@ impl GatewayId {
     /// The underlying UUID, for storage adapters.
     pub fn as_uuid(&self) -> &Uuid {
         &self.0
+    }
+}
+
+impl From<Uuid> for GatewayId {
+    fn from(id: Uuid) -> Self {
+        Self(id)
     }
 }
 

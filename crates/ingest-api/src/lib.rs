@@ -12,9 +12,9 @@ use platform::auth::Verification;
 use platform::clients::Backends;
 use platform::health::{Dependency, Probe, Readiness};
 use platform::metrics::Metrics;
-use platform::settings_store::LiveSettings;
 use platform::{Application, ServiceName, ServiceParts, Settings, StartupError};
 use std::time::Duration;
+use storage::settings::LiveSettings;
 use telemetry_writer::WritePathParts;
 
 /// What the handler shares.
@@ -73,5 +73,11 @@ pub async fn build(settings: &Settings) -> Result<Application, StartupError> {
     };
     let app = Application::build(settings, parts)?;
     shared.run_in(&app);
+    telemetry_writer::jobs::run_in(
+        &app,
+        shared.alert_engine(backends.pg.clone(), backends.redis.clone()),
+        backends.influx.clone(),
+        backends.redis.clone(),
+    );
     Ok(app)
 }

@@ -11,7 +11,6 @@ use uuid::Uuid;
 
 /// This minute's counter of one caller.
 pub struct RateWindow {
-    /// The Redis key.
     pub key: String,
     seconds_left: i64,
 }
@@ -21,7 +20,7 @@ impl RateWindow {
     pub fn current(redis: &RedisClient, caller: &Uuid) -> Self {
         let now = chrono::Utc::now().timestamp();
         Self {
-            key: redis.key(&format!("ratelimit:ingest:{caller}:{}", now / 60)),
+            key: redis.key(&platform::redis_keys::ingest_rate(caller, now / 60)),
             seconds_left: 60 - now % 60,
         }
     }

@@ -13,10 +13,10 @@ use platform::ApiError;
 use platform::auth::{Authenticated, require};
 use platform::error::ErrorCode;
 use platform::error::FieldError;
-use platform::registry::MachineInfo;
-use serde_json::json;
+use serde::Serialize;
 use std::collections::HashMap;
 use std::time::Instant;
+use storage::registry::MachineInfo;
 use telemetry_writer::admit;
 
 /// Raw bodies up to this size are read; the `ingest_max_body_bytes` setting (≤ 16 MiB)
@@ -68,6 +68,66 @@ struct ReadingBody {
     speed: Option<f64>,
 }
 
+/// What became of a batch.
+#[derive(Serialize, utoipa::ToSchema)]
+struct IngestAnswer<'a> {
+    status: BatchStatus,
+    message: String,
+    summary: IngestSummary<'a>,
+    /// The batch's `gateway_id`, or the caller's name when it gave none.
+    gateway_id: &'a str,
+    /// Readings stored.
+    stored: usize,
+    /// Readings refused.
+    rejected: usize,
+    /// One entry per machine entry of the batch, in its order.
+    details: Vec<MachineOutcome<'a>>,
+    /// Every refused field (at most `MAX_FIELD_ERRORS`, then a count); only with `partial`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    errors: Option<Vec<FieldError>>,
+}
+
+/// `success` (201): every reading stored; `partial` (207): some refused.
+#[derive(Serialize, utoipa::ToSchema)]
+#[serde(rename_all = "lowercase")]
+enum BatchStatus {
+    Success,
+    Partial,
+}
+
+/// The seed's summary of a batch.
+#[derive(Serialize, utoipa::ToSchema)]
+struct IngestSummary<'a> {
+    gateway_id: &'a str,
+    /// RFC 3339, microseconds, UTC.
+    processed_at: String,
+    /// Entries of the batch (the seed counts `len(batch)`).
+    total_machines: usize,
+    /// Readings stored.
+    total_readings: usize,
+}
+
+/// What became of one machine's readings.
+#[derive(Serialize, utoipa::ToSchema)]
+struct MachineOutcome<'a> {
+    /// As the batch spelled it; null when it named none.
+    machine_id: Option<&'a str>,
+    /// Readings stored: the seed's name for `stored`.
+    readings_count: usize,
+    status: MachineBatchStatus,
+    stored: usize,
+    rejected: usize,
+}
+
+/// `success`: every reading stored; `partial`: some; `rejected`: none.
+#[derive(Serialize, utoipa::ToSchema)]
+#[serde(rename_all = "lowercase")]
+enum MachineBatchStatus {
+    Success,
+    Partial,
+    Rejected,
+}
+
 /// The answer's `errors`: at most [`platform::error::MAX_FIELD_ERRORS`], then a count.
 fn field_errors(violations: &[Violation]) -> Vec<FieldError> {
     let listed = violations.len().min(platform::error::MAX_FIELD_ERRORS);
@@ -108,7 +168,7 @@ async fn check_registry(
     let mut also = vec![window.key.clone()];
     also.extend(
         ids.iter()
-            .map(|id| platform::alerts::open_key(state.writer.redis(), id.as_uuid())),
+            .map(|id| storage::alerts::open_key(state.writer.redis(), id.as_uuid())),
     );
     let (found, counters) = state.writer.lookup(&ids, &also).await.map_err(|err| {
         tracing::error!(error = %err, "machine registry unavailable (Redis and Postgres)");
@@ -155,8 +215,8 @@ async fn check_registry(
         (IngestRequest = "application/json"),
         (String = "text/plain", example = "sensor_readings,machine_id=0b6f1c3e-8a51-4c7e-9a01-000000000001 temperature=72.5 1763807400000000000"))),
     responses(
-        (status = 201, description = "Everything stored: `{status: success, message, summary: {gateway_id, processed_at, total_machines, total_readings}, details: [{machine_id, readings_count, status, stored, rejected}], stored, rejected: 0}`"),
-        (status = 207, description = "Partly stored: as 201 with `status: partial`, per-machine `status` success/partial/rejected, and `errors: [{field, error, value}]`"),
+        (status = 201, body = IngestAnswer, description = "Every reading stored (`status: success`)"),
+        (status = 207, body = IngestAnswer, description = "Some readings stored, the rest refused (`status: partial`, with `errors`)"),
         (status = 400, description = "Nothing valid, or a malformed body", body = platform::openapi::ErrorResponse),
         (status = 401, description = "No valid token", body = platform::openapi::ErrorResponse),
         (status = 403, description = "Not write:sensor_data", body = platform::openapi::ErrorResponse),
@@ -172,51 +232,7 @@ async fn ingest(
 ) -> Result<HttpResponse, ApiError> {
     let deadline = Instant::now() + state.deadline;
     let window = RateWindow::current(state.writer.redis(), &caller.subject);
-    let format = body::format(&req)?;
-    let (rules, limits) = (
-        state.settings.reading_rules(),
-        state.settings.batch_limits(),
-    );
-    let max_body = state
-        .settings
-        .get(domain::settings::key::INGEST_MAX_BODY_BYTES) as usize;
-    let body = body::decode(&req, raw, max_body)?;
-
-    let started = Instant::now();
-    let parsed = match format {
-        Format::Json => {
-            platform::extract::check_json_text(&body)?;
-            domain::ingest::parse_json(&body, &rules, &limits)
-        }
-        Format::LineProtocol(precision) => match std::str::from_utf8(&body) {
-            Ok(text) => line_protocol::parse(text, precision, &rules, &limits),
-            Err(_) => return Err(ApiError::malformed_body("line protocol must be UTF-8")),
-        },
-    };
-    let mut parsed = match parsed {
-        Ok(parsed) => parsed,
-        Err(BatchError::Malformed(v)) => {
-            return Err(
-                ApiError::malformed_body(format!("invalid request body: {}", v.message))
-                    .with_errors(field_errors(&[v])),
-            );
-        }
-        Err(BatchError::TooLarge(v)) => {
-            return Err(ApiError::new(ErrorCode::PayloadTooLarge, v.message.clone())
-                .with_errors(field_errors(&[v])));
-        }
-    };
-    state
-        .metrics
-        .rejected("validation", parsed.rejected_readings());
-    tracing::debug!(
-        gateway_id = parsed.gateway_id.as_deref().unwrap_or(&caller.username),
-        machines = parsed.machines.len(),
-        readings = parsed.valid_readings(),
-        rejected = parsed.rejected_readings(),
-        validation_us = started.elapsed().as_micros() as u64,
-        "payload validated"
-    );
+    let mut parsed = parse(&state, &req, raw, &caller.username)?;
 
     let Registered { known, open_alerts } = check_registry(&state, &mut parsed, &window).await?;
     log_label_mismatches(&parsed, &known);
@@ -234,8 +250,80 @@ async fn ingest(
         .filter(|m| !m.readings.is_empty())
         .filter_map(|m| Some((known.get(&m.machine_id?)?, m.readings.as_slice())))
         .collect();
-    let lines = telemetry_writer::encode(written.iter().copied());
+    store(&state, &written, stored, deadline).await?;
+    state
+        .writer
+        .after_store(&written, |pipe| window.count(pipe), Some(&open_alerts))
+        .await;
 
+    Ok(answer(&parsed, &caller.username, stored))
+}
+
+/// Decodes the body and validates it reading by reading: JSON (optionally gzip) or line
+/// protocol. Refuses it whole only when it is malformed or too large.
+fn parse(
+    state: &IngestState,
+    req: &HttpRequest,
+    raw: web::Bytes,
+    caller: &str,
+) -> Result<ParsedBatch, ApiError> {
+    let format = body::format(req)?;
+    let (rules, limits) = (
+        state.settings.reading_rules(),
+        state.settings.batch_limits(),
+    );
+    let max_body = state
+        .settings
+        .get(domain::settings::key::INGEST_MAX_BODY_BYTES) as usize;
+    let body = body::decode(req, raw, max_body)?;
+
+    let started = Instant::now();
+    let parsed = match format {
+        Format::Json => {
+            platform::extract::check_json_text(&body)?;
+            domain::ingest::parse_json(&body, &rules, &limits)
+        }
+        Format::LineProtocol(precision) => match std::str::from_utf8(&body) {
+            Ok(text) => line_protocol::parse(text, precision, &rules, &limits),
+            Err(_) => return Err(ApiError::malformed_body("line protocol must be UTF-8")),
+        },
+    };
+    let parsed = match parsed {
+        Ok(parsed) => parsed,
+        Err(BatchError::Malformed(v)) => {
+            return Err(
+                ApiError::malformed_body(format!("invalid request body: {}", v.message))
+                    .with_errors(field_errors(&[v])),
+            );
+        }
+        Err(BatchError::TooLarge(v)) => {
+            return Err(ApiError::new(ErrorCode::PayloadTooLarge, v.message.clone())
+                .with_errors(field_errors(&[v])));
+        }
+    };
+    state
+        .metrics
+        .rejected("validation", parsed.rejected_readings());
+    tracing::debug!(
+        gateway_id = parsed.gateway_id.as_deref().unwrap_or(caller),
+        machines = parsed.machines.len(),
+        readings = parsed.valid_readings(),
+        rejected = parsed.rejected_readings(),
+        validation_us = started.elapsed().as_micros() as u64,
+        "payload validated"
+    );
+    Ok(parsed)
+}
+
+/// Writes the readings to InfluxDB within the deadline (up to 3 attempts); 503 when the
+/// write was not acknowledged, then nothing is stored.
+async fn store(
+    state: &IngestState,
+    written: &[(&MachineInfo, &[domain::reading::Reading])],
+    stored: usize,
+    deadline: Instant,
+) -> Result<(), ApiError> {
+    let lines = telemetry_writer::encode(written.iter().copied());
     let write_started = Instant::now();
     let outcome = state.writer.write_within(lines, deadline, 3).await;
     state
@@ -261,12 +349,7 @@ async fn ingest(
         .with_label_values(&["stored", ""])
         .inc_by(stored as u64);
     state.metrics.batch_readings.observe(stored as f64);
-    state
-        .writer
-        .after_store(&written, |pipe| window.count(pipe), Some(&open_alerts))
-        .await;
-
-    Ok(answer(&parsed, &caller.username, stored))
+    Ok(())
 }
 
 /// Logs where a gateway names a machine's sensors differently from the registry: the
@@ -295,34 +378,31 @@ fn log_label_mismatches(parsed: &ParsedBatch, known: &HashMap<MachineId, Machine
 /// `details`, plus our counts and every rejected field.
 fn answer(parsed: &ParsedBatch, caller: &str, stored: usize) -> HttpResponse {
     let rejected = parsed.rejected_readings();
-    let details: Vec<_> = parsed
+    let details = parsed
         .machines
         .iter()
-        .map(|m| {
-            let status = match (m.readings.len(), m.rejected) {
-                (0, _) => "rejected",
-                (_, 0) => "success",
-                _ => "partial",
-            };
-            json!({
-                "machine_id": if m.raw_machine_id.is_empty() { serde_json::Value::Null } else { m.raw_machine_id.clone().into() },
-                "readings_count": m.readings.len(),
-                "status": status,
-                "stored": m.readings.len(),
-                "rejected": m.rejected,
-            })
+        .map(|m| MachineOutcome {
+            machine_id: Some(m.raw_machine_id.as_str()).filter(|id| !id.is_empty()),
+            readings_count: m.readings.len(),
+            status: match (m.readings.len(), m.rejected) {
+                (0, _) => MachineBatchStatus::Rejected,
+                (_, 0) => MachineBatchStatus::Success,
+                _ => MachineBatchStatus::Partial,
+            },
+            stored: m.readings.len(),
+            rejected: m.rejected,
         })
         .collect();
     let (status, word, message) = if rejected == 0 {
         (
             StatusCode::CREATED,
-            "success",
+            BatchStatus::Success,
             "Batch ingestion completed".to_owned(),
         )
     } else {
         (
             StatusCode::MULTI_STATUS,
-            "partial",
+            BatchStatus::Partial,
             format!("stored {stored} readings, rejected {rejected}"),
         )
     };
@@ -330,22 +410,19 @@ fn answer(parsed: &ParsedBatch, caller: &str, stored: usize) -> HttpResponse {
     // Every entry of the batch (the seed counts `len(batch)`); line protocol's stand-in for
     // lines too broken to name a machine is none.
     let total_machines = parsed.machines.iter().filter(|m| m.path != "body").count();
-    let mut body = json!({
-        "status": word,
-        "message": message,
-        "summary": {
-            "gateway_id": gateway_id,
-            "processed_at": chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Micros, true),
-            "total_machines": total_machines,
-            "total_readings": stored,
+    HttpResponse::build(status).json(IngestAnswer {
+        status: word,
+        message,
+        summary: IngestSummary {
+            gateway_id,
+            processed_at: chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Micros, true),
+            total_machines,
+            total_readings: stored,
         },
-        "gateway_id": gateway_id,
-        "stored": stored,
-        "rejected": rejected,
-        "details": details,
-    });
-    if rejected > 0 {
-        body["errors"] = serde_json::to_value(field_errors(&parsed.violations)).unwrap_or_default();
-    }
-    HttpResponse::build(status).json(body)
+        gateway_id,
+        stored,
+        rejected,
+        details,
+        errors: (rejected > 0).then(|| field_errors(&parsed.violations)),
+    })
 }

@@ -14,7 +14,6 @@ pub enum Reason {
     BadTopic,
     /// Larger than `mqtt.max_payload_bytes`, or more readings than a message may carry.
     TooLarge,
-    /// Not JSON.
     NotJson,
     /// JSON, but not one reading or `{"readings": [...]}`.
     BadShape,
@@ -68,7 +67,6 @@ impl Reason {
 /// A message on its way to the dead-letter topic.
 #[derive(Debug, Clone)]
 pub struct DeadLetter {
-    /// Why.
     pub reason: Reason,
     /// One sentence for a human.
     pub detail: String,

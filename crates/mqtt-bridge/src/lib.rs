@@ -61,25 +61,11 @@ pub async fn build(settings: &Settings) -> Result<Application, StartupError> {
         batch_max_readings: settings.bridge.batch_max_readings,
         linger: Duration::from_millis(settings.bridge.batch_linger_ms),
     };
-    let spool_probe = spool.clone();
     let mut dependencies = vec![
         Dependency::required("mqtt", Probe::Connection(broker.connected_flag())),
         // InfluxDB outages are absorbed by the spool; the registry is read through caches.
         Dependency::optional("influxdb", Probe::Influx(influx)),
-        Dependency::optional(
-            "spool",
-            Probe::Local(Arc::new(move || {
-                let stats = spool_probe.stats();
-                if stats.full {
-                    Err(format!(
-                        "full ({} of {} bytes): messages are not being acknowledged",
-                        stats.pending_bytes, stats.max_bytes
-                    ))
-                } else {
-                    serde_json::to_value(stats).map_err(|e| e.to_string())
-                }
-            })),
-        ),
+        spool_dependency(spool.clone()),
     ];
     dependencies.extend(backends.optional_stores());
     let readiness = Readiness::new(dependencies, Duration::from_secs(2));
@@ -114,6 +100,24 @@ pub async fn build(settings: &Settings) -> Result<Application, StartupError> {
         spool.close();
     });
     Ok(app)
+}
+
+/// Ready while the spool has room; full means messages are no longer acknowledged.
+fn spool_dependency(spool: Spool) -> Dependency {
+    Dependency::optional(
+        "spool",
+        Probe::Local(Arc::new(move || {
+            let stats = spool.stats();
+            if stats.full {
+                Err(format!(
+                    "full ({} of {} bytes): messages are not being acknowledged",
+                    stats.pending_bytes, stats.max_bytes
+                ))
+            } else {
+                serde_json::to_value(stats).map_err(|e| e.to_string())
+            }
+        })),
+    )
 }
 
 /// The `interval` fsync policy's tick, and the spool gauges.

@@ -11,10 +11,9 @@ use domain::MachineId;
 use domain::mqtt::TelemetryTopic;
 use domain::reading::{Reading, ReadingRules};
 use platform::influx::InfluxError;
-use platform::registry::MachineInfo;
-use platform::settings_store::LiveSettings;
-use std::collections::HashMap;
 use std::time::{Duration, Instant};
+use storage::registry::{Found, MachineInfo};
+use storage::settings::LiveSettings;
 use telemetry_writer::{TelemetryWriter, admit};
 use tokio_util::sync::CancellationToken;
 
@@ -30,7 +29,6 @@ pub struct Pipeline {
     pub settings: LiveSettings,
     /// Dead letters go out through the bridge's own MQTT session.
     pub dead_letters: DeadLetterOutbox,
-    /// Counters.
     pub metrics: BridgeMetrics,
     /// Deployment topic prefix (empty in production).
     pub topic_prefix: String,
@@ -219,41 +217,7 @@ impl Pipeline {
             return false;
         };
         let messages = batch.items.len();
-        let mut letters: Vec<(DeadLetter, Record)> = Vec::new();
-        let mut stored: Vec<(MachineInfo, Vec<Reading>, Record)> = Vec::new();
-        for item in batch.items {
-            let (topic, readings, problems, record) = match item {
-                Item::Dead(letter, record) => {
-                    letters.push((letter, record));
-                    continue;
-                }
-                Item::Telemetry {
-                    topic,
-                    readings,
-                    problems,
-                    record,
-                } => (topic, readings, problems, record),
-            };
-            let entry = machines.get(&topic.machine_id).and_then(Option::as_ref);
-            match admit(entry, Some(topic.factory_id.as_ref())) {
-                Err(refusal) => letters.push((
-                    DeadLetter::new(
-                        Reason::of_refusal(&refusal),
-                        refusal.describe(&topic.machine_id),
-                    ),
-                    record,
-                )),
-                Ok(info) => {
-                    let info = info.clone();
-                    if let Some(letter) = problems {
-                        letters.push((letter, record.clone()));
-                    }
-                    if !readings.is_empty() {
-                        stored.push((info, readings, record));
-                    }
-                }
-            }
-        }
+        let (stored, mut letters) = admit_items(batch.items, &machines);
         let Some(rejected) = self.write(&stored, shutdown).await else {
             return false;
         };
@@ -267,13 +231,23 @@ impl Pipeline {
                 None => kept.push((info, readings)),
             }
         }
+        self.count_stored(&kept);
+        self.dead_letter(&letters);
+        self.after_store(&kept).await;
+        self.commit(batch.end, messages as u64, shutdown).await
+    }
+
+    fn count_stored(&self, kept: &[(MachineInfo, Vec<Reading>)]) {
         let readings: usize = kept.iter().map(|(_, r)| r.len()).sum();
         self.metrics.readings_stored.inc_by(readings as u64);
         self.metrics.count("stored", kept.len());
         if readings > 0 {
             self.metrics.batch_readings.observe(readings as f64);
         }
-        for (letter, record) in &letters {
+    }
+
+    fn dead_letter(&self, letters: &[(DeadLetter, Record)]) {
+        for (letter, record) in letters {
             self.metrics
                 .dead_letters
                 .with_label_values(&[letter.reason.as_str()])
@@ -287,9 +261,12 @@ impl Pipeline {
             self.dead_letters.publish(letter, record);
         }
         self.metrics.count("dead_lettered", letters.len());
-        self.after_store(&kept).await;
+    }
+
+    /// Frees the spool up to `end`; `false` only when shutdown came first.
+    async fn commit(&mut self, end: Position, messages: u64, shutdown: &CancellationToken) -> bool {
         let mut failures = 0;
-        while let Err(err) = self.spool.commit(batch.end, messages as u64) {
+        while let Err(err) = self.spool.commit(end, messages) {
             // Not committing only means replaying (InfluxDB overwrites identical points).
             failures += 1;
             tracing::error!(error = %err, "spool checkpoint not written; retrying");
@@ -304,11 +281,7 @@ impl Pipeline {
 
     /// The registry entries of the batch's machines, retried while Redis and Postgres are
     /// both away (the messages wait in the spool meanwhile).
-    async fn machines(
-        &self,
-        batch: &Batch,
-        shutdown: &CancellationToken,
-    ) -> Option<HashMap<MachineId, Option<MachineInfo>>> {
+    async fn machines(&self, batch: &Batch, shutdown: &CancellationToken) -> Option<Found> {
         let mut ids: Vec<MachineId> = batch
             .items
             .iter()
@@ -423,6 +396,52 @@ impl Pipeline {
             .collect();
         self.writer.after_store(&written, |_| {}, None).await;
     }
+}
+
+/// Messages the registry admits, with their readings; and what becomes a dead letter.
+type Admitted = (
+    Vec<(MachineInfo, Vec<Reading>, Record)>,
+    Vec<(DeadLetter, Record)>,
+);
+
+/// Splits a batch into what the registry admits and what becomes a dead letter (unparsable,
+/// unknown or refused machines, and the refused part of a partly valid message).
+fn admit_items(items: Vec<Item>, machines: &Found) -> Admitted {
+    let mut letters = Vec::new();
+    let mut stored = Vec::new();
+    for item in items {
+        let (topic, readings, problems, record) = match item {
+            Item::Dead(letter, record) => {
+                letters.push((letter, record));
+                continue;
+            }
+            Item::Telemetry {
+                topic,
+                readings,
+                problems,
+                record,
+            } => (topic, readings, problems, record),
+        };
+        let entry = machines.get(&topic.machine_id).and_then(Option::as_ref);
+        match admit(entry, Some(topic.factory_id.as_ref())) {
+            Err(refusal) => letters.push((
+                DeadLetter::new(
+                    Reason::of_refusal(&refusal),
+                    refusal.describe(&topic.machine_id),
+                ),
+                record,
+            )),
+            Ok(info) => {
+                if let Some(letter) = problems {
+                    letters.push((letter, record.clone()));
+                }
+                if !readings.is_empty() {
+                    stored.push((info.clone(), readings, record));
+                }
+            }
+        }
+    }
+    (stored, letters)
 }
 
 #[cfg(test)]

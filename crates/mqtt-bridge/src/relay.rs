@@ -4,8 +4,8 @@
 //! Redis claim per change makes exactly one of them publish it.
 
 use deadpool_redis::redis;
-use platform::alerts::ALERTS_CHANNEL;
 use platform::redis::RedisClient;
+use platform::redis_keys;
 use tokio_util::sync::CancellationToken;
 
 /// The MQTT topic of a machine's alerts.
@@ -20,7 +20,7 @@ pub async fn alerts_to_mqtt(
     prefix: String,
     shutdown: CancellationToken,
 ) {
-    let channels = [redis.key(ALERTS_CHANNEL)];
+    let channels = [redis.key(redis_keys::ALERTS_CHANNEL)];
     redis
         .for_each_message(&channels, "alert relay", shutdown, None, |_, payload| {
             let (redis, client, prefix) = (&redis, &client, &prefix);
@@ -35,17 +35,17 @@ async fn relay_one(
     prefix: &str,
     payload: &str,
 ) {
-    let Ok(event) = serde_json::from_str::<platform::alerts::AlertEvent>(payload) else {
+    let Ok(event) = serde_json::from_str::<storage::alerts::AlertEvent>(payload) else {
         tracing::warn!("an alert event of another shape; not relayed");
         return;
     };
     let alert = &event.alert;
     let (id, factory, machine) = (&alert.id, &alert.factory_id, &alert.machine_id.to_string());
     // One claim per change (same alert, event and count): the first bridge to claim publishes.
-    let claim = redis.key(&format!(
-        "alert:relayed:{id}:{}:{}",
+    let claim = redis.key(&redis_keys::alert_relayed(
+        id,
         event.event.as_str(),
-        alert.count
+        alert.count,
     ));
     let claimed: Result<Option<String>, _> = redis
         .query(

@@ -39,9 +39,7 @@ pub enum SpoolError {
     /// A file operation failed.
     #[error("spool {path}: {source}")]
     Io {
-        /// The file or folder.
         path: PathBuf,
-        /// The operating system's error.
         source: std::io::Error,
     },
 }
@@ -56,7 +54,6 @@ fn io_error(path: &Path) -> impl FnOnce(std::io::Error) -> SpoolError + '_ {
 /// Where a record ends: segment number and byte offset.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Default)]
 pub struct Position {
-    /// Segment number.
     pub segment: u64,
     /// Byte offset inside the segment.
     pub offset: u64,
@@ -65,7 +62,6 @@ pub struct Position {
 /// One spooled MQTT message.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Record {
-    /// The topic it was published on.
     pub topic: String,
     /// The payload (its first `max_payload_bytes` when it was larger).
     pub payload: Vec<u8>,
@@ -150,7 +146,6 @@ pub struct SpoolStats {
     pub pending_bytes: u64,
     /// Messages not yet stored in InfluxDB.
     pub pending_messages: u64,
-    /// The bound.
     pub max_bytes: u64,
     /// Whether the writer is waiting for room (messages are not being acknowledged).
     pub full: bool,
@@ -163,7 +158,6 @@ pub struct SpoolConfig {
     pub dir: PathBuf,
     /// Total bytes of all segments before the writer waits.
     pub max_bytes: u64,
-    /// Bytes per segment file.
     pub segment_bytes: u64,
     /// fsync every record before it is acknowledged.
     pub fsync_always: bool,
@@ -249,87 +243,118 @@ fn read_record(
     Ok((crc32fast::hash(body) == crc).then_some(body_len))
 }
 
+/// Creates the folder and takes its lock, refusing a folder another bridge holds.
+fn lock_dir(dir: &Path) -> Result<File, SpoolError> {
+    fs::create_dir_all(dir).map_err(io_error(dir))?;
+    let lock_path = dir.join("lock");
+    let lock = OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(&lock_path)
+        .map_err(io_error(&lock_path))?;
+    match lock.try_lock() {
+        Ok(()) => Ok(lock),
+        Err(std::fs::TryLockError::WouldBlock) => Err(SpoolError::InUse(dir.to_owned())),
+        Err(std::fs::TryLockError::Error(source)) => Err(SpoolError::Io {
+            path: lock_path,
+            source,
+        }),
+    }
+}
+
+/// The numbers of the segment files in `dir`, ascending.
+fn list_segments(dir: &Path) -> Result<Vec<u64>, SpoolError> {
+    let mut segments = Vec::new();
+    for entry in fs::read_dir(dir).map_err(io_error(dir))? {
+        let entry = entry.map_err(io_error(dir))?;
+        let name = entry.file_name();
+        if let Some(number) = name
+            .to_str()
+            .and_then(|n| n.strip_suffix(".seg"))
+            .and_then(|n| n.parse::<u64>().ok())
+        {
+            segments.push(number);
+        }
+    }
+    segments.sort_unstable();
+    Ok(segments)
+}
+
+/// Where replay starts: the stored checkpoint, or the start of the oldest segment.
+fn start_checkpoint(dir: &Path, segments: &[u64], first: u64) -> Position {
+    let oldest = Position {
+        segment: first,
+        offset: 0,
+    };
+    match read_checkpoint(dir) {
+        // The checkpoint's segment was already deleted (its rename reached the disk after the
+        // deletion did): everything before `first` is stored.
+        Some(c) if c.segment < first || !segments.contains(&c.segment) => oldest,
+        Some(c) => c,
+        None => oldest,
+    }
+}
+
+/// Deletes the segments behind the checkpoint and cuts torn tails off the others; returns
+/// the segments' sizes and the messages still to replay.
+fn recover_segments(
+    dir: &Path,
+    segments: &[u64],
+    checkpoint: Position,
+) -> Result<(BTreeMap<u64, u64>, u64), SpoolError> {
+    let mut sizes = BTreeMap::new();
+    let mut pending_messages = 0;
+    for &segment in segments {
+        let path = segment_path(dir, segment);
+        if segment < checkpoint.segment {
+            fs::remove_file(&path).map_err(io_error(&path))?;
+            continue;
+        }
+        let from = if segment == checkpoint.segment {
+            checkpoint.offset
+        } else {
+            0
+        };
+        let (count, end) = recover_segment(&path, from)?;
+        pending_messages += count;
+        sizes.insert(segment, end);
+    }
+    Ok((sizes, pending_messages))
+}
+
+/// Counts the intact records of one segment from `from` and cuts off whatever follows them;
+/// returns (count, new length).
+fn recover_segment(path: &Path, from: u64) -> Result<(u64, u64), SpoolError> {
+    let file = OpenOptions::new()
+        .read(true)
+        .write(true)
+        .open(path)
+        .map_err(io_error(path))?;
+    let len = file.metadata().map_err(io_error(path))?.len();
+    let (count, end) = scan(&file, from.min(len), len).map_err(io_error(path))?;
+    if end < len {
+        tracing::warn!(
+            segment = %path.display(),
+            discarded_bytes = len - end,
+            "spool: torn or damaged record at the end of a segment cut off (written but never acknowledged, or damaged on disk)"
+        );
+        file.set_len(end).map_err(io_error(path))?;
+        file.sync_all().map_err(io_error(path))?;
+    }
+    Ok((count, end))
+}
+
 impl Spool {
     /// Opens (or creates) the spool, cuts torn tails and returns it with a reader positioned
     /// at the checkpoint.
     pub fn open(config: SpoolConfig) -> Result<(Self, SpoolReader), SpoolError> {
         let dir = config.dir.clone();
-        fs::create_dir_all(&dir).map_err(io_error(&dir))?;
-        let lock_path = dir.join("lock");
-        let lock = OpenOptions::new()
-            .create(true)
-            .truncate(false)
-            .write(true)
-            .open(&lock_path)
-            .map_err(io_error(&lock_path))?;
-        match lock.try_lock() {
-            Ok(()) => {}
-            Err(std::fs::TryLockError::WouldBlock) => return Err(SpoolError::InUse(dir)),
-            Err(std::fs::TryLockError::Error(source)) => {
-                return Err(SpoolError::Io {
-                    path: lock_path,
-                    source,
-                });
-            }
-        }
-        let mut segments = Vec::new();
-        for entry in fs::read_dir(&dir).map_err(io_error(&dir))? {
-            let entry = entry.map_err(io_error(&dir))?;
-            let name = entry.file_name();
-            if let Some(number) = name
-                .to_str()
-                .and_then(|n| n.strip_suffix(".seg"))
-                .and_then(|n| n.parse::<u64>().ok())
-            {
-                segments.push(number);
-            }
-        }
-        segments.sort_unstable();
+        let lock = lock_dir(&dir)?;
+        let segments = list_segments(&dir)?;
         let first = segments.first().copied().unwrap_or(1);
-        let mut checkpoint = read_checkpoint(&dir).unwrap_or(Position {
-            segment: first,
-            offset: 0,
-        });
-        if checkpoint.segment < first || !segments.contains(&checkpoint.segment) {
-            // The checkpoint's segment was already deleted (its rename reached the disk
-            // after the deletion did): everything before `first` is stored.
-            checkpoint = Position {
-                segment: first,
-                offset: 0,
-            };
-        }
-        let mut sizes = BTreeMap::new();
-        let mut pending_messages = 0;
-        for &segment in &segments {
-            let path = segment_path(&dir, segment);
-            if segment < checkpoint.segment {
-                fs::remove_file(&path).map_err(io_error(&path))?;
-                continue;
-            }
-            let file = OpenOptions::new()
-                .read(true)
-                .write(true)
-                .open(&path)
-                .map_err(io_error(&path))?;
-            let len = file.metadata().map_err(io_error(&path))?.len();
-            let from = if segment == checkpoint.segment {
-                checkpoint.offset.min(len)
-            } else {
-                0
-            };
-            let (count, end) = scan(&file, from, len).map_err(io_error(&path))?;
-            if end < len {
-                tracing::warn!(
-                    segment = %path.display(),
-                    discarded_bytes = len - end,
-                    "spool: torn or damaged record at the end of a segment cut off (written but never acknowledged, or damaged on disk)"
-                );
-                file.set_len(end).map_err(io_error(&path))?;
-                file.sync_all().map_err(io_error(&path))?;
-            }
-            pending_messages += count;
-            sizes.insert(segment, end);
-        }
+        let mut checkpoint = start_checkpoint(&dir, &segments, first);
+        let (mut sizes, pending_messages) = recover_segments(&dir, &segments, checkpoint)?;
         checkpoint.offset = checkpoint
             .offset
             .min(sizes.get(&checkpoint.segment).copied().unwrap_or(0));

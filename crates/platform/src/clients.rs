@@ -10,7 +10,6 @@ use crate::server::StartupError;
 /// PostgreSQL, Redis and InfluxDB clients (nothing connects until first used).
 #[derive(Clone)]
 pub struct Backends {
-    /// The registry database.
     pub pg: PgPool,
     /// Caches, counters, pub/sub.
     pub redis: RedisClient,

@@ -71,9 +71,7 @@ pub struct AuthSettings {
     pub issuer: String,
     /// `aud` of issued tokens, required of verified ones.
     pub audience: String,
-    /// Access-token lifetime.
     pub access_ttl_secs: u64,
-    /// Refresh-token lifetime.
     pub refresh_ttl_secs: u64,
     /// Clock skew tolerated on `exp`/`nbf`.
     pub leeway_secs: u64,
@@ -90,7 +88,6 @@ pub struct AuthSettings {
     pub login_max_failures_per_user: u32,
     /// Failed logins per client address within the window before 429.
     pub login_max_failures_per_ip: u32,
-    /// The throttling window.
     pub login_window_secs: u64,
 }
 
@@ -112,7 +109,6 @@ impl AuthSettings {
     }
 }
 
-/// HTTP listener.
 #[derive(Debug, Clone, Deserialize)]
 pub struct HttpSettings {
     /// Interface to bind; `127.0.0.1` locally, `0.0.0.0` in containers.
@@ -125,7 +121,6 @@ pub struct HttpSettings {
     pub shutdown_timeout_secs: u64,
 }
 
-/// Log output.
 #[derive(Debug, Clone, Deserialize)]
 pub struct LogSettings {
     /// `RUST_LOG`-style filter, e.g. `info,plantline=debug`.
@@ -134,7 +129,6 @@ pub struct LogSettings {
     pub format: LogFormat,
 }
 
-/// Log line format.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum LogFormat {
@@ -175,9 +169,7 @@ pub struct InfluxSettings {
     pub url: String,
     /// Database holding `sensor_readings`.
     pub database: String,
-    /// Optional user for InfluxDB authentication.
     pub username: Option<String>,
-    /// Optional password for InfluxDB authentication.
     pub password: Option<SecretString>,
     /// Upper bound for one HTTP call to InfluxDB.
     pub timeout_ms: u64,
@@ -193,13 +185,10 @@ pub struct MqttSettings {
     pub url: String,
     /// Stable client id, so the broker keeps the persistent session across restarts.
     pub client_id: String,
-    /// Optional broker user.
     pub username: Option<String>,
-    /// Optional broker password.
     pub password: Option<SecretString>,
     /// Prepended to every topic (tests isolate themselves with it); empty in production.
     pub topic_prefix: String,
-    /// Seconds between keep-alive pings.
     pub keep_alive_secs: u64,
     /// `3.1.1` or `5`.
     pub protocol: String,
@@ -246,7 +235,6 @@ pub struct BridgeSettings {
     pub spool_dir: String,
     /// Spool size at which the bridge stops taking messages (the broker holds them).
     pub spool_max_bytes: u64,
-    /// Size of one spool segment file.
     pub spool_segment_bytes: u64,
     /// `interval` (fsync every `fsync_interval_ms`) or `always` (before every acknowledgement).
     pub fsync: String,
@@ -278,13 +266,18 @@ impl Settings {
         self.http.port.unwrap_or(service.default_port())
     }
 
+    /// Checks every section once at boot; the first problem found is reported.
     fn validate(&self) -> Result<(), ConfigError> {
-        fn invalid(key: &'static str, reason: impl Into<String>) -> ConfigError {
-            ConfigError::Invalid {
-                key,
-                reason: reason.into(),
-            }
-        }
+        self.validate_connections()?;
+        self.stream.validate()?;
+        self.influx.validate()?;
+        self.mqtt.validate()?;
+        self.validate_bridge()?;
+        self.auth.validate()?;
+        self.validate_timeouts()
+    }
+
+    fn validate_connections(&self) -> Result<(), ConfigError> {
         let pg_url = self.postgres.url.expose_secret();
         if !(pg_url.starts_with("postgres://") || pg_url.starts_with("postgresql://")) {
             return Err(invalid("postgres.url", "must start with postgres://"));
@@ -302,61 +295,12 @@ impl Settings {
         if !(self.influx.url.starts_with("http://") || self.influx.url.starts_with("https://")) {
             return Err(invalid("influx.url", "must start with http://"));
         }
-        if !(1..=300).contains(&self.stream.heartbeat_secs) {
-            return Err(invalid("stream.heartbeat_secs", "must be 1 to 300"));
-        }
-        if self.stream.max_per_user == 0 {
-            return Err(invalid("stream.max_per_user", "must be at least 1"));
-        }
-        if !(1..=5200).contains(&self.influx.raw_retention_weeks) {
-            return Err(invalid(
-                "influx.raw_retention_weeks",
-                "must be 1 to 5200 weeks",
-            ));
-        }
-        if self.influx.database.is_empty()
-            || !self
-                .influx
-                .database
-                .bytes()
-                .all(|b| b.is_ascii_alphanumeric() || b == b'_')
-        {
-            return Err(invalid(
-                "influx.database",
-                "must be letters, digits and '_' only",
-            ));
-        }
-        if !(self.mqtt.url.starts_with("tcp://")
-            || self.mqtt.url.starts_with("mqtt://")
-            || self.mqtt.url.starts_with("ssl://"))
-        {
-            return Err(invalid("mqtt.url", "must start with tcp:// or ssl://"));
-        }
-        if !matches!(self.mqtt.protocol.trim(), "3.1.1" | "5" | "5.0") {
-            return Err(invalid("mqtt.protocol", "must be 3.1.1 or 5"));
-        }
-        if self.mqtt.client_id.is_empty() || self.mqtt.client_id.contains(['/', '+', '#']) {
-            return Err(invalid(
-                "mqtt.client_id",
-                "must be non-empty, without '/', '+' or '#'",
-            ));
-        }
-        if self.mqtt.topic_filter.is_empty() || self.mqtt.topic_filter.starts_with('$') {
-            return Err(invalid(
-                "mqtt.topic_filter",
-                "must be a non-empty filter such as factory/+/machine/+/telemetry",
-            ));
-        }
-        if self
-            .mqtt
-            .shared_group()
-            .is_some_and(|g| g.contains(['/', '+', '#']))
-        {
-            return Err(invalid(
-                "mqtt.shared_group",
-                "must not contain '/', '+' or '#'",
-            ));
-        }
+        Ok(())
+    }
+
+    /// The spool bounds depend on the MQTT payload bound: a segment holds at least two
+    /// messages.
+    fn validate_bridge(&self) -> Result<(), ConfigError> {
         if !matches!(self.bridge.fsync.trim(), "interval" | "always") {
             return Err(invalid("bridge.fsync", "must be interval or always"));
         }
@@ -377,24 +321,10 @@ impl Settings {
         if self.bridge.batch_max_readings == 0 {
             return Err(invalid("bridge.batch_max_readings", "must be at least 1"));
         }
-        if self.auth.access_ttl_secs < 60 || self.auth.access_ttl_secs > 3600 {
-            return Err(invalid("auth.access_ttl_secs", "must be 60 to 3600"));
-        }
-        if self.auth.refresh_ttl_secs < self.auth.access_ttl_secs {
-            return Err(invalid(
-                "auth.refresh_ttl_secs",
-                "must be at least auth.access_ttl_secs",
-            ));
-        }
-        if self.auth.leeway_secs > 300 {
-            return Err(invalid("auth.leeway_secs", "must be at most 300"));
-        }
-        if self.auth.revocation_stale_after_ms < 2 * self.auth.revocation_poll_ms {
-            return Err(invalid(
-                "auth.revocation_stale_after_ms",
-                "must be at least twice auth.revocation_poll_ms",
-            ));
-        }
+        Ok(())
+    }
+
+    fn validate_timeouts(&self) -> Result<(), ConfigError> {
         for (key, ms) in [
             ("auth.revocation_poll_ms", self.auth.revocation_poll_ms),
             (
@@ -413,22 +343,121 @@ impl Settings {
     }
 }
 
+fn invalid(key: &'static str, reason: impl Into<String>) -> ConfigError {
+    ConfigError::Invalid {
+        key,
+        reason: reason.into(),
+    }
+}
+
+impl StreamSettings {
+    fn validate(&self) -> Result<(), ConfigError> {
+        if !(1..=300).contains(&self.heartbeat_secs) {
+            return Err(invalid("stream.heartbeat_secs", "must be 1 to 300"));
+        }
+        if self.max_per_user == 0 {
+            return Err(invalid("stream.max_per_user", "must be at least 1"));
+        }
+        Ok(())
+    }
+}
+
+impl InfluxSettings {
+    fn validate(&self) -> Result<(), ConfigError> {
+        if !(1..=5200).contains(&self.raw_retention_weeks) {
+            return Err(invalid(
+                "influx.raw_retention_weeks",
+                "must be 1 to 5200 weeks",
+            ));
+        }
+        if self.database.is_empty()
+            || !self
+                .database
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b == b'_')
+        {
+            return Err(invalid(
+                "influx.database",
+                "must be letters, digits and '_' only",
+            ));
+        }
+        Ok(())
+    }
+}
+
+impl MqttSettings {
+    fn validate(&self) -> Result<(), ConfigError> {
+        if !(self.url.starts_with("tcp://")
+            || self.url.starts_with("mqtt://")
+            || self.url.starts_with("ssl://"))
+        {
+            return Err(invalid("mqtt.url", "must start with tcp:// or ssl://"));
+        }
+        if !matches!(self.protocol.trim(), "3.1.1" | "5" | "5.0") {
+            return Err(invalid("mqtt.protocol", "must be 3.1.1 or 5"));
+        }
+        if self.client_id.is_empty() || self.client_id.contains(['/', '+', '#']) {
+            return Err(invalid(
+                "mqtt.client_id",
+                "must be non-empty, without '/', '+' or '#'",
+            ));
+        }
+        if self.topic_filter.is_empty() || self.topic_filter.starts_with('$') {
+            return Err(invalid(
+                "mqtt.topic_filter",
+                "must be a non-empty filter such as factory/+/machine/+/telemetry",
+            ));
+        }
+        if self
+            .shared_group()
+            .is_some_and(|g| g.contains(['/', '+', '#']))
+        {
+            return Err(invalid(
+                "mqtt.shared_group",
+                "must not contain '/', '+' or '#'",
+            ));
+        }
+        Ok(())
+    }
+}
+
+impl AuthSettings {
+    fn validate(&self) -> Result<(), ConfigError> {
+        if self.access_ttl_secs < 60 || self.access_ttl_secs > 3600 {
+            return Err(invalid("auth.access_ttl_secs", "must be 60 to 3600"));
+        }
+        if self.refresh_ttl_secs < self.access_ttl_secs {
+            return Err(invalid(
+                "auth.refresh_ttl_secs",
+                "must be at least auth.access_ttl_secs",
+            ));
+        }
+        if self.leeway_secs > 300 {
+            return Err(invalid("auth.leeway_secs", "must be at most 300"));
+        }
+        if self.revocation_stale_after_ms < 2 * self.revocation_poll_ms {
+            return Err(invalid(
+                "auth.revocation_stale_after_ms",
+                "must be at least twice auth.revocation_poll_ms",
+            ));
+        }
+        Ok(())
+    }
+}
+
 impl PostgresSettings {
-    /// Connection wait as a [`Duration`].
     pub fn connect_timeout(&self) -> Duration {
         Duration::from_millis(self.connect_timeout_ms)
     }
 }
 
 impl RedisSettings {
-    /// Command bound as a [`Duration`].
     pub fn command_timeout(&self) -> Duration {
         Duration::from_millis(self.command_timeout_ms)
     }
 }
 
 impl InfluxSettings {
-    /// Request bound as a [`Duration`].
     pub fn timeout(&self) -> Duration {
         Duration::from_millis(self.timeout_ms)
     }

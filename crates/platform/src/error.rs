@@ -441,40 +441,6 @@ pub fn conflict_on_duplicate(err: diesel::result::Error, message: &str) -> ApiEr
     }
 }
 
-/// `limit`/`offset` query parameters of list endpoints.
-#[derive(Debug, serde::Deserialize)]
-pub struct Page {
-    /// 1..=500, default 50.
-    pub limit: Option<i64>,
-    /// 0 or more, default 0.
-    pub offset: Option<i64>,
-}
-
-impl Page {
-    /// Checks the bounds, pushing every problem onto `errors`; returns (limit, offset).
-    pub fn check(&self, errors: &mut Vec<FieldError>) -> (i64, i64) {
-        let limit = self.limit.unwrap_or(50);
-        if !(1..=500).contains(&limit) {
-            errors.push(FieldError::parameter("limit", "must be 1 to 500").with_value(limit));
-        }
-        let offset = self.offset.unwrap_or(0);
-        if offset < 0 {
-            errors.push(FieldError::parameter("offset", "must be 0 or more").with_value(offset));
-        }
-        (limit, offset)
-    }
-}
-
-/// The `pagination` object of an offset-paged list: where this page is, how many exist.
-pub fn offset_pagination(limit: i64, offset: i64, shown: usize, total: i64) -> serde_json::Value {
-    serde_json::json!({
-        "limit": limit,
-        "offset": offset,
-        "total": total,
-        "has_more": offset + (shown as i64) < total,
-    })
-}
-
 /// 400 listing every problem, or nothing.
 pub fn reject_if_any(message: &str, errors: Vec<FieldError>) -> Result<(), ApiError> {
     if errors.is_empty() {

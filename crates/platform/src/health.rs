@@ -16,9 +16,7 @@ use std::time::{Duration, Instant};
 /// Something a service talks to.
 #[derive(Clone)]
 pub enum Probe {
-    /// The registry database.
     Postgres(PgPool),
-    /// The cache.
     Redis(RedisClient),
     /// The time-series store.
     Influx(InfluxClient),
@@ -105,7 +103,6 @@ pub struct DependencyState {
 pub struct ReadinessReport {
     /// `ready`, `degraded` (an optional dependency is down) or `not_ready`.
     pub status: &'static str,
-    /// The service answering.
     pub service: &'static str,
     /// Each dependency by name.
     pub dependencies: BTreeMap<&'static str, DependencyState>,

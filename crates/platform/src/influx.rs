@@ -17,7 +17,6 @@ pub const FIELDS: [&str; 3] = ["temperature", "pressure", "speed"];
 /// A retention policy Plantline relies on.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct RetentionPolicy {
-    /// Policy name.
     pub name: &'static str,
     /// How long data is kept, in weeks.
     pub weeks: u32,
@@ -98,7 +97,6 @@ pub struct Series {
     /// Tags the series is grouped by.
     #[serde(default)]
     pub tags: std::collections::BTreeMap<String, String>,
-    /// Column names.
     pub columns: Vec<String>,
     /// Rows of values, aligned with `columns`.
     #[serde(default)]
@@ -401,7 +399,6 @@ impl InfluxClient {
 /// A retention policy as InfluxDB reports it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ExistingRetentionPolicy {
-    /// Policy name.
     pub name: String,
     /// Duration in whole hours (0 = infinite).
     pub duration_hours: u64,
@@ -536,14 +533,6 @@ fn ceil_to(t: chrono::DateTime<chrono::Utc>, width: i64) -> chrono::DateTime<chr
         floor + chrono::Duration::seconds(width)
     }
 }
-
-/// Hours whose rollups missed readings that arrived late (beyond the continuous queries'
-/// two-hour look-back): a sorted set of hour starts (unix seconds), worked off by query-api.
-pub const LATE_HOURS: &str = "rollup:late_hours";
-
-/// A counter bumped whenever late readings changed past rollups: cached aggregates stamped
-/// with an older value are not served.
-pub const ROLLUP_GENERATION: &str = "rollup:generation";
 
 /// How far back the continuous queries recompute; readings older than this when written
 /// must be rolled up by [`InfluxClient::backfill_rollups`].

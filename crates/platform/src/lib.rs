@@ -1,11 +1,9 @@
 //! Plumbing shared by every Plantline service: configuration, logging, the HTTP server
 //! skeleton, the error body and the request boundary, token verification, health and metrics
-//! endpoints, and the clients for PostgreSQL, Redis and InfluxDB. It must not hold a
-//! protocol's business; the registry read model, latest values, alerts and settings storage
-//! still here are to move to the write path and a storage crate (ARCHITECTURE.md).
+//! endpoints, the clients for PostgreSQL, Redis and InfluxDB and the catalogue of Redis names.
+//! It must not hold a protocol's business or a table's queries: those live in `domain`,
+//! `storage` and `telemetry-writer`; signing and revoking tokens live in `auth`.
 
-pub mod alerts;
-pub mod audit;
 pub mod auth;
 pub mod clients;
 pub mod config;
@@ -13,16 +11,13 @@ pub mod error;
 pub mod extract;
 pub mod health;
 pub mod influx;
-pub mod latest;
 pub mod metrics;
 pub mod openapi;
-pub mod password;
+pub mod pagination;
 pub mod postgres;
 pub mod redis;
-pub mod registry;
-pub mod schema;
+pub mod redis_keys;
 pub mod server;
-pub mod settings_store;
 pub mod shutdown;
 pub mod telemetry;
 

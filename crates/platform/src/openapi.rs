@@ -9,6 +9,14 @@ use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
 use utoipa::openapi::{InfoBuilder, LicenseBuilder, OpenApi as Document};
 use utoipa::{OpenApi, ToSchema};
 
+/// The `status` of every successful answer: always `success`.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize, ToSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum Success {
+    #[default]
+    Success,
+}
+
 /// The body of every 4xx and 5xx answer (`ApiError`).
 #[derive(ToSchema)]
 #[allow(dead_code)] // A schema only: the real body is serialised by `ApiError`.
@@ -188,6 +196,12 @@ pub fn without_regex(path: &str) -> String {
 ///     "/api/v1/machines" => { get: machines::list, post: machines::create },
 /// }
 /// ```
+/// The document as served at `/openapi.json` (empty if it cannot be serialised, which a
+/// derived document cannot fail).
+pub fn to_bytes(document: &utoipa::openapi::OpenApi) -> Vec<u8> {
+    serde_json::to_vec(document).unwrap_or_default()
+}
+
 #[macro_export]
 macro_rules! http_routes {
     (
@@ -202,7 +216,7 @@ macro_rules! http_routes {
                         $( .route(::actix_web::web::$method().to($($handler)::+)) )+
                 );
             )*
-            let document = ::serde_json::to_vec(&openapi()).unwrap_or_default();
+            let document = $crate::openapi::to_bytes(&openapi());
             cfg.route(
                 "/openapi.json",
                 ::actix_web::web::get().to(move || {

@@ -16,7 +16,6 @@ pub enum RedisError {
     /// No connection could be had.
     #[error("no Redis connection: {0}")]
     Pool(String),
-    /// The command failed.
     #[error("Redis command failed: {0}")]
     Command(#[from] redis::RedisError),
     /// The command did not finish within `redis.command_timeout_ms`.

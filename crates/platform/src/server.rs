@@ -30,7 +30,6 @@ pub enum ServiceName {
 }
 
 impl ServiceName {
-    /// Every service.
     pub const ALL: [Self; 4] = [
         Self::Auth,
         Self::IngestApi,
@@ -104,7 +103,6 @@ pub fn client_ip(req: &actix_web::HttpRequest) -> String {
 
 /// What a service adds to the common skeleton.
 pub struct ServiceParts<F> {
-    /// Which service this is.
     pub service: ServiceName,
     /// Dependencies `/readyz` checks.
     pub readiness: Readiness,
@@ -144,14 +142,7 @@ impl Application {
         } = parts;
         let tasks = TaskTracker::new();
         let shutdown = CancellationToken::new();
-        let (verifier, unchecked) = match verification {
-            Some(v) => {
-                let cache = v.verifier.revocations().clone();
-                tasks.spawn(cache.run_sync(v.redis, v.poll, shutdown.clone()));
-                (Some(v.verifier), Some(v.unchecked))
-            }
-            None => (None, None),
-        };
+        let verification = start_verification(verification, &tasks, &shutdown);
         let listener =
             TcpListener::bind((settings.http.host.as_str(), settings.port_for(service)))?;
         let port = listener.local_addr()?.port();
@@ -159,10 +150,10 @@ impl Application {
         let readiness = web::Data::new(readiness);
         let metrics_data = web::Data::new(metrics.clone());
 
-        let mut server = HttpServer::new(move || {
+        let server = HttpServer::new(move || {
             let metrics = metrics.clone();
             let mut app = App::new();
-            if let (Some(verifier), Some(unchecked)) = (&verifier, &unchecked) {
+            if let Some((verifier, unchecked)) = &verification {
                 app = app.app_data(verifier.clone()).app_data(unchecked.clone());
             }
             app.app_data(service_data.clone())
@@ -180,24 +171,9 @@ impl Application {
                 }))
                 .wrap(ErrorHandlers::new().default_handler(json_error_responses))
                 .wrap_fn(move |req, srv| {
-                    let request_id = request_id_of(&req);
-                    req.extensions_mut().insert(RequestId(request_id.clone()));
-                    // A closed set: a made-up method must not become a new metric series.
-                    let method = method_label(req.method());
-                    let route = req
-                        .match_pattern()
-                        .unwrap_or_else(|| "unmatched".to_owned());
-                    let quiet = matches!(route.as_str(), "/healthz" | "/readyz" | "/metrics");
-                    let span = tracing::info_span!(
-                        "request",
-                        request_id = %request_id,
-                        method = %method,
-                        route = %route,
-                    );
-                    crate::telemetry::continue_trace(&span, req.headers());
-                    let started = Instant::now();
+                    let (log, span) = RequestLog::start(&req);
                     let response: LocalBoxFuture<'static, actix_web::Result<ServiceResponse>> =
-                        match boundary_refusal(&req, method) {
+                        match boundary_refusal(&req, log.method) {
                             Some(err) => {
                                 let refused = req.error_response(err);
                                 Box::pin(async move { Ok(refused) })
@@ -207,41 +183,14 @@ impl Application {
                                 Box::pin(async move { call.await.map(|r| r.map_into_boxed_body()) })
                             }
                         };
-                    let metrics = metrics.clone();
-                    async move {
-                        let mut response = response.await?;
-                        let status = response.status().as_u16();
-                        let elapsed = started.elapsed();
-                        metrics.observe_request(method, &route, status, elapsed.as_secs_f64());
-                        if let Ok(value) = HeaderValue::from_str(&request_id) {
-                            response.headers_mut().insert(REQUEST_ID, value);
-                        }
-                        let latency_ms = (elapsed.as_secs_f64() * 1e6).round() / 1e3;
-                        if status >= 500 {
-                            tracing::error!(status, latency_ms, "request failed");
-                        } else if quiet {
-                            tracing::debug!(status, latency_ms, "request finished");
-                        } else {
-                            tracing::info!(status, latency_ms, "request finished");
-                        }
-                        Ok(response)
-                    }
-                    .instrument(span)
+                    log.finish(response, metrics.clone()).instrument(span)
                 })
         })
         .disable_signals()
-        .shutdown_timeout(settings.http.shutdown_timeout_secs);
-        // 0 means half the cores (at least one): the services are asynchronous and share
-        // their machine with InfluxDB, nginx and Redis, which need the other half. On the
-        // 2-core reference machine this lifts ingest throughput by ~15% (`make bench`).
-        let workers = match settings.http.workers {
-            0 => std::thread::available_parallelism()
-                .map(|n| (n.get() / 2).max(1))
-                .unwrap_or(1),
-            n => n,
-        };
-        server = server.workers(workers);
-        let server = server.listen(listener)?.run();
+        .shutdown_timeout(settings.http.shutdown_timeout_secs)
+        .workers(worker_count(settings.http.workers))
+        .listen(listener)?
+        .run();
         Ok(Self {
             service,
             port,
@@ -253,7 +202,6 @@ impl Application {
         })
     }
 
-    /// The bound port.
     pub fn port(&self) -> u16 {
         self.port
     }
@@ -326,6 +274,100 @@ impl Application {
             return Err(std::io::Error::other("an essential task failed"));
         }
         Ok(())
+    }
+}
+
+type VerificationData = (
+    web::Data<crate::auth::TokenVerifier>,
+    web::Data<crate::auth::extractor::UncheckedRevocations>,
+);
+
+/// Starts mirroring the revocation list (a background task the shutdown waits for) and
+/// returns what the handlers verify tokens with.
+fn start_verification(
+    verification: Option<crate::auth::Verification>,
+    tasks: &TaskTracker,
+    shutdown: &CancellationToken,
+) -> Option<VerificationData> {
+    let v = verification?;
+    let cache = v.verifier.revocations().clone();
+    tasks.spawn(cache.run_sync(v.redis, v.poll, shutdown.clone()));
+    Some((v.verifier, v.unchecked))
+}
+
+/// 0 means half the cores (at least one): the services are asynchronous and share their
+/// machine with InfluxDB, nginx and Redis, which need the other half. On the 2-core
+/// reference machine this lifts ingest throughput by ~15% (`make bench`).
+fn worker_count(configured: usize) -> usize {
+    match configured {
+        0 => std::thread::available_parallelism()
+            .map(|n| (n.get() / 2).max(1))
+            .unwrap_or(1),
+        n => n,
+    }
+}
+
+/// What the request metrics and log line need, taken before the request is handled.
+struct RequestLog {
+    request_id: String,
+    method: &'static str,
+    route: String,
+    /// Probes and scrapes are logged at debug level, so they do not drown the requests.
+    quiet: bool,
+    started: Instant,
+}
+
+impl RequestLog {
+    /// Settles the request id (kept in the request's extensions for handlers) and opens the
+    /// request's span, continuing the caller's trace.
+    fn start(req: &ServiceRequest) -> (Self, tracing::Span) {
+        let request_id = request_id_of(req);
+        req.extensions_mut().insert(RequestId(request_id.clone()));
+        // A closed set: a made-up method must not become a new metric series.
+        let method = method_label(req.method());
+        let route = req
+            .match_pattern()
+            .unwrap_or_else(|| "unmatched".to_owned());
+        let quiet = matches!(route.as_str(), "/healthz" | "/readyz" | "/metrics");
+        let span = tracing::info_span!(
+            "request",
+            request_id = %request_id,
+            method = %method,
+            route = %route,
+        );
+        crate::telemetry::continue_trace(&span, req.headers());
+        let log = Self {
+            request_id,
+            method,
+            route,
+            quiet,
+            started: Instant::now(),
+        };
+        (log, span)
+    }
+
+    /// Awaits the response, then records its metric, echoes the request id and logs it.
+    async fn finish(
+        self,
+        response: LocalBoxFuture<'static, actix_web::Result<ServiceResponse>>,
+        metrics: Metrics,
+    ) -> actix_web::Result<ServiceResponse> {
+        let mut response = response.await?;
+        let status = response.status().as_u16();
+        let elapsed = self.started.elapsed();
+        metrics.observe_request(self.method, &self.route, status, elapsed.as_secs_f64());
+        if let Ok(value) = HeaderValue::from_str(&self.request_id) {
+            response.headers_mut().insert(REQUEST_ID, value);
+        }
+        let latency_ms = (elapsed.as_secs_f64() * 1e6).round() / 1e3;
+        if status >= 500 {
+            tracing::error!(status, latency_ms, "request failed");
+        } else if self.quiet {
+            tracing::debug!(status, latency_ms, "request finished");
+        } else {
+            tracing::info!(status, latency_ms, "request finished");
+        }
+        Ok(response)
     }
 }
 

@@ -1,14 +1,13 @@
 //! `query-api`: every read (history, latest values, the fleet), the machine registry's and
 //! the settings' writes (audited), alert acknowledgement, the live stream and the
-//! dashboard's files. It must not write telemetry; its two background jobs that write
-//! (inactivity sweep, late-hour rollups) are to move to a worker.
+//! dashboard's files. It must not write telemetry, alerts or rollups: those are the write
+//! path's (`telemetry-writer`, its background jobs run by ingest-api).
 
 mod dashboard;
 mod history;
+mod latest_values;
 mod live;
-pub mod rollups;
 pub mod routes;
-mod store;
 
 use platform::auth::Verification;
 use platform::clients::Backends;
@@ -24,10 +23,10 @@ use std::time::Duration;
 pub(crate) struct QueryState {
     pub pg: PgPool,
     pub redis: RedisClient,
-    pub registry: platform::registry::MachineRegistry,
+    pub registry: storage::registry::MachineRegistry,
     pub influx: InfluxClient,
-    pub settings: platform::settings_store::LiveSettings,
-    pub alerts: platform::alerts::AlertEngine,
+    pub settings: storage::settings::LiveSettings,
+    pub alerts: storage::alerts::AlertEngine,
     pub live: live::LiveHub,
     /// Events skipped for stream clients that fell behind.
     pub stream_lagged: prometheus::IntCounter,
@@ -52,12 +51,9 @@ pub async fn build(settings: &Settings) -> Result<Application, StartupError> {
         Duration::from_secs(2),
     );
     let live_settings =
-        platform::settings_store::LiveSettings::new(settings.influx.raw_retention_weeks);
-    if let Err(err) = live_settings.refresh(&pg).await {
-        tracing::warn!(error = %err, "settings not loaded at start; using defaults until Postgres answers");
-    }
+        storage::settings::LiveSettings::load(settings.influx.raw_retention_weeks, &pg).await;
     let alerts =
-        platform::alerts::AlertEngine::new(pg.clone(), redis.clone(), live_settings.clone());
+        storage::alerts::AlertEngine::new(pg.clone(), redis.clone(), live_settings.clone());
     let hub = live::LiveHub::default();
     let stream_lagged = prometheus::IntCounter::new(
         "stream_events_skipped_total",
@@ -69,7 +65,7 @@ pub async fn build(settings: &Settings) -> Result<Application, StartupError> {
         "Live streams open now (a client that left is released at the next keep-alive)",
     )?;
     metrics.register(Box::new(streams_open.clone()));
-    let registry = platform::registry::MachineRegistry::new(pg.clone(), redis.clone(), 300, 30);
+    let registry = storage::registry::MachineRegistry::new(pg.clone(), redis.clone());
     let state = actix_web::web::Data::new(QueryState {
         live: hub.clone(),
         stream_lagged,
@@ -96,49 +92,7 @@ pub async fn build(settings: &Settings) -> Result<Application, StartupError> {
         },
     };
     let app = Application::build(settings, parts)?;
-    app.spawn_background(live_settings.run_refresh(
-        pg,
-        Duration::from_millis(500),
-        app.shutdown_token(),
-    ));
+    live_settings.keep_fresh(pg, &app);
     app.spawn_background(hub.run(redis.clone(), registry, app.shutdown_token()));
-    app.spawn_background(sweep_inactivity(
-        alerts,
-        Duration::from_secs(5),
-        app.shutdown_token(),
-    ));
-    app.spawn_background(rollups::run(
-        influx,
-        redis,
-        Duration::from_secs(10),
-        app.shutdown_token(),
-    ));
     Ok(app)
-}
-
-/// Checks for silent machines every `every` (each replica does; the upsert is idempotent).
-async fn sweep_inactivity(
-    alerts: platform::alerts::AlertEngine,
-    every: Duration,
-    shutdown: tokio_util::sync::CancellationToken,
-) {
-    let mut failing = false;
-    loop {
-        tokio::select! {
-            () = shutdown.cancelled() => return,
-            () = tokio::time::sleep(every) => {}
-        }
-        match alerts.sweep_inactivity().await {
-            Ok(_) if failing => {
-                failing = false;
-                tracing::info!("inactivity sweep works again");
-            }
-            Ok(_) => {}
-            Err(err) if !failing => {
-                failing = true;
-                tracing::warn!(error = %err, "inactivity sweep failed; retrying");
-            }
-            Err(_) => {}
-        }
-    }
 }

@@ -4,10 +4,10 @@
 //! server's memory; the last events are kept for `Last-Event-ID` resumption.
 
 use platform::redis::RedisClient;
-use platform::registry::MachineRegistry;
 use std::collections::VecDeque;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
+use storage::registry::MachineRegistry;
 use tokio::sync::broadcast;
 use tokio_util::sync::CancellationToken;
 
@@ -23,9 +23,7 @@ pub struct LiveEvent {
     pub kind: &'static str,
     /// The machine it is about.
     pub machine_id: String,
-    /// Its factory.
     pub factory_id: String,
-    /// Its location.
     pub location: String,
     /// The JSON payload as published.
     pub data: String,
@@ -90,7 +88,7 @@ impl LiveHub {
             match subscribed_at {
                 Some(at) => {
                     let noticed =
-                        tokio::time::Instant::from_std(at + platform::latest::AUDIENCE_POLL);
+                        tokio::time::Instant::from_std(at + storage::latest::AUDIENCE_POLL);
                     if tokio::time::Instant::now() >= noticed {
                         return true;
                     }
@@ -150,8 +148,8 @@ impl LiveHub {
         registry: MachineRegistry,
         shutdown: CancellationToken,
     ) {
-        let alerts = [redis.key(platform::alerts::ALERTS_CHANNEL)];
-        let readings = [redis.key(platform::latest::LIVE_CHANNEL)];
+        let alerts = [redis.key(platform::redis_keys::ALERTS_CHANNEL)];
+        let readings = [redis.key(platform::redis_keys::LIVE_READINGS_CHANNEL)];
         let relay_alerts = redis.for_each_message(
             &alerts,
             "live alerts",
@@ -200,7 +198,7 @@ impl LiveHub {
     }
 
     fn on_reading(&self, payload: String) {
-        let Ok(message) = serde_json::from_str::<platform::latest::LiveReadings>(&payload) else {
+        let Ok(message) = serde_json::from_str::<storage::latest::LiveReadings>(&payload) else {
             tracing::warn!("a live-readings message of another shape; skipped");
             return;
         };
@@ -213,7 +211,7 @@ impl LiveHub {
     }
 
     async fn on_alert(&self, payload: String, registry: &MachineRegistry) {
-        let Ok(event) = serde_json::from_str::<platform::alerts::AlertEvent>(&payload) else {
+        let Ok(event) = serde_json::from_str::<storage::alerts::AlertEvent>(&payload) else {
             tracing::warn!("an alert event of another shape; skipped");
             return;
         };

@@ -8,7 +8,6 @@ use std::time::Duration;
 /// A simulated machine: a random walk around typical values for its sensor package.
 #[derive(Debug, Clone)]
 pub struct SimMachine {
-    /// Registry id.
     pub id: String,
     /// Which fields it reports.
     pub sensor_type: String,
@@ -152,7 +151,6 @@ pub struct GatewayClient {
 /// What the ingest endpoint said.
 #[derive(Debug, Clone)]
 pub struct SendOutcome {
-    /// HTTP status.
     pub status: u16,
     /// Seconds to wait before retrying (429/503).
     pub retry_after: Option<u64>,
@@ -161,7 +159,6 @@ pub struct SendOutcome {
 /// One try of [`GatewayClient::deliver`].
 #[derive(Debug)]
 pub enum Attempt {
-    /// The endpoint answered.
     Answered(SendOutcome),
     /// No answer (connection refused, timeout, token request failed).
     Failed(String),

@@ -2,7 +2,7 @@
 //! answer before anything is written.
 
 use domain::{MachineId, MachineStatus};
-use platform::registry::MachineInfo;
+use storage::registry::MachineInfo;
 
 /// Why a machine's readings are not stored.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -60,7 +60,7 @@ pub fn admit<'a>(
     claimed_factory: Option<&str>,
 ) -> Result<&'a MachineInfo, Refusal> {
     let info = entry.ok_or(Refusal::UnknownMachine)?;
-    if info.status() == MachineStatus::Inactive {
+    if info.status == MachineStatus::Inactive {
         return Err(Refusal::InactiveMachine);
     }
     if let Some(claimed) = claimed_factory
@@ -78,13 +78,13 @@ pub fn admit<'a>(
 mod tests {
     use super::*;
 
-    fn machine(status: &str, factory: &str) -> MachineInfo {
+    fn machine(status: MachineStatus, factory: &str) -> MachineInfo {
         MachineInfo {
             id: uuid::Uuid::nil(),
             name: "Mill".into(),
             location: "Hall 1".into(),
             sensor_type: "Vibration".into(),
-            status: status.into(),
+            status,
             factory_id: factory.into(),
         }
     }
@@ -92,9 +92,9 @@ mod tests {
     #[test]
     fn unknown_inactive_and_foreign_machines_are_refused_maintenance_ones_admitted() {
         assert_eq!(admit(None, None), Err(Refusal::UnknownMachine));
-        let off = machine("inactive", "A");
+        let off = machine(MachineStatus::Inactive, "A");
         assert_eq!(admit(Some(&off), None), Err(Refusal::InactiveMachine));
-        let serviced = machine("maintenance", "A");
+        let serviced = machine(MachineStatus::Maintenance, "A");
         assert!(admit(Some(&serviced), Some("A")).is_ok());
         let refusal = admit(Some(&serviced), Some("B")).unwrap_err();
         assert_eq!(refusal.code(), "factory_mismatch");

@@ -10,6 +10,7 @@
 //! the entry points translate its outcomes into their own answers.
 
 mod admission;
+pub mod jobs;
 mod start;
 
 pub use admission::{Refusal, admit};
@@ -19,11 +20,11 @@ use domain::MachineId;
 use domain::line_protocol::{self, SeriesTags};
 use domain::reading::Reading;
 use platform::influx::{InfluxClient, InfluxError};
-use platform::latest::LiveAudience;
 use platform::redis::RedisClient;
-use platform::registry::{Found, MachineInfo, MachineRegistry, RegistryError};
 use std::collections::HashMap;
 use std::time::Instant;
+use storage::latest::LiveAudience;
+use storage::registry::{Found, MachineInfo, MachineRegistry, RegistryError};
 use uuid::Uuid;
 
 /// Machines with their readings, as written (registry entry first: its tags are stored).
@@ -36,7 +37,7 @@ pub struct TelemetryWriter {
     influx: InfluxClient,
     redis: RedisClient,
     audience: LiveAudience,
-    alerts: platform::alerts::AlertEngine,
+    alerts: storage::alerts::AlertEngine,
 }
 
 impl TelemetryWriter {
@@ -88,9 +89,9 @@ impl TelemetryWriter {
         }
         let mut pipe = deadpool_redis::redis::pipe();
         also(&mut pipe);
-        platform::latest::queue(&mut pipe, &self.redis, written, self.audience.listening());
-        platform::latest::queue_late_hours(&mut pipe, &self.redis, written);
-        if let Err(err) = platform::latest::run_pipeline(&self.redis, &pipe).await {
+        storage::latest::queue(&mut pipe, &self.redis, written, self.audience.listening());
+        storage::rollups::queue_late_hours(&mut pipe, &self.redis, written);
+        if let Err(err) = storage::latest::run_pipeline(&self.redis, &pipe).await {
             tracing::warn!(error = %err, "Redis lost: latest values and live updates skipped; retrying on the next batch");
         }
         if let Err(err) = self.alerts.after_store_knowing(written, open_alerts).await {

@@ -3,19 +3,12 @@
 
 use crate::TelemetryWriter;
 use platform::influx::InfluxClient;
-use platform::latest::LiveAudience;
 use platform::postgres::PgPool;
 use platform::redis::RedisClient;
-use platform::registry::MachineRegistry;
-use platform::settings_store::LiveSettings;
 use platform::{Application, Settings};
-use std::time::Duration;
-
-/// How long a registry entry stays in Redis, and an unknown id's "not registered".
-const REGISTRY_TTL_SECS: u64 = 300;
-const UNKNOWN_MACHINE_TTL_SECS: u64 = 30;
-/// How often settings are reloaded from PostgreSQL.
-const SETTINGS_REFRESH: Duration = Duration::from_millis(500);
+use storage::latest::LiveAudience;
+use storage::registry::MachineRegistry;
+use storage::settings::LiveSettings;
 
 /// The write path's process-wide parts.
 #[derive(Clone)]
@@ -32,11 +25,8 @@ impl WritePathParts {
     /// Loads what can be loaded now; a missing PostgreSQL or Redis is logged and retried by
     /// the background tasks ([`run_in`](Self::run_in)).
     pub async fn start(settings: &Settings, pg: &PgPool, redis: &RedisClient) -> Self {
-        let live = LiveSettings::new(settings.influx.raw_retention_weeks);
-        if let Err(err) = live.refresh(pg).await {
-            tracing::warn!(error = %err, "settings not loaded at start; using defaults until Postgres answers");
-        }
-        if let Err(err) = platform::latest::load_script(redis).await {
+        let live = LiveSettings::load(settings.influx.raw_retention_weeks, pg).await;
+        if let Err(err) = storage::latest::load_script(redis).await {
             tracing::warn!(error = %err, "Redis lost: latest-value script not loaded; sending it inline until Redis is back");
         }
         Self {
@@ -49,11 +39,7 @@ impl WritePathParts {
 
     /// Keeps the settings and the audience current until the service stops.
     pub fn run_in(&self, app: &Application) {
-        app.spawn_background(self.settings.clone().run_refresh(
-            self.pg.clone(),
-            SETTINGS_REFRESH,
-            app.shutdown_token(),
-        ));
+        self.settings.keep_fresh(self.pg.clone(), app);
         // Without this poll `listening()` stays false and live updates are never published.
         app.spawn_background(
             self.audience
@@ -62,20 +48,16 @@ impl WritePathParts {
         );
     }
 
+    /// The alert bookkeeping on these connections, for the background jobs.
+    pub fn alert_engine(&self, pg: PgPool, redis: RedisClient) -> storage::alerts::AlertEngine {
+        storage::alerts::AlertEngine::new(pg, redis, self.settings.clone())
+    }
+
     /// A writer on these connections (ingest-api builds one per actix worker).
     pub fn writer(&self, pg: PgPool, redis: RedisClient, influx: InfluxClient) -> TelemetryWriter {
         TelemetryWriter {
-            alerts: platform::alerts::AlertEngine::new(
-                pg.clone(),
-                redis.clone(),
-                self.settings.clone(),
-            ),
-            registry: MachineRegistry::new(
-                pg,
-                redis.clone(),
-                REGISTRY_TTL_SECS,
-                UNKNOWN_MACHINE_TTL_SECS,
-            ),
+            alerts: self.alert_engine(pg.clone(), redis.clone()),
+            registry: MachineRegistry::new(pg, redis.clone()),
             influx,
             redis,
             audience: self.audience.clone(),

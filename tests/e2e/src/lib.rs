@@ -322,7 +322,7 @@ impl TestContext {
     /// anyone watches); `None` while Redis does not answer.
     pub async fn readings_subscribers(&self) -> Option<i64> {
         let redis = self.redis();
-        let channel = redis.key(platform::latest::LIVE_CHANNEL);
+        let channel = redis.key(platform::redis_keys::LIVE_READINGS_CHANNEL);
         let (_, count): (String, i64) = redis
             .query(
                 deadpool_redis::redis::cmd("PUBSUB")
@@ -497,14 +497,14 @@ impl TestContext {
     /// Inserts an active user with `role` and a random password.
     pub async fn create_user(&self, role: domain::Role) -> TestUser {
         use diesel::ExpressionMethods;
-        use platform::schema::users;
+        use storage::schema::users;
         let username = format!(
             "{}-{}",
             role.as_str(),
             &uuid::Uuid::new_v4().simple().to_string()[..8]
         );
         let password = format!("pw-{}", uuid::Uuid::new_v4().simple());
-        let hash = platform::password::hash_secret(&SecretString::from(password.clone()))
+        let hash = storage::secrets::hash_secret(&SecretString::from(password.clone()))
             .expect("hash test password");
         let pool = self.pg_pool();
         let mut conn = platform::postgres::connection(&pool)
@@ -530,10 +530,10 @@ impl TestContext {
     /// Inserts an active gateway client with a random secret.
     pub async fn create_gateway(&self) -> TestGateway {
         use diesel::ExpressionMethods;
-        use platform::schema::gateway_clients;
+        use storage::schema::gateway_clients;
         let client_id = format!("gw-{}", &uuid::Uuid::new_v4().simple().to_string()[..8]);
         let secret = format!("secret-{}", uuid::Uuid::new_v4().simple());
-        let hash = platform::password::hash_secret(&SecretString::from(secret.clone()))
+        let hash = storage::secrets::hash_secret(&SecretString::from(secret.clone()))
             .expect("hash test secret");
         let pool = self.pg_pool();
         let mut conn = platform::postgres::connection(&pool)
@@ -614,7 +614,7 @@ impl TestContext {
     /// Registers a machine with `status` in factory `A`; returns its id.
     pub async fn create_machine(&self, status: domain::MachineStatus) -> uuid::Uuid {
         use diesel::ExpressionMethods;
-        use platform::schema::machine_metadata;
+        use storage::schema::machine_metadata;
         let pool = self.pg_pool();
         let mut conn = platform::postgres::connection(&pool)
             .await
@@ -641,7 +641,7 @@ impl TestContext {
         let mut conn = platform::postgres::connection(&pool)
             .await
             .expect("test connection");
-        platform::settings_store::upsert(&mut conn, name, &value, None)
+        storage::settings::upsert(&mut conn, name, &value, None)
             .await
             .expect("store setting");
     }

@@ -3,18 +3,19 @@
 
 use super::{conflict_on_duplicate, reject_if_any};
 use crate::AuthState;
-use crate::store::gateways;
 use actix_web::{HttpRequest, HttpResponse, web};
 use diesel_async::AsyncConnection;
 use platform::ApiError;
-use platform::audit::{self, Actor, Change};
 use platform::auth::{Authenticated, require};
 use platform::error::FieldError;
-use platform::password::{generate_secret, hash_secret_with};
+use platform::openapi::Success;
 use platform::postgres::connection;
 use secrecy::ExposeSecret;
-use serde::Deserialize;
-use serde_json::json;
+use serde::{Deserialize, Serialize};
+use storage::audit::{self, Actor, Change};
+use storage::gateways;
+use storage::gateways::GatewayView;
+use storage::secrets::{generate_secret, hash_secret_with};
 
 /// A new gateway client; its secret is generated and answered once.
 #[derive(Deserialize, utoipa::ToSchema)]
@@ -34,6 +35,32 @@ pub struct UpdateGateway {
     is_active: Option<bool>,
 }
 
+#[derive(Serialize, utoipa::ToSchema)]
+pub struct GatewayList {
+    status: Success,
+    #[schema(value_type = Vec<Object>)]
+    gateways: Vec<GatewayView>,
+}
+
+/// One gateway client (never its secret's hash).
+#[derive(Serialize, utoipa::ToSchema)]
+pub struct GatewayAnswer {
+    status: Success,
+    #[schema(value_type = Object)]
+    gateway: GatewayView,
+}
+
+/// A new gateway client and its secret, shown this once.
+#[derive(Serialize, utoipa::ToSchema)]
+pub struct GatewayCreated<'a> {
+    status: Success,
+    #[schema(value_type = Object)]
+    gateway: GatewayView,
+    client_secret: &'a str,
+    #[schema(example = "store the client_secret now: it is not shown again")]
+    note: &'static str,
+}
+
 fn check_name(name: &str, errors: &mut Vec<FieldError>) {
     if name.trim().is_empty() || name.chars().count() > 255 {
         errors.push(FieldError::field("name", "must be 1 to 255 characters").with_value(name));
@@ -47,7 +74,7 @@ fn not_found() -> ApiError {
 /// Every gateway client.
 #[utoipa::path(get, path = "/api/v1/gateways", tag = "gateways", security(("bearer" = [])),  
     responses(
-        (status = 200, description = "`{status, gateways: [gateway]}`"),
+        (status = 200, body = GatewayList, description = "Every gateway client"),
         (status = 403, description = "Not read:users (management)", body = platform::openapi::ErrorResponse)))]
 pub async fn list(
     state: web::Data<AuthState>,
@@ -55,16 +82,16 @@ pub async fn list(
 ) -> Result<HttpResponse, ApiError> {
     let mut conn = connection(&state.pg).await?;
     let all = gateways::list(&mut conn).await?;
-    Ok(HttpResponse::Ok().json(json!({
-        "status": "success",
-        "gateways": all.iter().map(gateways::Gateway::view).collect::<Vec<_>>(),
-    })))
+    Ok(HttpResponse::Ok().json(GatewayList {
+        status: Success::Success,
+        gateways: all.iter().map(gateways::Gateway::view).collect(),
+    }))
 }
 
 /// Creates a gateway client (audited); the secret is in this answer only.
 #[utoipa::path(post, path = "/api/v1/gateways", tag = "gateways", security(("bearer" = [])),  request_body = CreateGateway,
     responses(
-        (status = 201, description = "`{status, gateway, client_secret}`"),
+        (status = 201, body = GatewayCreated, description = "Created; the secret is in this answer only"),
         (status = 400, description = "Invalid fields", body = platform::openapi::ErrorResponse),
         (status = 403, description = "Not write:users (management)", body = platform::openapi::ErrorResponse),
         (status = 409, description = "client_id taken", body = platform::openapi::ErrorResponse)))]
@@ -119,18 +146,18 @@ pub async fn create(
             Ok(gateway)
         })
         .await?;
-    Ok(HttpResponse::Created().json(json!({
-        "status": "success",
-        "gateway": gateway.view(),
-        "client_secret": secret.expose_secret(),
-        "note": "store the client_secret now: it is not shown again",
-    })))
+    Ok(HttpResponse::Created().json(GatewayCreated {
+        status: Success::Success,
+        gateway: gateway.view(),
+        client_secret: secret.expose_secret(),
+        note: "store the client_secret now: it is not shown again",
+    }))
 }
 
 /// Renames, activates or deactivates a gateway client (audited).
 #[utoipa::path(patch, path = "/api/v1/gateways/{id}", tag = "gateways", security(("bearer" = [])), params(("id" = uuid::Uuid, Path, description = "The gateway client")), request_body = UpdateGateway,
     responses(
-        (status = 200, description = "`{status, gateway}`"),
+        (status = 200, body = GatewayAnswer, description = "The gateway client as changed"),
         (status = 400, description = "Invalid fields", body = platform::openapi::ErrorResponse),
         (status = 403, description = "Not write:users", body = platform::openapi::ErrorResponse),
         (status = 404, description = "Unknown gateway", body = platform::openapi::ErrorResponse)))]
@@ -181,7 +208,10 @@ pub async fn update(
             Ok(after)
         })
         .await?;
-    Ok(HttpResponse::Ok().json(json!({"status": "success", "gateway": gateway.view()})))
+    Ok(HttpResponse::Ok().json(GatewayAnswer {
+        status: Success::Success,
+        gateway: gateway.view(),
+    }))
 }
 
 /// Deletes a gateway client (audited); its tokens stop working within a second.

@@ -6,6 +6,8 @@ mod users;
 
 use platform::ApiError;
 use platform::error::FieldError;
+use platform::openapi::Success;
+use storage::users::{User, UserView};
 
 platform::http_routes! {
     service: platform::ServiceName::Auth;
@@ -19,6 +21,24 @@ platform::http_routes! {
     "/api/v1/users/{id}" => { get: users::get, patch: users::update, delete: users::delete },
     "/api/v1/gateways" => { get: gateways::list, post: gateways::create },
     "/api/v1/gateways/{id}" => { patch: gateways::update, delete: gateways::delete },
+}
+
+/// One user (never the password hash).
+#[derive(serde::Serialize, utoipa::ToSchema)]
+pub struct UserAnswer {
+    status: Success,
+    /// With the role's permissions.
+    #[schema(value_type = Object)]
+    user: UserView,
+}
+
+impl UserAnswer {
+    fn of(user: &User) -> Self {
+        Self {
+            status: Success::Success,
+            user: user.view(),
+        }
+    }
 }
 
 /// 400 listing every problem, or nothing.
@@ -40,7 +60,7 @@ pub struct Page {
 impl Page {
     fn parse(&self) -> Result<(i64, i64), ApiError> {
         let mut errors = Vec::new();
-        let page = platform::error::Page {
+        let page = platform::pagination::Page {
             limit: self.limit,
             offset: self.offset,
         }

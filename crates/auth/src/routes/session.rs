@@ -1,8 +1,7 @@
 //! Logins, refresh rotation, logout, the current principal, gateway tokens, the JWKS.
 
-use super::reject_if_any;
+use super::{UserAnswer, reject_if_any};
 use crate::AuthState;
-use crate::store::{gateways, refresh, users};
 use crate::tokens::{IssuedToken, new_refresh_token, refresh_token_hash};
 use actix_web::http::header;
 use actix_web::{HttpRequest, HttpResponse, web};
@@ -12,12 +11,15 @@ use platform::ApiError;
 use platform::auth::{Authenticated, require};
 use platform::error::ErrorCode;
 use platform::error::FieldError;
-use platform::password::verify_secret_with;
+use platform::openapi::Success;
 use platform::postgres::connection;
 use platform::server::client_ip;
 use secrecy::SecretString;
 use serde::{Deserialize, Serialize};
-use serde_json::json;
+use storage::gateways::GatewayView;
+use storage::secrets::verify_secret_with;
+use storage::users::UserView;
+use storage::{gateways, refresh_tokens as refresh, users};
 use uuid::Uuid;
 
 const BAD_CREDENTIALS: &str = "invalid username or password";
@@ -38,28 +40,52 @@ pub struct RefreshRequest {
     refresh_token: String,
 }
 
-#[derive(Serialize)]
-struct TokenResponse<'a, U: Serialize> {
-    status: &'static str,
+/// A new access token; after a login or refresh also the next refresh token and the user.
+#[derive(Serialize, utoipa::ToSchema)]
+pub struct TokenAnswer<'a> {
+    status: Success,
     access_token: &'a str,
+    #[schema(example = "Bearer")]
     token_type: &'static str,
+    /// Seconds the access token is valid.
     expires_in: i64,
+    /// Single use: exchange it at `/api/v1/auth/refresh`.
     #[serde(skip_serializing_if = "Option::is_none")]
     refresh_token: Option<&'a str>,
     #[serde(skip_serializing_if = "Option::is_none")]
-    user: Option<U>,
+    #[schema(value_type = Option<Object>)]
+    user: Option<UserView>,
 }
 
-fn token_response<U: Serialize>(
+/// A gateway's token: who it is, its role and permissions.
+#[derive(Serialize, utoipa::ToSchema)]
+pub struct GatewayPrincipal {
+    status: Success,
+    #[schema(value_type = Object)]
+    gateway: GatewayView,
+    #[schema(example = "gateway")]
+    role: &'static str,
+    permissions: Vec<&'static str>,
+}
+
+/// Whom a token belongs to: a person or a gateway.
+#[derive(Serialize, utoipa::ToSchema)]
+#[serde(untagged)]
+pub enum MeAnswer {
+    User(UserAnswer),
+    Gateway(GatewayPrincipal),
+}
+
+fn token_response(
     access: &IssuedToken,
     refresh_token: Option<&str>,
-    user: Option<U>,
+    user: Option<UserView>,
 ) -> HttpResponse {
     HttpResponse::Ok()
         // Tokens must never sit in a shared cache.
         .insert_header((header::CACHE_CONTROL, "no-store"))
-        .json(TokenResponse {
-            status: "success",
+        .json(TokenAnswer {
+            status: Success::Success,
             access_token: &access.token,
             token_type: "Bearer",
             expires_in: access.expires_in,
@@ -135,7 +161,7 @@ fn sign_error(err: crate::tokens::SignError) -> ApiError {
 /// Logs a person in: a 15-minute access token and a refresh token.
 #[utoipa::path(post, path = "/api/v1/auth/login", tag = "auth", request_body = LoginRequest,
     responses(
-        (status = 200, description = "`{status, access_token, token_type: Bearer, expires_in, refresh_token?, user?}`"),
+        (status = 200, body = TokenAnswer, description = "An access token, a refresh token and the user"),
         (status = 400, description = "Username or password missing or too long", body = platform::openapi::ErrorResponse),
         (status = 401, description = "Invalid username or password", body = platform::openapi::ErrorResponse),
         (status = 429, description = "Too many failures for this account or address; Retry-After", body = platform::openapi::ErrorResponse)))]
@@ -178,7 +204,7 @@ pub async fn login(
     let user = users::find(&mut conn, user.id).await?.unwrap_or(user);
     let access = state
         .signer
-        .issue(user.id, &user.username, user.role(), Some(family))
+        .issue(user.id, &user.username, user.role, Some(family))
         .map_err(sign_error)?;
     tracing::info!(user_id = %user.id, username = %user.username, "login");
     Ok(token_response(
@@ -191,7 +217,7 @@ pub async fn login(
 /// Exchanges a refresh token for a new pair; a token presented twice revokes the session.
 #[utoipa::path(post, path = "/api/v1/auth/refresh", tag = "auth", request_body = RefreshRequest,
     responses(
-        (status = 200, description = "`{status, access_token, token_type: Bearer, expires_in, refresh_token?, user?}`"),
+        (status = 200, body = TokenAnswer, description = "A new access token, the next refresh token and the user"),
         (status = 401, description = "Invalid, expired, revoked or reused refresh token", body = platform::openapi::ErrorResponse)))]
 pub async fn refresh(
     state: web::Data<AuthState>,
@@ -253,7 +279,7 @@ pub async fn refresh(
             .await?;
             let access = state
                 .signer
-                .issue(user.id, &user.username, user.role(), Some(token.family_id))
+                .issue(user.id, &user.username, user.role, Some(token.family_id))
                 .map_err(sign_error)?;
             Ok(Some((access, next, user)))
         })
@@ -290,7 +316,7 @@ pub async fn logout(
 /// Who the token belongs to, with role and permissions.
 #[utoipa::path(get, path = "/api/v1/auth/me", tag = "auth", security(("bearer" = [])),
     responses(
-        (status = 200, description = "`{status, user}` or, for gateways, `{status, gateway, role, permissions}`"),
+        (status = 200, body = MeAnswer, description = "The user, or the gateway with its role and permissions"),
         (status = 401, description = "No valid token", body = platform::openapi::ErrorResponse)))]
 pub async fn me(
     state: web::Data<AuthState>,
@@ -301,17 +327,21 @@ pub async fn me(
         let gateway = gateways::find(&mut conn, caller.subject)
             .await?
             .ok_or_else(|| ApiError::unauthorized("gateway no longer exists"))?;
-        return Ok(HttpResponse::Ok().json(json!({
-            "status": "success",
-            "gateway": gateway.view(),
-            "role": "gateway",
-            "permissions": Role::Gateway.permissions().iter().map(|p| p.as_str()).collect::<Vec<_>>(),
+        return Ok(HttpResponse::Ok().json(MeAnswer::Gateway(GatewayPrincipal {
+            status: Success::Success,
+            gateway: gateway.view(),
+            role: "gateway",
+            permissions: Role::Gateway
+                .permissions()
+                .iter()
+                .map(|p| p.as_str())
+                .collect(),
         })));
     }
     let user = users::find(&mut conn, caller.subject)
         .await?
         .ok_or_else(|| ApiError::unauthorized("user no longer exists"))?;
-    Ok(HttpResponse::Ok().json(json!({"status": "success", "user": user.view()})))
+    Ok(HttpResponse::Ok().json(MeAnswer::User(UserAnswer::of(&user))))
 }
 
 /// OAuth 2 client credentials (or HTTP Basic with `grant_type` only).
@@ -341,7 +371,7 @@ fn basic_credentials(req: &HttpRequest) -> Option<(String, String)> {
     request_body(description = "grant_type=client_credentials with client_id and client_secret (or HTTP Basic)", content(
         (ClientCredentials = "application/json"), (ClientCredentials = "application/x-www-form-urlencoded"))),
     responses(
-        (status = 200, description = "`{status, access_token, token_type, expires_in}`"),
+        (status = 200, body = TokenAnswer, description = "An access token (no refresh token, no user)"),
         (status = 400, description = "Unsupported grant type or missing fields", body = platform::openapi::ErrorResponse),
         (status = 401, description = "Invalid client credentials", body = platform::openapi::ErrorResponse),
         (status = 429, description = "Too many failures; Retry-After", body = platform::openapi::ErrorResponse)))]
@@ -350,27 +380,50 @@ pub async fn client_credentials(
     req: HttpRequest,
     body: web::Bytes,
 ) -> Result<HttpResponse, ApiError> {
+    let (client_id, secret) = credentials(&req, &body)?;
+    let ip = client_ip(&req);
+    let account = format!("gateway:{client_id}");
+    let gateway = state
+        .throttle
+        .run_counted(&account, &ip, check_secret(&state, &client_id, secret))
+        .await?;
+    let mut conn = connection(&state.pg).await?;
+    gateways::touch_last_used(&mut conn, gateway.id).await?;
+    let access = state
+        .signer
+        .issue(gateway.id, &gateway.client_id, Role::Gateway, None)
+        .map_err(sign_error)?;
+    Ok(token_response(&access, None, None))
+}
+
+/// The body of a token request, as JSON or as a form.
+fn token_request(req: &HttpRequest, body: &[u8]) -> Result<ClientCredentials, ApiError> {
     let content_type = req
         .headers()
         .get(header::CONTENT_TYPE)
         .and_then(|v| v.to_str().ok())
         .unwrap_or("")
         .to_ascii_lowercase();
-    let request: ClientCredentials = if content_type.starts_with("application/json") {
-        platform::extract::parse_body(&body)?
+    if content_type.starts_with("application/json") {
+        platform::extract::parse_body(body)
     } else if content_type.starts_with("application/x-www-form-urlencoded") {
         // A form is encoded like a query string, and held to the same text rule.
-        let text = std::str::from_utf8(&body)
+        let text = std::str::from_utf8(body)
             .map_err(|_| ApiError::malformed_body("a form body must be UTF-8"))?;
         platform::extract::check_query(text)?;
-        serde_urlencoded::from_bytes(&body)
-            .map_err(|e| ApiError::malformed_body(format!("invalid form body: {e}")))?
+        serde_urlencoded::from_bytes(body)
+            .map_err(|e| ApiError::malformed_body(format!("invalid form body: {e}")))
     } else {
-        return Err(ApiError::new(
+        Err(ApiError::new(
             ErrorCode::UnsupportedMediaType,
             "Content-Type must be application/x-www-form-urlencoded or application/json",
-        ));
-    };
+        ))
+    }
+}
+
+/// The client id and secret of a token request, from its body or HTTP Basic, checked.
+fn credentials(req: &HttpRequest, body: &[u8]) -> Result<(String, String), ApiError> {
+    let request = token_request(req, body)?;
     if request.grant_type != "client_credentials" {
         return Err(ApiError::validation(
             "unsupported grant type",
@@ -383,7 +436,7 @@ pub async fn client_credentials(
     let (client_id, secret) = match (
         request.client_id,
         request.client_secret,
-        basic_credentials(&req),
+        basic_credentials(req),
     ) {
         (Some(id), Some(secret), _) => (id, secret),
         (_, _, Some(basic)) => basic,
@@ -411,20 +464,7 @@ pub async fn client_credentials(
     if client_id.is_empty() {
         return Err(ApiError::unauthorized("invalid client credentials"));
     }
-
-    let ip = client_ip(&req);
-    let account = format!("gateway:{client_id}");
-    let gateway = state
-        .throttle
-        .run_counted(&account, &ip, check_secret(&state, &client_id, secret))
-        .await?;
-    let mut conn = connection(&state.pg).await?;
-    gateways::touch_last_used(&mut conn, gateway.id).await?;
-    let access = state
-        .signer
-        .issue(gateway.id, &gateway.client_id, Role::Gateway, None)
-        .map_err(sign_error)?;
-    Ok(token_response::<()>(&access, None, None))
+    Ok((client_id, secret))
 }
 
 /// The active gateway client with this id and secret; 401 for anything else.

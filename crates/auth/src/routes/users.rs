@@ -1,22 +1,23 @@
 //! `/api/v1/users`: management of people's accounts. Every change is audited in the same
 //! transaction and revokes the tokens it makes stale.
 
-use super::{Page, conflict_on_duplicate, reject_if_any};
+use super::{Page, UserAnswer, conflict_on_duplicate, reject_if_any};
 use crate::AuthState;
-use crate::store::{refresh, users};
 use actix_web::{HttpRequest, HttpResponse, web};
 use diesel_async::AsyncConnection;
 use domain::{Email, NewPassword, Role, Username};
 use platform::ApiError;
-use platform::audit::{self, Actor, Change};
 use platform::auth::{Authenticated, require};
 use platform::error::ErrorCode;
 use platform::error::FieldError;
-use platform::password::hash_secret_with;
+use platform::openapi::Success;
 use platform::postgres::connection;
 use secrecy::SecretString;
-use serde::Deserialize;
-use serde_json::json;
+use serde::{Deserialize, Serialize};
+use storage::audit::{self, Actor, Change};
+use storage::secrets::hash_secret_with;
+use storage::users::UserView;
+use storage::{refresh_tokens as refresh, users};
 
 /// A new person.
 #[derive(Deserialize, utoipa::ToSchema)]
@@ -96,7 +97,7 @@ async fn keep_a_manager(
     user: &users::User,
     stays_manager: bool,
 ) -> Result<(), ApiError> {
-    let is_manager = user.role() == Role::Management && user.is_active;
+    let is_manager = user.role == Role::Management && user.is_active;
     if is_manager && !stays_manager && users::other_active_managers(conn, user.id).await? == 0 {
         return Err(ApiError::new(
             ErrorCode::LastManager,
@@ -106,10 +107,26 @@ async fn keep_a_manager(
     Ok(())
 }
 
+#[derive(Serialize, utoipa::ToSchema)]
+pub struct UserPage {
+    status: Success,
+    #[schema(value_type = Vec<Object>)]
+    users: Vec<UserView>,
+    pagination: UserPagination,
+}
+
+/// Where a page of users sits in the whole list.
+#[derive(Serialize, utoipa::ToSchema)]
+pub struct UserPagination {
+    limit: i64,
+    offset: i64,
+    total: i64,
+}
+
 /// Every user, paged.
 #[utoipa::path(get, path = "/api/v1/users", tag = "users", security(("bearer" = [])), params(Page), 
     responses(
-        (status = 200, description = "`{status, users: [user], pagination}`"),
+        (status = 200, body = UserPage, description = "The page of users"),
         (status = 403, description = "Not read:users (management)", body = platform::openapi::ErrorResponse)))]
 pub async fn list(
     state: web::Data<AuthState>,
@@ -119,17 +136,21 @@ pub async fn list(
     let (limit, offset) = page.parse()?;
     let mut conn = connection(&state.pg).await?;
     let (page, total) = users::list(&mut conn, limit, offset).await?;
-    Ok(HttpResponse::Ok().json(json!({
-        "status": "success",
-        "users": page.iter().map(users::User::view).collect::<Vec<_>>(),
-        "pagination": {"limit": limit, "offset": offset, "total": total},
-    })))
+    Ok(HttpResponse::Ok().json(UserPage {
+        status: Success::Success,
+        users: page.iter().map(users::User::view).collect(),
+        pagination: UserPagination {
+            limit,
+            offset,
+            total,
+        },
+    }))
 }
 
 /// One user.
 #[utoipa::path(get, path = "/api/v1/users/{id}", tag = "users", security(("bearer" = [])), params(("id" = uuid::Uuid, Path, description = "The user")), 
     responses(
-        (status = 200, description = "`{status, user}`"),
+        (status = 200, body = UserAnswer, description = "The user"),
         (status = 403, description = "Not read:users", body = platform::openapi::ErrorResponse),
         (status = 404, description = "Unknown user", body = platform::openapi::ErrorResponse)))]
 pub async fn get(
@@ -141,13 +162,13 @@ pub async fn get(
     let user = users::find(&mut conn, *id.as_uuid())
         .await?
         .ok_or_else(not_found)?;
-    Ok(HttpResponse::Ok().json(json!({"status": "success", "user": user.view()})))
+    Ok(HttpResponse::Ok().json(UserAnswer::of(&user)))
 }
 
 /// Creates a user (audited).
 #[utoipa::path(post, path = "/api/v1/users", tag = "users", security(("bearer" = [])),  request_body = CreateUser,
     responses(
-        (status = 201, description = "`{status, user}`"),
+        (status = 201, body = UserAnswer, description = "Created"),
         (status = 400, description = "Invalid fields, each named", body = platform::openapi::ErrorResponse),
         (status = 403, description = "Not write:users (management)", body = platform::openapi::ErrorResponse),
         (status = 409, description = "Username taken", body = platform::openapi::ErrorResponse)))]
@@ -202,29 +223,16 @@ pub async fn create(
             Ok(user)
         })
         .await?;
-    Ok(HttpResponse::Created().json(json!({"status": "success", "user": user.view()})))
+    Ok(HttpResponse::Created().json(UserAnswer::of(&user)))
 }
 
-/// Changes a user (audited); the last active manager cannot be demoted or deactivated.
-#[utoipa::path(patch, path = "/api/v1/users/{id}", tag = "users", security(("bearer" = [])), params(("id" = uuid::Uuid, Path, description = "The user")), request_body = UpdateUser,
-    responses(
-        (status = 200, description = "`{status, user}`"),
-        (status = 400, description = "Invalid fields", body = platform::openapi::ErrorResponse),
-        (status = 403, description = "Not write:users", body = platform::openapi::ErrorResponse),
-        (status = 404, description = "Unknown user", body = platform::openapi::ErrorResponse),
-        (status = 409, description = "Would leave no active manager", body = platform::openapi::ErrorResponse)))]
-pub async fn update(
-    state: web::Data<AuthState>,
-    caller: Authenticated<require::WriteUsers>,
-    req: HttpRequest,
-    id: web::Path<domain::UserId>,
-    body: platform::Json<UpdateUser>,
-) -> Result<HttpResponse, ApiError> {
-    let id = *id.into_inner().as_uuid();
-    let body = body.into_inner();
-    let mut conn = connection(&state.pg).await?;
-    let existing = users::find(&mut conn, id).await?.ok_or_else(not_found)?;
-
+/// The changes `body` asks of `existing`, checked, the new password hashed; and whether they
+/// end the user's sessions (a new password or role, or deactivation).
+async fn checked_changes(
+    state: &AuthState,
+    body: &UpdateUser,
+    existing: &users::User,
+) -> Result<(users::UserChanges, bool), ApiError> {
     let mut errors = Vec::new();
     let email = match &body.email {
         Some(Some(raw)) => parse_email(raw, &mut errors).map(|e| Some(e.as_ref().to_owned())),
@@ -251,11 +259,11 @@ pub async fn update(
     }
     reject_if_any(errors)?;
     let password_hash = match password {
-        Some(password) => Some(hash_password(&state, password).await?),
+        Some(password) => Some(hash_password(state, password).await?),
         None => None,
     };
     let sessions_end = password_hash.is_some()
-        || role.is_some_and(|r| r != existing.role())
+        || role.is_some_and(|r| r != existing.role)
         || body.is_active == Some(false);
     let changes = users::UserChanges {
         email,
@@ -263,6 +271,29 @@ pub async fn update(
         is_active: body.is_active,
         password_hash,
     };
+    Ok((changes, sessions_end))
+}
+
+/// Changes a user (audited); the last active manager cannot be demoted or deactivated.
+#[utoipa::path(patch, path = "/api/v1/users/{id}", tag = "users", security(("bearer" = [])), params(("id" = uuid::Uuid, Path, description = "The user")), request_body = UpdateUser,
+    responses(
+        (status = 200, body = UserAnswer, description = "The user as changed"),
+        (status = 400, description = "Invalid fields", body = platform::openapi::ErrorResponse),
+        (status = 403, description = "Not write:users", body = platform::openapi::ErrorResponse),
+        (status = 404, description = "Unknown user", body = platform::openapi::ErrorResponse),
+        (status = 409, description = "Would leave no active manager", body = platform::openapi::ErrorResponse)))]
+pub async fn update(
+    state: web::Data<AuthState>,
+    caller: Authenticated<require::WriteUsers>,
+    req: HttpRequest,
+    id: web::Path<domain::UserId>,
+    body: platform::Json<UpdateUser>,
+) -> Result<HttpResponse, ApiError> {
+    let id = *id.into_inner().as_uuid();
+    let body = body.into_inner();
+    let mut conn = connection(&state.pg).await?;
+    let existing = users::find(&mut conn, id).await?.ok_or_else(not_found)?;
+    let (changes, sessions_end) = checked_changes(&state, &body, &existing).await?;
     let actor = Actor::from_request(&caller, &req);
     let revoker = state.revoker.clone();
     let user = conn
@@ -293,7 +324,7 @@ pub async fn update(
             Ok(after)
         })
         .await?;
-    Ok(HttpResponse::Ok().json(json!({"status": "success", "user": user.view()})))
+    Ok(HttpResponse::Ok().json(UserAnswer::of(&user)))
 }
 
 /// Deletes a user (audited); their tokens stop working within a second.

@@ -13,19 +13,13 @@ pub enum KeyError {
     /// The file could not be read.
     #[error("reading key file {path}: {source}")]
     Read {
-        /// The file.
         path: String,
         /// The I/O error.
         source: std::io::Error,
     },
     /// The file is not an Ed25519 key in PEM.
     #[error("key file {path} is not an Ed25519 PEM key: {reason}")]
-    Parse {
-        /// The file.
-        path: String,
-        /// Why.
-        reason: String,
-    },
+    Parse { path: String, reason: String },
 }
 
 /// An Ed25519 public key with its key id.
@@ -166,7 +160,6 @@ pub struct Jwk {
 /// A JSON Web Key Set (`/.well-known/jwks.json`).
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
 pub struct Jwks {
-    /// The keys.
     pub keys: Vec<Jwk>,
 }
 

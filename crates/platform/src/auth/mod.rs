@@ -9,7 +9,7 @@ pub mod verifier;
 
 pub use extractor::{Authenticated, RequiredPermission, require};
 pub use keys::{Jwk, Jwks, PublicKey, SigningKey};
-pub use revocation::{RevocationCache, Revoker};
+pub use revocation::RevocationCache;
 pub use verifier::{AccessClaims, AuthError, Principal, TokenVerifier};
 
 use crate::config::AuthSettings;

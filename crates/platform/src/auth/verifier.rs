@@ -17,19 +17,14 @@ pub struct AccessClaims {
     pub sub: String,
     /// Login name (users) or client id (gateways).
     pub username: String,
-    /// Role name.
     pub role: String,
     /// Permission names, as the role grants them at issue time.
     pub permissions: Vec<String>,
-    /// Issuer.
     pub iss: String,
-    /// Audience.
     pub aud: String,
     /// Issued at (seconds since the epoch).
     pub iat: i64,
-    /// Not before.
     pub nbf: i64,
-    /// Expires at.
     pub exp: i64,
     /// Token id, for revocation.
     pub jti: String,
@@ -45,17 +40,12 @@ pub struct Principal {
     pub subject: Uuid,
     /// Login name or gateway client id.
     pub username: String,
-    /// Role.
     pub role: Role,
     /// Permissions the token carries.
     pub permissions: PermissionSet,
-    /// Token id.
     pub jti: String,
-    /// Issued at.
     pub issued_at: i64,
-    /// Expires at.
     pub expires_at: i64,
-    /// Not valid before.
     pub not_before: i64,
     /// Login session (refresh family), for users.
     pub session: Option<Uuid>,

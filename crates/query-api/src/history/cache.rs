@@ -37,9 +37,9 @@ impl Entry {
             5
         };
         Self {
-            key: redis.key(&format!("history:{machine}:{hex}")),
+            key: redis.key(&platform::redis_keys::history(machine, &hex)),
             ttl_secs,
-            generation: redis.key(platform::influx::ROLLUP_GENERATION),
+            generation: redis.key(platform::redis_keys::ROLLUP_GENERATION),
         }
     }
 

@@ -35,3 +35,15 @@ pub(crate) fn test_query(params: domain::history::HistoryParams) -> HistoryQuery
     let now = domain::reading::Timestamp::parse_rfc3339("2026-01-10T00:00:00Z").unwrap();
     HistoryQuery::parse(&params, now, 50_000).unwrap()
 }
+
+/// The hours history must read raw because their rollup waits for late readings; `None`
+/// (trust no rollup) while Redis cannot say.
+pub(crate) async fn late_hours(redis: &platform::redis::RedisClient) -> plan::LateHours {
+    match storage::rollups::pending(redis).await {
+        Ok(hours) => hours,
+        Err(err) => {
+            tracing::warn!(error = %err, "Redis lost: late hours unknown, aggregates read raw");
+            None
+        }
+    }
+}

@@ -3,18 +3,17 @@
 use crate::QueryState;
 use actix_web::{HttpRequest, HttpResponse, web};
 use chrono::{DateTime, Utc};
-use diesel::prelude::*;
-use diesel_async::{AsyncConnection, RunQueryDsl};
 use domain::alerts::{Metric, Severity};
 use platform::ApiError;
-use platform::alerts::{Alert, AlertEvent};
-use platform::audit::{self, Actor, Change};
 use platform::auth::{Authenticated, require};
-use platform::error::{FieldError, Page, offset_pagination, reject_if_any};
+use platform::error::{FieldError, reject_if_any};
+use platform::openapi::Success;
+use platform::pagination::{Page, Pagination};
 use platform::postgres::connection;
-use platform::schema::alerts;
 use serde::Deserialize;
-use serde_json::json;
+use storage::alerts::queries::{self, Acknowledged, AlertFilter};
+use storage::alerts::{Alert, AlertEvent};
+use storage::audit::Actor;
 use uuid::Uuid;
 
 #[derive(Deserialize, utoipa::IntoParams)]
@@ -57,24 +56,32 @@ fn time_param(
     }
 }
 
-/// Alerts, newest first, filtered.
-#[utoipa::path(get, path = "/api/v1/alerts", tag = "alerts", security(("bearer" = [])), params(AlertQuery),
-    responses(
-        (status = 200, description = "`{status, alerts: [alert], pagination: {limit, offset, total, has_more}}`"),
-        (status = 400, description = "Bad parameters, each named", body = platform::openapi::ErrorResponse),
-        (status = 403, description = "Not read:sensor_data", body = platform::openapi::ErrorResponse)))]
-pub async fn list(
-    state: web::Data<QueryState>,
-    _caller: Authenticated<require::ReadSensorData>,
-    query: web::Query<AlertQuery>,
-) -> Result<HttpResponse, ApiError> {
+#[derive(serde::Serialize, utoipa::ToSchema)]
+pub struct AlertPage {
+    status: Success,
+    /// Newest first.
+    #[schema(value_type = Vec<Object>)]
+    alerts: Vec<Alert>,
+    pagination: Pagination,
+}
+
+/// One alert, as it is now.
+#[derive(serde::Serialize, utoipa::ToSchema)]
+pub struct AlertAnswer {
+    status: Success,
+    #[schema(value_type = Object)]
+    alert: Alert,
+}
+
+/// Checks every parameter, reporting each problem; returns the filter, limit and offset.
+fn parse_query(query: &AlertQuery) -> Result<(AlertFilter, i64, i64), ApiError> {
     let mut errors = Vec::new();
     let (limit, offset) = Page {
         limit: query.limit,
         offset: query.offset,
     }
     .check(&mut errors);
-    let open_state = match query.state.as_deref().unwrap_or("all") {
+    let open = match query.state.as_deref().unwrap_or("all") {
         "open" => Some(true),
         "closed" => Some(false),
         "all" => None,
@@ -85,22 +92,25 @@ pub async fn list(
             None
         }
     };
-    if let Some(severity) = &query.severity
-        && Severity::parse(severity).is_none()
-    {
-        errors.push(
-            FieldError::parameter("severity", "must be warning or critical")
-                .with_value(severity.as_str()),
-        );
-    }
-    if let Some(metric) = &query.metric
-        && Metric::parse(metric).is_none()
-    {
-        errors.push(
-            FieldError::parameter("metric", "must be temperature, pressure or inactivity")
-                .with_value(metric.as_str()),
-        );
-    }
+    let severity = query.severity.as_deref().and_then(|text| {
+        let parsed = Severity::parse(text);
+        if parsed.is_none() {
+            errors.push(
+                FieldError::parameter("severity", "must be warning or critical").with_value(text),
+            );
+        }
+        parsed
+    });
+    let metric = query.metric.as_deref().and_then(|text| {
+        let parsed = Metric::parse(text);
+        if parsed.is_none() {
+            errors.push(
+                FieldError::parameter("metric", "must be temperature, pressure or inactivity")
+                    .with_value(text),
+            );
+        }
+        parsed
+    });
     let machine = query
         .machine_id
         .as_deref()
@@ -114,52 +124,44 @@ pub async fn list(
     let since = time_param("since", query.since.as_deref(), &mut errors);
     let until = time_param("until", query.until.as_deref(), &mut errors);
     reject_if_any("invalid query parameters", errors)?;
-
-    let filtered = || {
-        let mut q = alerts::table.into_boxed();
-        match open_state {
-            Some(true) => q = q.filter(alerts::closed_at.is_null()),
-            Some(false) => q = q.filter(alerts::closed_at.is_not_null()),
-            None => {}
-        }
-        if let Some(severity) = &query.severity {
-            q = q.filter(alerts::severity.eq(severity.clone()));
-        }
-        if let Some(metric) = &query.metric {
-            q = q.filter(alerts::metric.eq(metric.clone()));
-        }
-        if let Some(machine) = machine {
-            q = q.filter(alerts::machine_id.eq(machine));
-        }
-        if let Some(since) = since {
-            q = q.filter(alerts::last_seen.ge(since));
-        }
-        if let Some(until) = until {
-            q = q.filter(alerts::last_seen.lt(until));
-        }
-        q
+    let filter = AlertFilter {
+        open,
+        severity,
+        metric,
+        machine,
+        since,
+        until,
     };
+    Ok((filter, limit, offset))
+}
+
+/// Alerts, newest first, filtered.
+#[utoipa::path(get, path = "/api/v1/alerts", tag = "alerts", security(("bearer" = [])), params(AlertQuery),
+    responses(
+        (status = 200, body = AlertPage, description = "The page of matching alerts"),
+        (status = 400, description = "Bad parameters, each named", body = platform::openapi::ErrorResponse),
+        (status = 403, description = "Not read:sensor_data", body = platform::openapi::ErrorResponse)))]
+pub async fn list(
+    state: web::Data<QueryState>,
+    _caller: Authenticated<require::ReadSensorData>,
+    query: web::Query<AlertQuery>,
+) -> Result<HttpResponse, ApiError> {
+    let (filter, limit, offset) = parse_query(&query)?;
     let mut conn = connection(&state.pg).await?;
-    let page: Vec<Alert> = filtered()
-        .order((alerts::last_seen.desc(), alerts::id))
-        .limit(limit)
-        .offset(offset)
-        .select(Alert::as_select())
-        .load(&mut conn)
-        .await?;
-    let total: i64 = filtered().count().get_result(&mut conn).await?;
-    Ok(HttpResponse::Ok().json(json!({
-        "status": "success",
-        "alerts": page,
-        "pagination": offset_pagination(limit, offset, page.len(), total),
-    })))
+    let (alerts, total) = queries::list(&mut conn, &filter, limit, offset).await?;
+    let pagination = Pagination::of(limit, offset, alerts.len(), total);
+    Ok(HttpResponse::Ok().json(AlertPage {
+        status: Success::Success,
+        alerts,
+        pagination,
+    }))
 }
 
 /// Acknowledges an alert (audited; idempotent: the first acknowledgement stays).
 #[utoipa::path(post, path = "/api/v1/alerts/{id}/ack", tag = "alerts", security(("bearer" = [])),
     params(("id" = uuid::Uuid, Path, description = "The alert")),
     responses(
-        (status = 200, description = "`{status, alert}`"),
+        (status = 200, body = AlertAnswer, description = "The alert, acknowledged (by whoever was first)"),
         (status = 400, description = "Not a UUID", body = platform::openapi::ErrorResponse),
         (status = 403, description = "Not ack:alerts (supervisor, management)", body = platform::openapi::ErrorResponse),
         (status = 404, description = "No such alert", body = platform::openapi::ErrorResponse)))]
@@ -176,55 +178,23 @@ pub async fn acknowledge(
         )
     })?;
     let actor = Actor::from_request(&caller, &req);
-    let subject = caller.subject;
     let mut conn = connection(&state.pg).await?;
-    let (alert, changed) = conn
-        .transaction::<_, ApiError, _>(async move |conn| {
-            let updated: Option<Alert> = diesel::update(
-                alerts::table
-                    .filter(alerts::id.eq(id))
-                    .filter(alerts::acknowledged_at.is_null()),
-            )
-            .set((
-                alerts::acknowledged_by.eq(subject),
-                alerts::acknowledged_at.eq(Utc::now()),
-            ))
-            .returning(Alert::as_returning())
-            .get_result(conn)
-            .await
-            .optional()?;
-            match updated {
-                Some(alert) => {
-                    audit::record(
-                        conn,
-                        &actor,
-                        Change::of("alert.acknowledge", "alert", alert.id).after(&alert),
-                    )
-                    .await?;
-                    Ok((alert, true))
-                }
-                None => {
-                    let existing: Option<Alert> = alerts::table
-                        .filter(alerts::id.eq(id))
-                        .select(Alert::as_select())
-                        .first(conn)
-                        .await
-                        .optional()?;
-                    existing
-                        .map(|alert| (alert, false))
-                        .ok_or_else(|| ApiError::not_found("no such alert"))
-                }
-            }
-        })
-        .await?;
+    let (alert, changed) = match queries::acknowledge(&mut conn, id, &actor).await? {
+        Acknowledged::Now(alert) => (alert, true),
+        Acknowledged::Already(alert) => (alert, false),
+        Acknowledged::NoSuchAlert => return Err(ApiError::not_found("no such alert")),
+    };
     if changed {
         state
             .alerts
             .announce(&[AlertEvent {
-                event: platform::alerts::AlertChange::Acknowledged,
+                event: storage::alerts::AlertChange::Acknowledged,
                 alert: alert.clone(),
             }])
             .await;
     }
-    Ok(HttpResponse::Ok().json(json!({"status": "success", "alert": alert})))
+    Ok(HttpResponse::Ok().json(AlertAnswer {
+        status: Success::Success,
+        alert,
+    }))
 }

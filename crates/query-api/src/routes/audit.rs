@@ -1,14 +1,15 @@
 //! `GET /api/v1/audit`: who changed what, newest first.
 
 use crate::QueryState;
-use crate::store::audit;
 use actix_web::{HttpResponse, web};
 use platform::ApiError;
 use platform::auth::{Authenticated, require};
-use platform::error::{Page, offset_pagination, reject_if_any};
+use platform::error::reject_if_any;
+use platform::openapi::Success;
+use platform::pagination::{Page, Pagination};
 use platform::postgres::connection;
 use serde::Deserialize;
-use serde_json::json;
+use storage::audit;
 
 #[derive(Deserialize, utoipa::IntoParams)]
 #[serde(deny_unknown_fields)]
@@ -16,7 +17,6 @@ use serde_json::json;
 pub struct AuditQuery {
     /// `machine`, `user`, `gateway`, `config`, `alert`.
     resource_type: Option<String>,
-    /// The resource's id.
     resource_id: Option<String>,
     /// 1..=500, default 50.
     limit: Option<i64>,
@@ -24,10 +24,19 @@ pub struct AuditQuery {
     offset: Option<i64>,
 }
 
+#[derive(serde::Serialize, utoipa::ToSchema)]
+pub struct AuditPage {
+    status: Success,
+    /// Newest first: who, when, what, and the state before and after.
+    #[schema(value_type = Vec<Object>)]
+    entries: Vec<audit::Entry>,
+    pagination: Pagination,
+}
+
 /// Who changed what, newest first.
 #[utoipa::path(get, path = "/api/v1/audit", tag = "registry", security(("bearer" = [])), params(AuditQuery),
     responses(
-        (status = 200, description = "`{status, entries: [...], pagination: {limit, offset, total, has_more}}`"),
+        (status = 200, body = AuditPage, description = "The page of matching entries"),
         (status = 400, description = "Bad parameters", body = platform::openapi::ErrorResponse),
         (status = 403, description = "Not read:audit (management)", body = platform::openapi::ErrorResponse)))]
 pub async fn list(
@@ -51,9 +60,10 @@ pub async fn list(
         offset,
     )
     .await?;
-    Ok(HttpResponse::Ok().json(json!({
-        "status": "success",
-        "entries": entries,
-        "pagination": offset_pagination(limit, offset, entries.len(), total),
-    })))
+    let pagination = Pagination::of(limit, offset, entries.len(), total);
+    Ok(HttpResponse::Ok().json(AuditPage {
+        status: Success::Success,
+        entries,
+        pagination,
+    }))
 }

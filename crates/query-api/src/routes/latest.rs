@@ -2,138 +2,88 @@
 //! both write paths, newest by reading time); InfluxDB when Redis is away or has nothing.
 
 use crate::QueryState;
-use crate::store::machines::{self, Filter, Machine};
+use crate::latest_values::latest_for;
 use actix_web::{HttpResponse, web};
-use deadpool_redis::redis;
 use domain::reading::Field;
 use platform::ApiError;
 use platform::auth::{Authenticated, require};
 use platform::error::reject_if_any;
-use platform::latest::latest_key;
+use platform::openapi::Success;
 use platform::postgres::connection;
-use serde::Deserialize;
-use serde_json::{Map, Value, json};
+use serde::{Deserialize, Serialize};
 use std::collections::HashMap;
+use storage::machines::{self, Filter, Machine};
 use uuid::Uuid;
 
-/// Per machine: field → (value, timestamp ns).
-type Latest = HashMap<Uuid, HashMap<&'static str, (f64, i64)>>;
-
-fn from_hash(hash: &HashMap<String, String>) -> HashMap<&'static str, (f64, i64)> {
-    Field::ALL
-        .iter()
-        .filter_map(|f| {
-            let value = hash.get(f.as_str())?.parse().ok()?;
-            let ts = hash.get(&format!("{}_ts", f.as_str()))?.parse().ok()?;
-            Some((f.as_str(), (value, ts)))
-        })
-        .collect()
+/// A field's newest value.
+#[derive(Serialize, utoipa::ToSchema)]
+pub struct LatestValue {
+    value: f64,
+    /// When it was measured, RFC 3339 in UTC.
+    timestamp: String,
 }
 
-async fn from_redis(state: &QueryState, ids: &[Uuid]) -> Option<Latest> {
-    let mut pipe = redis::pipe();
-    for id in ids {
-        pipe.cmd("HGETALL").arg(latest_key(&state.redis, id));
-    }
-    match state
-        .redis
-        .query_pipeline::<Vec<HashMap<String, String>>>(&pipe)
-        .await
-    {
-        Ok(hashes) => Some(
-            ids.iter()
-                .copied()
-                .zip(hashes.iter().map(from_hash))
-                .collect(),
-        ),
-        Err(err) => {
-            tracing::warn!(error = %err, "Redis lost: latest values read from InfluxDB; retrying Redis on the next request");
-            None
-        }
-    }
+/// Each field's newest value; null for a field the machine never sent.
+#[derive(Default, Serialize, utoipa::ToSchema)]
+pub struct LatestFields {
+    temperature: Option<LatestValue>,
+    pressure: Option<LatestValue>,
+    speed: Option<LatestValue>,
 }
 
-/// `last()` per field from InfluxDB, grouped by machine (one request, three statements).
-async fn from_influx(state: &QueryState, ids: &[Uuid]) -> Result<Latest, ApiError> {
-    let machines = ids
-        .iter()
-        .map(|id| format!("machine_id = '{id}'"))
-        .collect::<Vec<_>>()
-        .join(" OR ");
-    let statements = Field::ALL
-        .iter()
-        .map(|f| {
-            format!(
-                "SELECT last(\"{0}\") AS \"{0}\" FROM \"sensor_readings\" WHERE ({machines}) GROUP BY \"machine_id\"",
-                f.as_str()
-            )
-        })
-        .collect::<Vec<_>>()
-        .join("; ");
-    let answer = state.influx.query(&statements).await.map_err(|err| {
-        tracing::error!(error = %err, "InfluxDB unavailable for latest values");
-        ApiError::unavailable("the time-series store is unavailable, retry shortly", 5)
-    })?;
-    let mut latest: Latest = HashMap::new();
-    for (field, series_list) in Field::ALL.iter().zip(answer) {
-        for series in series_list {
-            let Some(id) = series.tags.get("machine_id").and_then(|m| m.parse().ok()) else {
-                continue;
-            };
-            let Some(row) = series.values.first() else {
-                continue;
-            };
-            if let (Some(ts), Some(value)) = (
-                row.first().and_then(Value::as_i64),
-                row.get(1).and_then(Value::as_f64),
-            ) {
-                latest
-                    .entry(id)
-                    .or_default()
-                    .insert(field.as_str(), (value, ts));
-            }
-        }
-    }
-    Ok(latest)
-}
-
-/// Redis for what it has; InfluxDB for the rest (machines Redis has nothing for, or all of
-/// them while Redis is away).
-async fn latest_for(state: &QueryState, ids: &[Uuid]) -> Result<(Latest, &'static str), ApiError> {
-    let Some(mut cached) = from_redis(state, ids).await else {
-        return Ok((from_influx(state, ids).await?, "store"));
-    };
-    let missing: Vec<Uuid> = ids
-        .iter()
-        .copied()
-        .filter(|id| cached.get(id).is_none_or(HashMap::is_empty))
-        .collect();
-    if missing.is_empty() {
-        return Ok((cached, "cache"));
-    }
-    cached.extend(from_influx(state, &missing).await?);
-    Ok((cached, "cache+store"))
-}
-
-fn render(fields: Option<&HashMap<&'static str, (f64, i64)>>) -> Value {
-    let mut object = Map::new();
+fn render(fields: Option<&HashMap<&'static str, (f64, i64)>>) -> LatestFields {
+    let mut latest = LatestFields::default();
     for field in Field::ALL {
-        let entry = fields.and_then(|f| f.get(field.as_str())).map(|(value, ts)| {
-            json!({
-                "value": value,
-                "timestamp": chrono::DateTime::from_timestamp_nanos(*ts).to_rfc3339_opts(chrono::SecondsFormat::AutoSi, true),
-            })
-        });
-        object.insert(field.as_str().to_owned(), entry.unwrap_or(Value::Null));
+        let slot = match field {
+            Field::Temperature => &mut latest.temperature,
+            Field::Pressure => &mut latest.pressure,
+            Field::Speed => &mut latest.speed,
+        };
+        *slot = fields
+            .and_then(|f| f.get(field.as_str()))
+            .map(|(value, ts)| LatestValue {
+                value: *value,
+                timestamp: chrono::DateTime::from_timestamp_nanos(*ts)
+                    .to_rfc3339_opts(chrono::SecondsFormat::AutoSi, true),
+            });
     }
-    Value::Object(object)
+    latest
+}
+
+/// One machine's latest values.
+#[derive(Serialize, utoipa::ToSchema)]
+pub struct MachineLatest {
+    status: Success,
+    #[schema(value_type = Object)]
+    machine: Machine,
+    latest: LatestFields,
+    /// Where the values came from: `cache` (Redis), `store` (InfluxDB) or `cache+store`.
+    source: &'static str,
+}
+
+/// The latest values of every matching machine.
+#[derive(Serialize, utoipa::ToSchema)]
+pub struct FleetLatest<'a> {
+    status: Success,
+    count: usize,
+    machines: Vec<FleetMachine<'a>>,
+    /// Where the values came from: `cache` (Redis), `store` (InfluxDB) or `cache+store`.
+    source: &'static str,
+}
+
+/// A machine of the fleet and its latest values.
+#[derive(Serialize, utoipa::ToSchema)]
+pub struct FleetMachine<'a> {
+    #[schema(value_type = Object)]
+    machine: &'a Machine,
+    latest: LatestFields,
 }
 
 /// A machine's newest value per field (Redis, falling back to InfluxDB).
 #[utoipa::path(get, path = "/api/v1/data/machine/{id}/latest", tag = "data", security(("bearer" = [])),
     params(("id" = uuid::Uuid, Path, description = "The machine")),
     responses(
-        (status = 200, description = "`{status, machine, latest: {<field>: {value, timestamp} | null}, source}`"),
+        (status = 200, body = MachineLatest, description = "The machine and its newest value per field"),
         (status = 403, description = "Not read:sensor_data", body = platform::openapi::ErrorResponse),
         (status = 404, description = "Unknown machine", body = platform::openapi::ErrorResponse)))]
 pub async fn machine(
@@ -147,12 +97,13 @@ pub async fn machine(
         .ok_or_else(|| ApiError::not_found("no such machine"))?;
     drop(conn);
     let (latest, source) = latest_for(&state, &[machine.id]).await?;
-    Ok(HttpResponse::Ok().json(json!({
-        "status": "success",
-        "machine": machine,
-        "latest": render(latest.get(&machine.id)),
-        "source": source,
-    })))
+    let latest = render(latest.get(&machine.id));
+    Ok(HttpResponse::Ok().json(MachineLatest {
+        status: Success::Success,
+        machine,
+        latest,
+        source,
+    }))
 }
 
 #[derive(Deserialize, utoipa::IntoParams)]
@@ -165,14 +116,13 @@ pub struct FleetQuery {
     status: Option<String>,
     /// `temperature`, `pressure`, `speed`, `multi`.
     sensor_type: Option<String>,
-    /// Factory id.
     factory_id: Option<String>,
 }
 
 /// Every matching machine with its latest values, in one answer.
 #[utoipa::path(get, path = "/api/v1/data/latest", tag = "data", security(("bearer" = [])), params(FleetQuery),
     responses(
-        (status = 200, description = "`{count, machines: [{machine, latest}]}`"),
+        (status = 200, body = FleetLatest, description = "Every matching machine with its newest value per field"),
         (status = 400, description = "Bad filter", body = platform::openapi::ErrorResponse),
         (status = 403, description = "Not read:sensor_data", body = platform::openapi::ErrorResponse)))]
 pub async fn fleet(
@@ -200,14 +150,17 @@ pub async fn fleet(
     } else {
         latest_for(&state, &ids).await?
     };
-    let machines: Vec<Value> = fleet
+    let machines: Vec<FleetMachine<'_>> = fleet
         .iter()
-        .map(|m| json!({"machine": m, "latest": render(latest.get(&m.id))}))
+        .map(|m| FleetMachine {
+            machine: m,
+            latest: render(latest.get(&m.id)),
+        })
         .collect();
-    Ok(HttpResponse::Ok().json(json!({
-        "status": "success",
-        "count": machines.len(),
-        "machines": machines,
-        "source": source,
-    })))
+    Ok(HttpResponse::Ok().json(FleetLatest {
+        status: Success::Success,
+        count: machines.len(),
+        machines,
+        source,
+    }))
 }

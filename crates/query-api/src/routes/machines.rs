@@ -2,20 +2,21 @@
 //! and PATCH needs `If-Match` so two supervisors cannot overwrite each other silently.
 
 use crate::QueryState;
-use crate::store::machines::{self, Filter, Machine, MachineChanges, MachineView, NewMachine};
 use actix_web::http::StatusCode;
 use actix_web::http::header;
 use actix_web::{HttpRequest, HttpResponse, web};
 use diesel_async::AsyncConnection;
 use domain::{FactoryId, MachineId, MachineName, MachineStatus, SensorType};
 use platform::ApiError;
-use platform::audit::{self, Actor, Change};
 use platform::auth::{Authenticated, require};
 use platform::error::ErrorCode;
-use platform::error::{FieldError, Page, conflict_on_duplicate, offset_pagination, reject_if_any};
+use platform::error::{FieldError, conflict_on_duplicate, reject_if_any};
+use platform::openapi::Success;
+use platform::pagination::{Page, Pagination};
 use platform::postgres::connection;
-use serde::Deserialize;
-use serde_json::json;
+use serde::{Deserialize, Serialize};
+use storage::audit::{self, Actor, Change};
+use storage::machines::{self, Filter, Machine, MachineChanges, MachineView, NewMachine};
 use uuid::Uuid;
 
 const DUPLICATE: &str = "a machine with this name exists in this factory";
@@ -30,7 +31,6 @@ pub struct ListQuery {
     status: Option<String>,
     /// The plant's sensor label, matched case-insensitively (`temperature` finds "Temperature").
     sensor_type: Option<String>,
-    /// Factory id.
     factory_id: Option<String>,
     /// 1..=500, default 50.
     limit: Option<i64>,
@@ -64,7 +64,7 @@ struct Parsed {
     name: Option<String>,
     location: Option<String>,
     sensor_type: Option<String>,
-    status: Option<String>,
+    status: Option<MachineStatus>,
     factory_id: Option<String>,
 }
 
@@ -105,7 +105,8 @@ fn parse_body(body: &MachineBody, errors: &mut Vec<FieldError>) -> Parsed {
             v.parse::<MachineStatus>()
                 .map(|s| s.as_str().to_owned())
                 .map_err(|e| e.to_string())
-        }),
+        })
+        .and_then(|status| status.parse().ok()),
         factory_id: check("factory_id", &body.factory_id, &|v| {
             FactoryId::parse(v)
                 .map(|f| f.as_ref().to_owned())
@@ -114,10 +115,43 @@ fn parse_body(body: &MachineBody, errors: &mut Vec<FieldError>) -> Parsed {
     }
 }
 
+#[derive(Serialize, utoipa::ToSchema)]
+pub struct MachinePage<'a> {
+    status: Success,
+    /// Machines on this page.
+    count: usize,
+    /// Each with `machine_id` as well as `id`.
+    #[schema(value_type = Vec<Object>)]
+    machines: Vec<MachineView<'a>>,
+    pagination: Pagination,
+}
+
+/// One machine, with `machine_id` as well as `id`; its ETag is in the header.
+#[derive(Serialize, utoipa::ToSchema)]
+pub struct MachineAnswer<'a> {
+    status: Success,
+    #[schema(value_type = Object)]
+    machine: MachineView<'a>,
+}
+
+/// A registered machine; its ETag and Location are in the headers.
+#[derive(Serialize, utoipa::ToSchema)]
+pub struct MachineCreated<'a> {
+    status: Success,
+    #[schema(example = "Machine created successfully")]
+    message: &'static str,
+    machine_id: Uuid,
+    #[schema(value_type = Object)]
+    machine: MachineView<'a>,
+}
+
 fn with_etag(status: StatusCode, machine: &Machine) -> HttpResponse {
     HttpResponse::build(status)
         .insert_header((header::ETAG, machine.etag()))
-        .json(json!({"status": "success", "machine": MachineView::from(machine)}))
+        .json(MachineAnswer {
+            status: Success::Success,
+            machine: MachineView::from(machine),
+        })
 }
 
 fn not_found() -> ApiError {
@@ -148,7 +182,7 @@ async fn invalidate(state: &QueryState, id: Uuid) {
 /// The registry, filtered and paged.
 #[utoipa::path(get, path = "/api/v1/machines", tag = "registry", security(("bearer" = [])), params(ListQuery),
     responses(
-        (status = 200, description = "`{status, count, machines: [machine with machine_id and id], pagination: {limit, offset, total, has_more}}`"),
+        (status = 200, body = MachinePage, description = "The page of matching machines"),
         (status = 400, description = "Bad filter or paging", body = platform::openapi::ErrorResponse),
         (status = 403, description = "Not read:machines", body = platform::openapi::ErrorResponse)))]
 pub async fn list(
@@ -173,19 +207,19 @@ pub async fn list(
     reject_if_any("invalid query parameters", errors)?;
     let mut conn = connection(&state.pg).await?;
     let (page, total) = machines::list(&mut conn, &filter, limit, offset).await?;
-    let shown: Vec<MachineView<'_>> = page.iter().map(MachineView::from).collect();
-    Ok(HttpResponse::Ok().json(json!({
-        "status": "success",
-        "count": shown.len(),
-        "machines": shown,
-        "pagination": offset_pagination(limit, offset, page.len(), total),
-    })))
+    let machines: Vec<MachineView<'_>> = page.iter().map(MachineView::from).collect();
+    Ok(HttpResponse::Ok().json(MachinePage {
+        status: Success::Success,
+        count: machines.len(),
+        machines,
+        pagination: Pagination::of(limit, offset, page.len(), total),
+    }))
 }
 
 /// The seed's spelling of `GET /api/v1/machines` (same filters, same answer).
 #[utoipa::path(get, path = "/api/v1/data/machines", tag = "registry", security(("bearer" = [])), params(ListQuery),
     responses(
-        (status = 200, description = "As `GET /api/v1/machines`"),
+        (status = 200, body = MachinePage, description = "As `GET /api/v1/machines`"),
         (status = 400, description = "Bad filter or paging", body = platform::openapi::ErrorResponse),
         (status = 403, description = "Not read:machines", body = platform::openapi::ErrorResponse)))]
 pub async fn seed_list(
@@ -200,7 +234,7 @@ pub async fn seed_list(
 #[utoipa::path(post, path = "/api/v1/data/machine", tag = "registry", security(("bearer" = [])),
     request_body = MachineBody,
     responses(
-        (status = 201, description = "As `POST /api/v1/machines`"),
+        (status = 201, body = MachineCreated, description = "As `POST /api/v1/machines`"),
         (status = 400, description = "Invalid fields, each named", body = platform::openapi::ErrorResponse),
         (status = 403, description = "Not write:machines (supervisor, management)", body = platform::openapi::ErrorResponse),
         (status = 409, description = "A machine with this name exists in this factory", body = platform::openapi::ErrorResponse)))]
@@ -216,7 +250,7 @@ pub async fn seed_create(
 /// One machine, with `ETag: "v<version>"` for a later `If-Match`.
 #[utoipa::path(get, path = "/api/v1/machines/{id}", tag = "registry", security(("bearer" = [])), params(("id" = uuid::Uuid, Path, description = "The machine")),
     responses(
-        (status = 200, description = "`{status, machine}`"),
+        (status = 200, body = MachineAnswer, description = "The machine"),
         (status = 403, description = "Not read:machines", body = platform::openapi::ErrorResponse),
         (status = 404, description = "Unknown machine", body = platform::openapi::ErrorResponse)))]
 pub async fn get(
@@ -235,7 +269,7 @@ pub async fn get(
 #[utoipa::path(post, path = "/api/v1/machines", tag = "registry", security(("bearer" = [])),
     request_body = MachineBody,
     responses(
-        (status = 201, description = "`{status, message, machine_id, machine}` with its ETag"),
+        (status = 201, body = MachineCreated, description = "Registered"),
         (status = 400, description = "Invalid fields, each named", body = platform::openapi::ErrorResponse),
         (status = 403, description = "Not write:machines (supervisor, management)", body = platform::openapi::ErrorResponse),
         (status = 409, description = "A machine with this name exists in this factory", body = platform::openapi::ErrorResponse)))]
@@ -267,9 +301,7 @@ pub async fn create(
         name,
         location,
         sensor_type,
-        status: parsed
-            .status
-            .unwrap_or_else(|| MachineStatus::Active.as_str().to_owned()),
+        status: parsed.status.unwrap_or(MachineStatus::Active),
         factory_id: parsed.factory_id.unwrap_or_else(|| "A".to_owned()),
     };
     let actor = Actor::from_request(&caller, &req);
@@ -292,12 +324,12 @@ pub async fn create(
     invalidate(&state, machine.id).await;
     let mut response = HttpResponse::Created()
         .insert_header((header::ETAG, machine.etag()))
-        .json(json!({
-            "status": "success",
-            "message": "Machine created successfully",
-            "machine_id": machine.id,
-            "machine": MachineView::from(&machine),
-        }));
+        .json(MachineCreated {
+            status: Success::Success,
+            message: "Machine created successfully",
+            machine_id: machine.id,
+            machine: MachineView::from(&machine),
+        });
     if let Ok(location) = header::HeaderValue::from_str(&format!("/api/v1/machines/{}", machine.id))
     {
         response.headers_mut().insert(header::LOCATION, location);
@@ -341,7 +373,7 @@ fn if_match(req: &HttpRequest) -> Result<i64, ApiError> {
         ("If-Match" = String, Header, description = "The ETag read, e.g. \"v3\"")),
     request_body = MachineBody,
     responses(
-        (status = 200, description = "`{status, machine}` with its new ETag"),
+        (status = 200, body = MachineAnswer, description = "The machine as changed"),
         (status = 400, description = "Invalid fields", body = platform::openapi::ErrorResponse),
         (status = 403, description = "Not write:machines", body = platform::openapi::ErrorResponse),
         (status = 404, description = "Unknown machine", body = platform::openapi::ErrorResponse),

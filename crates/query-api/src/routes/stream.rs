@@ -10,28 +10,23 @@ use crate::QueryState;
 use crate::live::LiveEvent;
 use actix_web::web::Bytes;
 use actix_web::{HttpRequest, HttpResponse, web};
-use deadpool_redis::redis;
 use platform::ApiError;
 use platform::auth::revocation::RevocationState;
 use platform::auth::{Authenticated, Principal, TokenVerifier, require};
 use platform::error::ErrorCode;
 use platform::error::{FieldError, reject_if_any};
+use platform::openapi::Success;
 use serde::{Deserialize, Serialize};
-use serde_json::json;
 use std::collections::{HashMap, VecDeque};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
+use storage::tickets::{self, TicketError};
 use tokio::sync::broadcast::error::RecvError;
 use uuid::Uuid;
 
-const TICKET_TTL_SECS: u64 = 30;
 /// Streams end after this long; the client reconnects with a fresh ticket (and its token
 /// must still be valid to get one).
 const MAX_STREAM: Duration = Duration::from_secs(15 * 60);
-
-fn ticket_key(state: &QueryState, ticket: &str) -> String {
-    state.redis.key(&format!("stream:ticket:{ticket}"))
-}
 
 /// Who a ticket was issued to: enough of the token to end the stream when it is revoked.
 #[derive(Serialize, Deserialize)]
@@ -128,44 +123,46 @@ impl Drop for StreamSlot {
     }
 }
 
+/// A ticket for one live stream.
+#[derive(Serialize, utoipa::ToSchema)]
+pub struct StreamTicket {
+    status: Success,
+    /// Opens one stream, once, within `expires_in` seconds.
+    ticket: String,
+    #[schema(example = 30)]
+    expires_in: u64,
+    /// Where to open the stream with it.
+    #[schema(example = "/api/v1/stream?ticket=…")]
+    url: String,
+}
+
 /// A single-use ticket that opens one live stream within 30 s (EventSource cannot send a token).
 #[utoipa::path(post, path = "/api/v1/stream/ticket", tag = "live", security(("bearer" = [])),
     responses(
-        (status = 200, description = "`{ticket, expires_in: 30, url}`"),
+        (status = 200, body = StreamTicket, description = "A new ticket"),
         (status = 403, description = "Not read:sensor_data", body = platform::openapi::ErrorResponse),
         (status = 503, description = "Redis unavailable", body = platform::openapi::ErrorResponse)))]
 pub async fn ticket(
     state: web::Data<QueryState>,
     caller: Authenticated<require::ReadSensorData>,
 ) -> Result<HttpResponse, ApiError> {
-    use secrecy::ExposeSecret;
-    let ticket = platform::password::generate_secret(32)
-        .expose_secret()
-        .to_owned();
-    let holder = serde_json::to_string(&TicketHolder::of(&caller)).map_err(|err| {
-        tracing::error!(error = %err, "stream ticket holder not serialisable");
-        ApiError::internal()
-    })?;
-    state
-        .redis
-        .query::<()>(
-            redis::cmd("SET")
-                .arg(ticket_key(&state, &ticket))
-                .arg(holder)
-                .arg("EX")
-                .arg(TICKET_TTL_SECS),
-        )
+    let ticket = tickets::issue(&state.redis, &TicketHolder::of(&caller))
         .await
         .map_err(|err| {
-            tracing::warn!(error = %err, "Redis lost: no stream ticket");
-            ApiError::unavailable("live streams need Redis, which is unavailable; retry", 5)
+            tracing::warn!(error = %err, "no stream ticket");
+            match err {
+                TicketError::Redis(_) => {
+                    ApiError::unavailable("live streams need Redis, which is unavailable; retry", 5)
+                }
+                TicketError::Holder(_) => ApiError::internal(),
+            }
         })?;
-    Ok(HttpResponse::Ok().json(json!({
-        "status": "success",
-        "ticket": ticket,
-        "expires_in": TICKET_TTL_SECS,
-        "url": format!("/api/v1/stream?ticket={ticket}"),
-    })))
+    Ok(HttpResponse::Ok().json(StreamTicket {
+        status: Success::Success,
+        url: format!("/api/v1/stream?ticket={ticket}"),
+        ticket,
+        expires_in: tickets::TICKET_TTL_SECS,
+    }))
 }
 
 #[derive(Deserialize, utoipa::IntoParams)]
@@ -208,11 +205,26 @@ fn frame(event: &LiveEvent) -> Bytes {
     ))
 }
 
+/// The data of a `reset` or `end` event: why, and what the client should do.
+#[derive(Serialize)]
+struct Notice<'a> {
+    reason: &'a str,
+    action: &'static str,
+}
+
+impl Notice<'_> {
+    fn frame(&self, event: &str) -> Bytes {
+        let data = serde_json::to_string(self).unwrap_or_default();
+        Bytes::from(format!("event: {event}\ndata: {data}\n\n"))
+    }
+}
+
 fn reset(reason: &str) -> Bytes {
-    Bytes::from(format!(
-        "event: reset\ndata: {}\n\n",
-        json!({"reason": reason, "action": "reload current state from the REST API"})
-    ))
+    Notice {
+        reason,
+        action: "reload current state from the REST API",
+    }
+    .frame("reset")
 }
 
 /// The loop's state between two frames.
@@ -243,42 +255,8 @@ pub async fn stream(
     query: web::Query<StreamQuery>,
 ) -> Result<HttpResponse, ApiError> {
     let query = query.into_inner();
-    let mut errors = Vec::new();
-    if let Some(id) = &query.machine_id
-        && id.parse::<uuid::Uuid>().is_err()
-    {
-        errors.push(FieldError::parameter("machine_id", "must be a UUID").with_value(id.as_str()));
-    }
-    let resume_from = match query.last_event_id.as_deref().map(str::parse::<u64>) {
-        Some(Ok(id)) => Some(id),
-        Some(Err(_)) => {
-            errors.push(
-                FieldError::parameter("last_event_id", "must be an event id from this stream")
-                    .with_value(query.last_event_id.as_deref().unwrap_or_default()),
-            );
-            None
-        }
-        None => None,
-    };
-    reject_if_any("invalid stream parameters", errors)?;
-    let Some(ticket) = query.ticket.filter(|t| !t.is_empty()) else {
-        return Err(ApiError::unauthorized(
-            "a stream needs a ticket: POST /api/v1/stream/ticket with your token first",
-        ));
-    };
-    // GETDEL: a ticket opens one stream, once.
-    let holder: Option<String> = state
-        .redis
-        .query(redis::cmd("GETDEL").arg(ticket_key(&state, &ticket)))
-        .await
-        .map_err(|_| {
-            ApiError::unavailable("live streams need Redis, which is unavailable; retry", 5)
-        })?;
-    let Some(holder) = holder.and_then(|h| serde_json::from_str::<TicketHolder>(&h).ok()) else {
-        return Err(ApiError::unauthorized(
-            "unknown, used or expired stream ticket",
-        ));
-    };
+    let resume_from = check_query(&query)?;
+    let holder = spend_ticket(&state, query.ticket).await?;
     let Some(slot) = state
         .stream_slots
         .take(holder.subject, state.stream.max_per_user)
@@ -313,6 +291,78 @@ pub async fn stream(
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.parse::<u64>().ok())
         .or(resume_from);
+    let (first, newest_sent) = backlog(&state, &filter, last_event_id);
+    tracing::info!(user = %holder.username, "live stream opened");
+    let heartbeat = Duration::from_secs(state.stream.heartbeat_secs);
+    let open = Open {
+        pending: first,
+        receiver,
+        _watcher: watcher,
+        filter,
+        newest_sent,
+        next_beat: tokio::time::Instant::now() + heartbeat,
+        holder,
+        _slot: slot,
+    };
+    let verifier = req.app_data::<web::Data<TokenVerifier>>().cloned();
+    let body = frames(open, heartbeat, state.stream_lagged.clone(), verifier);
+    Ok(HttpResponse::Ok()
+        .content_type("text/event-stream")
+        .insert_header(("cache-control", "no-cache"))
+        // nginx: pass events through as they come.
+        .insert_header(("x-accel-buffering", "no"))
+        .streaming(body))
+}
+
+/// Checks `machine_id` and `last_event_id`, reporting each problem; returns the event id to
+/// resume after, if one was given.
+fn check_query(query: &StreamQuery) -> Result<Option<u64>, ApiError> {
+    let mut errors = Vec::new();
+    if let Some(id) = &query.machine_id
+        && id.parse::<uuid::Uuid>().is_err()
+    {
+        errors.push(FieldError::parameter("machine_id", "must be a UUID").with_value(id.as_str()));
+    }
+    let resume_from = match query.last_event_id.as_deref().map(str::parse::<u64>) {
+        Some(Ok(id)) => Some(id),
+        Some(Err(_)) => {
+            errors.push(
+                FieldError::parameter("last_event_id", "must be an event id from this stream")
+                    .with_value(query.last_event_id.as_deref().unwrap_or_default()),
+            );
+            None
+        }
+        None => None,
+    };
+    reject_if_any("invalid stream parameters", errors)?;
+    Ok(resume_from)
+}
+
+/// Whom `ticket` was issued to; the ticket is spent (GETDEL: a ticket opens one stream, once).
+async fn spend_ticket(
+    state: &QueryState,
+    ticket: Option<String>,
+) -> Result<TicketHolder, ApiError> {
+    let Some(ticket) = ticket.filter(|t| !t.is_empty()) else {
+        return Err(ApiError::unauthorized(
+            "a stream needs a ticket: POST /api/v1/stream/ticket with your token first",
+        ));
+    };
+    tickets::redeem::<TicketHolder>(&state.redis, &ticket)
+        .await
+        .map_err(|_| {
+            ApiError::unavailable("live streams need Redis, which is unavailable; retry", 5)
+        })?
+        .ok_or_else(|| ApiError::unauthorized("unknown, used or expired stream ticket"))
+}
+
+/// The first frames: the retry interval, then what the client missed after `last_event_id`
+/// (or a reset when that is too far back); and the id of the newest event among them.
+fn backlog(
+    state: &QueryState,
+    filter: &Filter,
+    last_event_id: Option<u64>,
+) -> (VecDeque<Bytes>, u64) {
     let mut first = VecDeque::from([Bytes::from_static(b"retry: 2000\n\n")]);
     let mut newest_sent = 0;
     if let Some(last) = last_event_id {
@@ -326,30 +376,26 @@ pub async fn stream(
             None => first.push_back(reset("too far behind to resume")),
         }
     }
-    tracing::info!(user = %holder.username, "live stream opened");
+    (first, newest_sent)
+}
+
+/// The stream's body: frame after frame until [`next_frame`] ends it.
+fn frames(
+    open: Open,
+    heartbeat: Duration,
+    lagged: prometheus::IntCounter,
+    verifier: Option<web::Data<TokenVerifier>>,
+) -> impl futures_util::Stream<Item = Result<Bytes, actix_web::Error>> {
     let started = Instant::now();
-    let heartbeat = Duration::from_secs(state.stream.heartbeat_secs);
-    let metrics = state.stream_lagged.clone();
-    let verifier = req.app_data::<web::Data<TokenVerifier>>().cloned();
-    let open = Open {
-        pending: first,
-        receiver,
-        _watcher: watcher,
-        filter,
-        newest_sent,
-        next_beat: tokio::time::Instant::now() + heartbeat,
-        holder,
-        _slot: slot,
-    };
-    let body = futures_util::stream::unfold(Some(open), move |open| {
-        let (metrics, verifier) = (metrics.clone(), verifier.clone());
+    futures_util::stream::unfold(Some(open), move |open| {
+        let (lagged, verifier) = (lagged.clone(), verifier.clone());
         async move {
             let mut open = open?;
             let bytes = next_frame(
                 &mut open,
                 started,
                 heartbeat,
-                &metrics,
+                &lagged,
                 verifier.as_ref().map(|v| v.get_ref()),
             )
             .await;
@@ -360,13 +406,7 @@ pub async fn stream(
                 Next::End => None,
             }
         }
-    });
-    Ok(HttpResponse::Ok()
-        .content_type("text/event-stream")
-        .insert_header(("cache-control", "no-cache"))
-        // nginx: pass events through as they come.
-        .insert_header(("x-accel-buffering", "no"))
-        .streaming(body))
+    })
 }
 
 enum Next {
@@ -401,10 +441,8 @@ async fn next_frame(
                     .max(tokio::time::Instant::now() + heartbeat / 2);
                 if open.holder.is_revoked(verifier) {
                     tracing::info!(user = %open.holder.username, "live stream ended: token revoked");
-                    return Next::Last(Bytes::from(format!(
-                        "event: end\ndata: {}\n\n",
-                        json!({"reason": "token revoked", "action": "sign in again"})
-                    )));
+                    let notice = Notice { reason: "token revoked", action: "sign in again" };
+                    return Next::Last(notice.frame("end"));
                 }
                 return Next::Frame(Bytes::from_static(b": keep-alive\n\n"));
             }

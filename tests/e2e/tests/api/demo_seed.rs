@@ -2,9 +2,9 @@ use admin::demo::{DemoCredentials, MACHINES, seed};
 use diesel::prelude::*;
 use diesel_async::RunQueryDsl;
 use plantline_e2e::TestContext;
-use platform::password::verify_secret;
-use platform::schema::{gateway_clients, machine_metadata, users};
 use secrecy::SecretString;
+use storage::schema::{gateway_clients, machine_metadata, users};
+use storage::secrets::verify_secret;
 
 #[tokio::test]
 async fn demo_seed_is_idempotent_and_credentials_work() {

@@ -316,7 +316,7 @@ async fn late_readings_are_rolled_up_by_the_maintenance() {
         std::time::Duration::from_secs(15),
         "the late hour rolled up",
         || async {
-            query_api::rollups::work_off(&influx, &rig.ctx.redis())
+            telemetry_writer::jobs::work_off_late_hours(&influx, &rig.ctx.redis())
                 .await
                 .ok()?;
             let (_, answer) = rig.get(&window).await;
@@ -373,7 +373,7 @@ async fn past_windows_are_cached_until_late_readings_change_them() {
         .await
         .unwrap();
     assert_eq!(stored.status(), 201);
-    query_api::rollups::work_off(&rig.ctx.influx(), &rig.ctx.redis())
+    telemetry_writer::jobs::work_off_late_hours(&rig.ctx.influx(), &rig.ctx.redis())
         .await
         .unwrap();
     let (_, third) = rig.get(&request).await;
@@ -414,4 +414,50 @@ async fn without_redis_history_is_answered_from_influxdb() {
         body["query"].get("cache").is_none(),
         "no cache without Redis"
     );
+}
+
+/// Issue 17: three ended hours backfilled through ingest, then queried at once. Before the
+/// fix the hourly rollup of those hours (still empty) answered `"data": []`.
+#[tokio::test]
+async fn backfilled_hours_are_exact_right_after_the_write() {
+    let rig = rig().await;
+    let auth = rig.ctx.spawn(ServiceName::Auth).await;
+    let ingest = rig.ctx.spawn(ServiceName::IngestApi).await;
+    let gateway = auth.gateway_token(&rig.ctx.create_gateway().await).await;
+    let base = day_ago() - chrono::Duration::hours(3);
+    // One reading a minute for three hours; hour h holds values h*100 + minute.
+    let readings: Vec<Value> = (0..180)
+        .map(|minute: i64| {
+            let at = base + chrono::Duration::seconds(minute * 60 + 30);
+            serde_json::json!({"timestamp": at.to_rfc3339(), "temperature": ((minute / 60) * 100 + minute % 60) as f64})
+        })
+        .collect();
+    let body = serde_json::json!({"gateway_id": "g", "timestamp": base.to_rfc3339(),
+        "batch": [{"machine_id": rig.machine, "readings": readings}]});
+    let stored = ingest
+        .request(Method::POST, "/api/v1/data/ingest")
+        .bearer_auth(&gateway)
+        .json(&body)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(stored.status(), 201);
+
+    let (status, answer) = rig
+        .get(&format!(
+            "start_time={}&end_time={}&interval=1h&agg=mean,count,min,max&fields=temperature",
+            enc(base),
+            enc(base + chrono::Duration::hours(3))
+        ))
+        .await;
+    assert_eq!(status, 200);
+    let data = answer["data"].as_array().expect("data");
+    assert_eq!(data.len(), 3, "{answer}");
+    for (hour, bucket) in data.iter().enumerate() {
+        let low = (hour * 100) as f64;
+        assert_eq!(bucket["temperature_count"], 60, "{bucket}");
+        assert_eq!(bucket["temperature_min"], low, "{bucket}");
+        assert_eq!(bucket["temperature_max"], low + 59.0, "{bucket}");
+        assert_eq!(bucket["temperature"], low + 29.5, "{bucket}");
+    }
 }

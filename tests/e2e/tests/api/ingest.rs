@@ -424,7 +424,7 @@ async fn latest_values_follow_the_readings_own_time_not_arrival() {
     assert_eq!(rig.post(&body).await.0, 201);
 
     let redis_client = rig.ctx.redis();
-    let key = platform::latest::latest_key(&redis_client, &machine);
+    let key = storage::latest::latest_key(&redis_client, &machine);
     let latest: std::collections::HashMap<String, String> = redis_client
         .query(redis::cmd("HGETALL").arg(key))
         .await
@@ -554,7 +554,7 @@ async fn latest_values_survive_redis_forgetting_its_scripts() {
         .await
         .unwrap();
     assert_eq!(rig.post(&seed_body(&machine, &now_minus(4))).await.0, 201);
-    let key = platform::latest::latest_key(&redis_client, &machine);
+    let key = storage::latest::latest_key(&redis_client, &machine);
     let latest: std::collections::HashMap<String, String> = redis_client
         .query(redis::cmd("HGETALL").arg(key))
         .await

@@ -146,7 +146,7 @@ async fn a_qos1_message_lands_in_influxdb_with_exact_tags_and_fields() {
         .redis()
         .query(
             deadpool_redis::redis::cmd("HGETALL")
-                .arg(platform::latest::latest_key(&ctx.redis(), &machine)),
+                .arg(storage::latest::latest_key(&ctx.redis(), &machine)),
         )
         .await
         .unwrap();

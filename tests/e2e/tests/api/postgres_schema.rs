@@ -2,7 +2,7 @@ use chrono::{DateTime, Utc};
 use diesel::prelude::*;
 use diesel_async::RunQueryDsl;
 use plantline_e2e::TestContext;
-use platform::schema::{audit_log, machine_metadata, system_config, users};
+use storage::schema::{audit_log, machine_metadata, system_config, users};
 use uuid::Uuid;
 
 #[derive(Debug, Queryable, Selectable)]

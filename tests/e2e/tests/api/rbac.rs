@@ -342,7 +342,7 @@ async fn the_seed_flow_management_updates_config_and_others_are_refused() {
     // Audited with who, what, before and after.
     use diesel::prelude::*;
     use diesel_async::RunQueryDsl;
-    use platform::schema::audit_log;
+    use storage::schema::audit_log;
     let pool = ctx.pg_pool();
     let mut conn = platform::postgres::connection(&pool).await.unwrap();
     let (actor, action, before, after): (String, String, Option<Value>, Option<Value>) =

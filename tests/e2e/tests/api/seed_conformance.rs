@@ -271,7 +271,7 @@ impl Seed {
 async fn register(ctx: &TestContext, machine: &SeedMachine) {
     use diesel::ExpressionMethods;
     use diesel_async::RunQueryDsl;
-    use platform::schema::machine_metadata;
+    use storage::schema::machine_metadata;
     let pool = ctx.pg_pool();
     let mut conn = platform::postgres::connection(&pool)
         .await
@@ -294,8 +294,8 @@ async fn register(ctx: &TestContext, machine: &SeedMachine) {
 async fn create_john_doe(ctx: &TestContext) -> TestUser {
     use diesel::ExpressionMethods;
     use diesel_async::RunQueryDsl;
-    use platform::schema::users;
-    let hash = platform::password::hash_secret(&SecretString::from(JOHN_DOE_PASSWORD.to_owned()))
+    use storage::schema::users;
+    let hash = storage::secrets::hash_secret(&SecretString::from(JOHN_DOE_PASSWORD.to_owned()))
         .expect("hash john.doe's password");
     let pool = ctx.pg_pool();
     let mut conn = platform::postgres::connection(&pool)

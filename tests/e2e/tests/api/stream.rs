@@ -321,7 +321,7 @@ async fn a_client_that_stops_reading_does_not_grow_the_servers_memory() {
         .unwrap();
     let mut watched = events(watcher);
     let redis = plant.ctx.redis();
-    let channel = redis.key(platform::latest::LIVE_CHANNEL);
+    let channel = redis.key(platform::redis_keys::LIVE_READINGS_CHANNEL);
     plantline_e2e::eventually(Duration::from_secs(10), "the hub subscribed", || async {
         (plant.ctx.readings_subscribers().await? > 0).then_some(())
     })

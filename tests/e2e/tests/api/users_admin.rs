@@ -101,7 +101,7 @@ async fn users_are_created_validated_changed_and_deleted_with_an_audit_trail() {
 
     use diesel::prelude::*;
     use diesel_async::RunQueryDsl;
-    use platform::schema::audit_log;
+    use storage::schema::audit_log;
     let pool = ctx.pg_pool();
     let mut conn = platform::postgres::connection(&pool).await.unwrap();
     type AuditRow = (String, Option<String>, Option<Value>, Option<String>);

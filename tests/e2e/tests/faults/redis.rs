@@ -148,7 +148,7 @@ async fn s3_redis_stopped() {
 
     // Back to normal by itself: nothing is restarted.
     let redis = stack.ctx.redis();
-    let latest_key = platform::latest::latest_key(&redis, &machine);
+    let latest_key = storage::latest::latest_key(&redis, &machine);
     let mut last = String::new();
     let healed = within(Duration::from_secs(30), async || {
         let round = round(&stack, &mut feeder, &machine, &operator).await;

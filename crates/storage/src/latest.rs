@@ -1,10 +1,11 @@
 //! After a write InfluxDB acknowledged: the latest value per machine and field in Redis, and
 //! a live message for dashboards. Both are best effort; the readings are already stored.
 
-use crate::redis::{RedisClient, RedisError};
 use crate::registry::MachineInfo;
 use deadpool_redis::redis;
 use domain::reading::{Field, Reading};
+use platform::redis::{RedisClient, RedisError};
+use platform::redis_keys;
 use serde::Serialize;
 
 /// For each key, sets `field` and `field_ts` only when the new timestamp is newer, so a late
@@ -61,14 +62,10 @@ pub async fn run_pipeline(redis: &RedisClient, pipe: &redis::Pipeline) -> Result
     }
 }
 
-/// The channel (under the deployment prefix) carrying stored readings to live streams.
-pub const LIVE_CHANNEL: &str = "live:readings";
-
 /// What live subscribers receive for each machine of a stored batch (the write paths
 /// publish it, query-api's streams read it: one type for both).
 #[derive(Debug, Clone, PartialEq, Serialize, serde::Deserialize)]
 pub struct LiveReadings {
-    /// The machine.
     pub machine_id: uuid::Uuid,
     /// Its factory (stream filter).
     pub factory_id: String,
@@ -107,7 +104,7 @@ impl From<&Reading> for LiveReading {
 
 /// The Redis key holding a machine's latest values.
 pub fn latest_key(redis: &RedisClient, machine: &uuid::Uuid) -> String {
-    redis.key(&format!("latest:{machine}"))
+    redis.key(&redis_keys::latest(machine))
 }
 
 /// How often the write paths check for live subscribers: a new subscriber starts getting
@@ -133,7 +130,7 @@ impl LiveAudience {
                 .query(
                     redis::cmd("PUBSUB")
                         .arg("NUMSUB")
-                        .arg(redis.key(LIVE_CHANNEL)),
+                        .arg(redis.key(redis_keys::LIVE_READINGS_CHANNEL)),
                 )
                 .await;
             // Unknown (Redis away) counts as listening: publishing will fail and be logged.
@@ -204,36 +201,8 @@ pub fn queue(
             readings: readings.iter().map(LiveReading::from).collect(),
         };
         pipe.cmd("PUBLISH")
-            .arg(redis.key(LIVE_CHANNEL))
+            .arg(redis.key(redis_keys::LIVE_READINGS_CHANNEL))
             .arg(serde_json::to_string(&message).unwrap_or_default())
             .ignore();
     }
-}
-
-/// Queues, on `pipe`, the hours of readings too old for the continuous queries to see, so
-/// query-api recomputes their rollups (see `influx::LATE_HOURS`).
-pub fn queue_late_hours(
-    pipe: &mut redis::Pipeline,
-    redis: &RedisClient,
-    batches: &[(&MachineInfo, &[Reading])],
-) {
-    let cutoff = chrono::Utc::now().timestamp() - crate::influx::ROLLUP_LOOKBACK_SECS + 300;
-    let mut hours: Vec<i64> = batches
-        .iter()
-        .flat_map(|(_, readings)| readings.iter())
-        .map(|r| r.timestamp().nanos().div_euclid(1_000_000_000))
-        .filter(|secs| *secs < cutoff)
-        .map(|secs| secs - secs.rem_euclid(3600))
-        .collect();
-    hours.sort_unstable();
-    hours.dedup();
-    if hours.is_empty() {
-        return;
-    }
-    let mut add = redis::cmd("ZADD");
-    add.arg(redis.key(crate::influx::LATE_HOURS));
-    for hour in hours {
-        add.arg(hour).arg(hour);
-    }
-    pipe.add_command(add).ignore();
 }

@@ -1,10 +1,10 @@
 //! The `users` table.
 
+use crate::schema::users;
 use chrono::{DateTime, Utc};
 use diesel::prelude::*;
 use diesel_async::{AsyncPgConnection, RunQueryDsl};
 use domain::Role;
-use platform::schema::users;
 use serde::Serialize;
 use uuid::Uuid;
 
@@ -12,35 +12,23 @@ use uuid::Uuid;
 #[derive(Debug, Clone, Queryable, Selectable)]
 #[diesel(table_name = users)]
 pub struct User {
-    /// Id.
     pub id: Uuid,
-    /// Login name.
     pub username: String,
-    /// Address.
     pub email: Option<String>,
     /// argon2id PHC string.
     pub password_hash: String,
-    /// Role name.
-    pub role: String,
+    pub role: Role,
     /// Whether the account may log in.
     pub is_active: bool,
-    /// Last successful login.
     pub last_login: Option<DateTime<Utc>>,
-    /// Created.
     pub created_at: DateTime<Utc>,
-    /// Last changed.
     pub updated_at: DateTime<Utc>,
 }
 
 impl User {
-    /// The role; an unknown stored role (impossible under the CHECK) reads as the weakest.
-    pub fn role(&self) -> Role {
-        self.role.parse().unwrap_or(Role::Operator)
-    }
-
     /// The public view: never the hash.
     pub fn view(&self) -> UserView {
-        let role = self.role();
+        let role = self.role;
         UserView {
             id: self.id,
             username: self.username.clone(),
@@ -58,23 +46,16 @@ impl User {
 /// What the API shows of a user (and what the audit log records).
 #[derive(Debug, Clone, Serialize)]
 pub struct UserView {
-    /// Id.
     pub id: Uuid,
-    /// Login name.
     pub username: String,
-    /// Address.
     pub email: Option<String>,
-    /// Role.
     pub role: Role,
     /// The role's permissions.
     pub permissions: Vec<&'static str>,
     /// Whether the account may log in.
     pub is_active: bool,
-    /// Last successful login.
     pub last_login: Option<DateTime<Utc>>,
-    /// Created.
     pub created_at: DateTime<Utc>,
-    /// Last changed.
     pub updated_at: DateTime<Utc>,
 }
 
@@ -82,13 +63,10 @@ pub struct UserView {
 #[derive(Insertable)]
 #[diesel(table_name = users)]
 pub struct NewUser<'a> {
-    /// Login name.
     pub username: &'a str,
-    /// Address.
     pub email: Option<&'a str>,
     /// argon2id hash.
     pub password_hash: &'a str,
-    /// Role name.
     pub role: &'a str,
 }
 
@@ -96,13 +74,10 @@ pub struct NewUser<'a> {
 #[derive(AsChangeset, Default)]
 #[diesel(table_name = users)]
 pub struct UserChanges {
-    /// New address.
     pub email: Option<Option<String>>,
-    /// New role.
     pub role: Option<String>,
     /// Activate or deactivate.
     pub is_active: Option<bool>,
-    /// New password hash.
     pub password_hash: Option<String>,
 }
 

@@ -1,9 +1,10 @@
 //! The machine registry (`machine_metadata`).
 
+use crate::schema::machine_metadata;
 use chrono::{DateTime, Utc};
 use diesel::prelude::*;
 use diesel_async::{AsyncPgConnection, RunQueryDsl};
-use platform::schema::machine_metadata;
+use domain::MachineStatus;
 use serde::Serialize;
 use uuid::Uuid;
 
@@ -11,23 +12,17 @@ use uuid::Uuid;
 #[derive(Debug, Clone, Serialize, Queryable, Selectable)]
 #[diesel(table_name = machine_metadata)]
 pub struct Machine {
-    /// Id.
     pub id: Uuid,
     /// Display name, unique per factory.
     pub name: String,
     /// Where it stands.
     pub location: String,
-    /// Its sensor package.
     pub sensor_type: String,
-    /// Registry status.
-    pub status: String,
-    /// Its factory.
+    pub status: MachineStatus,
     pub factory_id: String,
     /// Grows with every change; the ETag.
     pub version: i64,
-    /// Registered.
     pub created_at: DateTime<Utc>,
-    /// Last changed.
     pub updated_at: DateTime<Utc>,
 }
 
@@ -59,13 +54,10 @@ impl<'a> From<&'a Machine> for MachineView<'a> {
 /// Filters of the list endpoint (already validated).
 #[derive(Debug, Default)]
 pub struct Filter {
-    /// Exact location.
     pub location: Option<String>,
-    /// Exact status.
-    pub status: Option<String>,
+    pub status: Option<MachineStatus>,
     /// Sensor label, any case.
     pub sensor_type: Option<String>,
-    /// Exact factory.
     pub factory_id: Option<String>,
 }
 
@@ -79,17 +71,19 @@ impl Filter {
         errors: &mut Vec<platform::error::FieldError>,
     ) -> Self {
         use platform::error::FieldError;
-        if let Some(value) = &status
-            && value.parse::<domain::MachineStatus>().is_err()
-        {
-            errors.push(
-                FieldError::parameter(
-                    "status",
-                    "must be one of active, inactive, maintenance, error",
-                )
-                .with_value(value.as_str()),
-            );
-        }
+        let status = status.and_then(|value| match value.parse::<MachineStatus>() {
+            Ok(status) => Some(status),
+            Err(_) => {
+                errors.push(
+                    FieldError::parameter(
+                        "status",
+                        "must be one of active, inactive, maintenance, error",
+                    )
+                    .with_value(value),
+                );
+                None
+            }
+        });
         if let Some(value) = &sensor_type
             && let Err(err) = domain::SensorType::parse(value)
         {
@@ -121,7 +115,7 @@ pub async fn list(
             query = query.filter(machine_metadata::location.eq(v.clone()));
         }
         if let Some(v) = &filter.status {
-            query = query.filter(machine_metadata::status.eq(v.clone()));
+            query = query.filter(machine_metadata::status.eq(*v));
         }
         if let Some(v) = &filter.sensor_type {
             // PostgreSQL folds both sides, so the comparison is one collation's, not two.
@@ -161,15 +155,10 @@ pub async fn find(conn: &mut AsyncPgConnection, id: Uuid) -> QueryResult<Option<
 #[derive(Insertable)]
 #[diesel(table_name = machine_metadata)]
 pub struct NewMachine {
-    /// Name.
     pub name: String,
-    /// Location.
     pub location: String,
-    /// Sensor type.
     pub sensor_type: String,
-    /// Status.
-    pub status: String,
-    /// Factory.
+    pub status: MachineStatus,
     pub factory_id: String,
 }
 
@@ -186,15 +175,10 @@ pub async fn insert(conn: &mut AsyncPgConnection, machine: NewMachine) -> QueryR
 #[derive(AsChangeset, Default)]
 #[diesel(table_name = machine_metadata)]
 pub struct MachineChanges {
-    /// New name.
     pub name: Option<String>,
-    /// New location.
     pub location: Option<String>,
-    /// New sensor type.
     pub sensor_type: Option<String>,
-    /// New status.
-    pub status: Option<String>,
-    /// New factory.
+    pub status: Option<MachineStatus>,
     pub factory_id: Option<String>,
 }
 

@@ -13,11 +13,14 @@ use serde_json::Value;
 use std::collections::HashMap;
 use uuid::Uuid;
 
+/// How often every service reloads the settings: a change applies everywhere within this,
+/// without a message between services.
+pub const REFRESH_EVERY: std::time::Duration = std::time::Duration::from_millis(500);
+
 /// A stored (non-default) setting.
 #[derive(Debug, Clone, Queryable, Selectable)]
 #[diesel(table_name = system_config)]
 pub struct StoredSetting {
-    /// Name.
     pub name: String,
     /// Value as JSON.
     pub value: Value,
@@ -25,7 +28,6 @@ pub struct StoredSetting {
     pub version: i64,
     /// Who changed it last.
     pub updated_by: Option<Uuid>,
-    /// When.
     pub updated_at: DateTime<Utc>,
 }
 
@@ -142,9 +144,9 @@ impl LiveSettings {
     /// Reloads every stored setting.
     pub async fn refresh(
         &self,
-        pg: &crate::postgres::PgPool,
-    ) -> Result<(), crate::postgres::DbError> {
-        let mut conn = crate::postgres::connection(pg).await?;
+        pg: &platform::postgres::PgPool,
+    ) -> Result<(), platform::postgres::DbError> {
+        let mut conn = platform::postgres::connection(pg).await?;
         let rows = load_all(&mut conn).await?;
         if let Ok(mut stored) = self.stored.write() {
             *stored = rows;
@@ -152,11 +154,29 @@ impl LiveSettings {
         Ok(())
     }
 
+    /// The settings as stored now; the defaults (logged) while PostgreSQL does not answer,
+    /// until [`keep_fresh`](Self::keep_fresh) reaches it.
+    pub async fn load(raw_retention_weeks: u32, pg: &platform::postgres::PgPool) -> Self {
+        let live = Self::new(raw_retention_weeks);
+        if let Err(err) = live.refresh(pg).await {
+            tracing::warn!(error = %err, "settings not loaded at start; using defaults until Postgres answers");
+        }
+        live
+    }
+
+    /// Reloads every [`REFRESH_EVERY`] while `app` runs.
+    pub fn keep_fresh(&self, pg: platform::postgres::PgPool, app: &platform::Application) {
+        app.spawn_background(
+            self.clone()
+                .run_refresh(pg, REFRESH_EVERY, app.shutdown_token()),
+        );
+    }
+
     /// Refreshes every `every` until `shutdown`; keeps the last known values while Postgres
     /// is away (logged once per outage).
-    pub async fn run_refresh(
+    async fn run_refresh(
         self,
-        pg: crate::postgres::PgPool,
+        pg: platform::postgres::PgPool,
         every: std::time::Duration,
         shutdown: tokio_util::sync::CancellationToken,
     ) {

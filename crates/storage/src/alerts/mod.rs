@@ -7,11 +7,11 @@
 //! The hot path stays cheap: Postgres is only asked when a reading is out of range or the
 //! machine has an open alert, which Redis (`alert:open:{machine}`) says in one `MGET` per batch.
 
-use crate::postgres::{DbError, PgPool};
-use crate::redis::RedisClient;
+pub mod queries;
+
 use crate::registry::MachineInfo;
 use crate::schema::alerts;
-use crate::settings_store::LiveSettings;
+use crate::settings::LiveSettings;
 use chrono::{DateTime, Utc};
 use deadpool_redis::redis;
 use diesel::prelude::*;
@@ -19,12 +19,12 @@ use diesel::sql_types::{Array, Bool, Double, Integer, Timestamptz, Uuid as SqlUu
 use diesel_async::RunQueryDsl;
 use domain::alerts::{Metric, Observation, Severity, Thresholds, observe};
 use domain::reading::Reading;
+use platform::postgres::{DbError, PgPool};
+use platform::redis::RedisClient;
+use platform::redis_keys;
 use serde::Serialize;
 use std::collections::HashMap;
 use uuid::Uuid;
-
-/// The Redis channel (under the deployment prefix) carrying [`AlertEvent`]s.
-pub const ALERTS_CHANNEL: &str = "alerts";
 
 /// One alert as stored and served.
 #[derive(
@@ -32,16 +32,12 @@ pub const ALERTS_CHANNEL: &str = "alerts";
 )]
 #[diesel(table_name = alerts)]
 pub struct Alert {
-    /// Id.
     pub id: Uuid,
-    /// The machine.
     pub machine_id: Uuid,
-    /// Its factory.
     pub factory_id: String,
-    /// `temperature`, `pressure` or `inactivity`.
-    pub metric: String,
-    /// `warning` or `critical` (the worst seen while open).
-    pub severity: String,
+    pub metric: Metric,
+    /// The worst seen while open.
+    pub severity: Severity,
     /// The newest offending value (seconds of silence for inactivity).
     pub value: f64,
     /// The threshold it crossed.
@@ -56,7 +52,6 @@ pub struct Alert {
     pub closed_at: Option<DateTime<Utc>>,
     /// Who acknowledged it.
     pub acknowledged_by: Option<Uuid>,
-    /// When.
     pub acknowledged_at: Option<DateTime<Utc>>,
 }
 
@@ -68,11 +63,10 @@ struct Upserted {
     inserted: bool,
 }
 
-/// What happened to an alert (published on [`ALERTS_CHANNEL`] by whoever changed it, read by
+/// What happened to an alert (published on [`redis_keys::ALERTS_CHANNEL`] by whoever changed it, read by
 /// query-api's streams and mqtt-bridge's relay: one type for both).
 #[derive(Debug, Clone, PartialEq, Serialize, serde::Deserialize)]
 pub struct AlertEvent {
-    /// What changed.
     pub event: AlertChange,
     /// The alert after the change.
     pub alert: Alert,
@@ -110,7 +104,7 @@ pub const PERSIST_ATTEMPTS: u32 = 3;
 
 /// The key telling the write paths which metrics of a machine have an open alert.
 pub fn open_key(redis: &RedisClient, machine: &Uuid) -> String {
-    redis.key(&format!("alert:open:{machine}"))
+    redis.key(&redis_keys::open_alerts(machine))
 }
 
 fn time(ns: i64) -> DateTime<Utc> {
@@ -128,15 +122,13 @@ pub struct AlertEngine {
 /// Why alerts could not be updated (the readings are stored regardless).
 #[derive(Debug, thiserror::Error)]
 pub enum AlertError {
-    /// Postgres.
     #[error(transparent)]
     Db(#[from] DbError),
     /// A query failed.
     #[error("alert query: {0}")]
     Query(#[from] diesel::result::Error),
-    /// Redis.
     #[error(transparent)]
-    Redis(#[from] crate::redis::RedisError),
+    Redis(#[from] platform::redis::RedisError),
 }
 
 impl AlertEngine {
@@ -182,83 +174,55 @@ impl AlertEngine {
         if batches.is_empty() {
             return Ok(Vec::new());
         }
-        // One entry per machine: the bridge's micro-batches hold a machine once per message,
-        // and one statement may touch each alert only once.
-        let mut merged: Vec<(&MachineInfo, Vec<Reading>)> = Vec::new();
-        let mut index: HashMap<Uuid, usize> = HashMap::new();
-        for (machine, readings) in batches {
-            match index.get(&machine.id) {
-                Some(&at) => merged[at].1.extend_from_slice(readings),
-                None => {
-                    index.insert(machine.id, merged.len());
-                    merged.push((machine, readings.to_vec()));
-                }
-            }
-        }
-        let batches = &merged;
-        let open: Vec<Option<String>> = match known_open {
-            Some(known) => batches
-                .iter()
-                .map(|(m, _)| known.get(&m.id).cloned().flatten())
-                .collect(),
-            None => {
-                let keys: Vec<String> = batches
-                    .iter()
-                    .map(|(m, _)| open_key(&self.redis, &m.id))
-                    .collect();
-                // Unknown (Redis away) counts as "nothing open": closing waits for Redis,
-                // opening does not.
-                self.redis
-                    .query(redis::cmd("MGET").arg(&keys))
-                    .await
-                    .unwrap_or_else(|_| vec![None; keys.len()])
-            }
-        };
-        let thresholds = self.thresholds();
-        let mut work: Vec<(&MachineInfo, String, Vec<Observation>)> = Vec::new();
-        for ((machine, readings), open) in batches.iter().zip(open) {
-            let open = open.unwrap_or_default();
-            let relevant: Vec<Observation> = observe(readings, &thresholds)
-                .into_iter()
-                .filter(|o| {
-                    o.breaches > 0
-                        || (o.ends_normal && open.split(',').any(|m| m == o.metric.as_str()))
-                })
-                .collect();
-            if !relevant.is_empty() {
-                work.push((machine, open, relevant));
-            }
-        }
+        let merged = merge_per_machine(batches);
+        let open = self.open_metrics(&merged, known_open).await;
+        let work = relevant_observations(&merged, open, &self.thresholds());
         if work.is_empty() {
             return Ok(Vec::new());
         }
-        let mut breaches = Breaches::default();
-        let mut closing: Vec<(Uuid, &'static str)> = Vec::new();
-        for (machine, _, observations) in &work {
-            for observation in observations {
-                if let (Some(first), Some(last), Some(worst)) = (
-                    observation.first_breach,
-                    observation.latest_breach,
-                    observation.worst,
-                ) {
-                    breaches.push(
-                        machine,
-                        observation.metric,
-                        worst,
-                        (last.value, last.threshold),
-                        (time(first.at_ns), time(last.at_ns)),
-                        observation.breaches as i32,
-                    );
-                }
-                if observation.ends_normal {
-                    closing.push((machine.id, observation.metric.as_str()));
-                }
-            }
-        }
+        let (breaches, closing) = changes_of(&work);
         let events = self.persist(breaches, &closing).await?;
-        // The open metrics after this batch follow from before + the changes: no query needed.
         let mut pipe = redis::pipe();
-        for (machine, before, _) in &work {
+        self.queue_open_metrics(&mut pipe, &work, &events);
+        self.queue_announcements(&mut pipe, &events);
+        if let Err(err) = self.redis.query_pipeline::<()>(&pipe).await {
+            tracing::warn!(error = %err, events = events.len(), "Redis lost: alert changes not announced");
+        }
+        Ok(events)
+    }
+
+    /// Each machine's open metrics (comma-separated) as known before this batch.
+    async fn open_metrics(
+        &self,
+        merged: &[(&MachineInfo, Vec<Reading>)],
+        known_open: Option<&HashMap<Uuid, Option<String>>>,
+    ) -> Vec<Option<String>> {
+        if let Some(known) = known_open {
+            return merged
+                .iter()
+                .map(|(m, _)| known.get(&m.id).cloned().flatten())
+                .collect();
+        }
+        let keys: Vec<String> = merged
+            .iter()
+            .map(|(m, _)| open_key(&self.redis, &m.id))
+            .collect();
+        // Unknown (Redis away) counts as "nothing open": closing waits for Redis, opening
+        // does not.
+        self.redis
+            .query(redis::cmd("MGET").arg(&keys))
+            .await
+            .unwrap_or_else(|_| vec![None; keys.len()])
+    }
+
+    /// The open metrics after this batch follow from before + the changes: no query needed.
+    fn queue_open_metrics(
+        &self,
+        pipe: &mut redis::Pipeline,
+        work: &[Work<'_>],
+        events: &[AlertEvent],
+    ) {
+        for (machine, before, _) in work {
             let mut open: Vec<&str> = before.split(',').filter(|m| !m.is_empty()).collect();
             for event in events.iter().filter(|e| e.alert.machine_id == machine.id) {
                 let metric = event.alert.metric.as_str();
@@ -275,11 +239,6 @@ impl AlertEngine {
                 pipe.cmd("SET").arg(key).arg(open.join(",")).ignore();
             }
         }
-        self.queue_announcements(&mut pipe, &events);
-        if let Err(err) = self.redis.query_pipeline::<()>(&pipe).await {
-            tracing::warn!(error = %err, events = events.len(), "Redis lost: alert changes not announced");
-        }
-        Ok(events)
     }
 
     /// One statement for every breach of the batch, one for every close: at most two round
@@ -295,7 +254,7 @@ impl AlertEngine {
         loop {
             attempt += 1;
             let upserted = async {
-                let mut conn = crate::postgres::connection(&self.pg).await?;
+                let mut conn = platform::postgres::connection(&self.pg).await?;
                 let events = breaches.clone().upsert(&mut conn).await?;
                 Ok::<_, AlertError>((conn, events))
             }
@@ -328,7 +287,7 @@ impl AlertEngine {
     pub async fn sweep_inactivity(&self) -> Result<Vec<AlertEvent>, AlertError> {
         use crate::schema::machine_metadata as mm;
         let timeout = self.settings.get(domain::settings::key::INACTIVITY_TIMEOUT);
-        let mut conn = crate::postgres::connection(&self.pg).await?;
+        let mut conn = platform::postgres::connection(&self.pg).await?;
         let machines: Vec<MachineInfo> = mm::table
             .filter(mm::status.eq("active"))
             .select(MachineInfo::as_select())
@@ -406,7 +365,7 @@ impl AlertEngine {
     fn queue_announcements(&self, pipe: &mut redis::Pipeline, events: &[AlertEvent]) {
         for event in events {
             pipe.cmd("PUBLISH")
-                .arg(self.redis.key(ALERTS_CHANNEL))
+                .arg(self.redis.key(redis_keys::ALERTS_CHANNEL))
                 .arg(serde_json::to_string(event).unwrap_or_default())
                 .ignore();
         }
@@ -532,4 +491,76 @@ async fn close_all(
             alert,
         })
         .collect())
+}
+
+/// A machine, its open metrics before the batch, and the observations that change something.
+type Work<'a> = (&'a MachineInfo, String, Vec<Observation>);
+
+/// One entry per machine: the bridge's micro-batches hold a machine once per message, and one
+/// statement may touch each alert only once.
+fn merge_per_machine<'a>(
+    batches: &[(&'a MachineInfo, &[Reading])],
+) -> Vec<(&'a MachineInfo, Vec<Reading>)> {
+    let mut merged: Vec<(&MachineInfo, Vec<Reading>)> = Vec::new();
+    let mut index: HashMap<Uuid, usize> = HashMap::new();
+    for (machine, readings) in batches {
+        match index.get(&machine.id) {
+            Some(&at) => merged[at].1.extend_from_slice(readings),
+            None => {
+                index.insert(machine.id, merged.len());
+                merged.push((machine, readings.to_vec()));
+            }
+        }
+    }
+    merged
+}
+
+/// Breaches, and normal readings of a metric that is open; everything else changes nothing.
+fn relevant_observations<'a>(
+    merged: &[(&'a MachineInfo, Vec<Reading>)],
+    open: Vec<Option<String>>,
+    thresholds: &Thresholds,
+) -> Vec<Work<'a>> {
+    let mut work = Vec::new();
+    for ((machine, readings), open) in merged.iter().zip(open) {
+        let open = open.unwrap_or_default();
+        let relevant: Vec<Observation> = observe(readings, thresholds)
+            .into_iter()
+            .filter(|o| {
+                o.breaches > 0 || (o.ends_normal && open.split(',').any(|m| m == o.metric.as_str()))
+            })
+            .collect();
+        if !relevant.is_empty() {
+            work.push((*machine, open, relevant));
+        }
+    }
+    work
+}
+
+/// The upserts and closes the observations ask for.
+fn changes_of(work: &[Work<'_>]) -> (Breaches, Vec<(Uuid, &'static str)>) {
+    let mut breaches = Breaches::default();
+    let mut closing = Vec::new();
+    for (machine, _, observations) in work {
+        for observation in observations {
+            if let (Some(first), Some(last), Some(worst)) = (
+                observation.first_breach,
+                observation.latest_breach,
+                observation.worst,
+            ) {
+                breaches.push(
+                    machine,
+                    observation.metric,
+                    worst,
+                    (last.value, last.threshold),
+                    (time(first.at_ns), time(last.at_ns)),
+                    observation.breaches as i32,
+                );
+            }
+            if observation.ends_normal {
+                closing.push((machine.id, observation.metric.as_str()));
+            }
+        }
+    }
+    (breaches, closing)
 }

@@ -1,9 +1,9 @@
 //! The `gateway_clients` table.
 
+use crate::schema::gateway_clients;
 use chrono::{DateTime, Utc};
 use diesel::prelude::*;
 use diesel_async::{AsyncPgConnection, RunQueryDsl};
-use platform::schema::gateway_clients;
 use serde::Serialize;
 use uuid::Uuid;
 
@@ -15,34 +15,25 @@ pub struct Gateway {
     pub id: Uuid,
     /// The OAuth client id gateways authenticate with.
     pub client_id: String,
-    /// Display name.
     pub name: String,
     /// argon2id hash of the secret.
     pub secret_hash: String,
     /// Whether it may obtain tokens.
     pub is_active: bool,
-    /// Last token issued.
     pub last_used_at: Option<DateTime<Utc>>,
-    /// Created.
     pub created_at: DateTime<Utc>,
-    /// Last changed.
     pub updated_at: DateTime<Utc>,
 }
 
 /// What the API shows of a gateway: never the secret's hash.
 #[derive(Debug, Clone, Serialize)]
 pub struct GatewayView {
-    /// Id.
     pub id: Uuid,
-    /// Client id.
     pub client_id: String,
-    /// Display name.
     pub name: String,
     /// Whether it may obtain tokens.
     pub is_active: bool,
-    /// Last token issued.
     pub last_used_at: Option<DateTime<Utc>>,
-    /// Created.
     pub created_at: DateTime<Utc>,
 }
 

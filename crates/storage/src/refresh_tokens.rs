@@ -1,22 +1,19 @@
 //! The `refresh_tokens` table: one row per issued token, grouped in families (login sessions).
 
+use crate::schema::refresh_tokens;
 use chrono::{DateTime, Utc};
 use diesel::prelude::*;
 use diesel_async::{AsyncPgConnection, RunQueryDsl};
-use platform::schema::refresh_tokens;
 use uuid::Uuid;
 
 /// A stored refresh token.
 #[derive(Debug, Clone, Queryable, Selectable)]
 #[diesel(table_name = refresh_tokens)]
 pub struct RefreshToken {
-    /// Row id.
     pub id: Uuid,
-    /// Owner.
     pub user_id: Uuid,
     /// Login session this token belongs to.
     pub family_id: Uuid,
-    /// Expiry.
     pub expires_at: DateTime<Utc>,
     /// Set once exchanged for a successor; presenting it again means it was stolen.
     pub rotated_at: Option<DateTime<Utc>>,

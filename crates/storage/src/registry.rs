@@ -3,13 +3,14 @@
 //! a short negative entry for unknown ids). One Redis round trip per batch, however many
 //! machines it names.
 
-use crate::postgres::{DbError, PgPool, connection};
-use crate::redis::RedisClient;
 use crate::schema::machine_metadata;
 use deadpool_redis::redis;
 use diesel::prelude::*;
 use diesel_async::RunQueryDsl;
 use domain::{MachineId, MachineStatus};
+use platform::postgres::{DbError, PgPool, connection};
+use platform::redis::RedisClient;
+use platform::redis_keys;
 use serde::{Deserialize, Serialize};
 use std::collections::HashMap;
 use uuid::Uuid;
@@ -18,25 +19,15 @@ use uuid::Uuid;
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Queryable, Selectable)]
 #[diesel(table_name = machine_metadata)]
 pub struct MachineInfo {
-    /// Id.
     pub id: Uuid,
-    /// Display name.
     pub name: String,
     /// Where it stands (a tag).
     pub location: String,
     /// Its sensor package (a tag).
     pub sensor_type: String,
-    /// Registry status.
-    pub status: String,
+    pub status: MachineStatus,
     /// Its factory (a tag).
     pub factory_id: String,
-}
-
-impl MachineInfo {
-    /// The status, `Error` if the stored one is unknown (cannot happen under the CHECK).
-    pub fn status(&self) -> MachineStatus {
-        self.status.parse().unwrap_or(MachineStatus::Error)
-    }
 }
 
 /// Why the registry could not answer.
@@ -60,17 +51,18 @@ pub struct MachineRegistry {
 
 /// The cache key of a machine.
 pub fn cache_key(redis: &RedisClient, id: &MachineId) -> String {
-    redis.key(&format!("machine:{id}"))
+    redis.key(&redis_keys::machine(id))
 }
 
 impl MachineRegistry {
-    /// Entries live `ttl_secs`; unknown ids are remembered for `negative_ttl_secs`.
-    pub fn new(pg: PgPool, redis: RedisClient, ttl_secs: u64, negative_ttl_secs: u64) -> Self {
+    /// Entries live five minutes (registry writes invalidate them at once); an unknown id's
+    /// "not registered" thirty seconds, so a machine registered just now is seen soon.
+    pub fn new(pg: PgPool, redis: RedisClient) -> Self {
         Self {
             pg,
             redis,
-            ttl_secs,
-            negative_ttl_secs,
+            ttl_secs: 300,
+            negative_ttl_secs: 30,
         }
     }
 
@@ -131,6 +123,19 @@ impl MachineRegistry {
         if missing.is_empty() {
             return Ok((found, extra));
         }
+        self.fill_from_postgres(&missing, &mut found, cached.is_some())
+            .await?;
+        Ok((found, extra))
+    }
+
+    /// Reads `missing` from PostgreSQL into `found` and, when Redis answered, caches them
+    /// (unknown ids as the short negative entry).
+    async fn fill_from_postgres(
+        &self,
+        missing: &[MachineId],
+        found: &mut Found,
+        redis_answered: bool,
+    ) -> Result<(), RegistryError> {
         let uuids: Vec<Uuid> = missing.iter().map(|id| *id.as_uuid()).collect();
         let mut conn = connection(&self.pg).await?;
         let rows: Vec<MachineInfo> = machine_metadata::table
@@ -142,7 +147,7 @@ impl MachineRegistry {
         let mut by_id: HashMap<Uuid, MachineInfo> =
             rows.into_iter().map(|row| (row.id, row)).collect();
         let mut pipe = redis::pipe();
-        for id in &missing {
+        for id in missing {
             let info = by_id.remove(id.as_uuid());
             let (value, ttl) = match &info {
                 Some(info) => (
@@ -159,16 +164,14 @@ impl MachineRegistry {
                 .ignore();
             found.insert(*id, info);
         }
-        if cached.is_some()
-            && let Err(err) = self.redis.query_pipeline::<()>(&pipe).await
-        {
+        if redis_answered && let Err(err) = self.redis.query_pipeline::<()>(&pipe).await {
             tracing::warn!(error = %err, "Redis lost: machine cache not filled");
         }
-        Ok((found, extra))
+        Ok(())
     }
 
     /// Drops a machine's cache entry (every registry write calls this).
-    pub async fn invalidate(&self, id: &MachineId) -> Result<(), crate::redis::RedisError> {
+    pub async fn invalidate(&self, id: &MachineId) -> Result<(), platform::redis::RedisError> {
         self.redis
             .query::<()>(redis::cmd("DEL").arg(cache_key(&self.redis, id)))
             .await
