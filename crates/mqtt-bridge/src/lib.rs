@@ -51,11 +51,11 @@ pub async fn build(settings: &Settings) -> Result<Application, StartupError> {
         spool: spool.clone(),
         writer: shared.writer(pg.clone(), redis.clone(), influx.clone()),
         settings: shared.settings.clone(),
-        dead_letters: pipeline::DeadLetterOutbox {
-            client: broker.client(),
-            instance: settings.mqtt.client_id.clone(),
-            topic_prefix: settings.mqtt.topic_prefix.clone(),
-        },
+        dead_letters: pipeline::DeadLetterOutbox::start(
+            broker.client(),
+            settings.mqtt.client_id.clone(),
+            settings.mqtt.topic_prefix.clone(),
+        )?,
         metrics: bridge_metrics.clone(),
         topic_prefix: settings.mqtt.topic_prefix.clone(),
         batch_max_readings: settings.bridge.batch_max_readings,

@@ -25,6 +25,7 @@ pub struct BridgeMetrics {
     spool_bytes: IntGauge,
     spool_messages: IntGauge,
     spool_full: IntGauge,
+    spool_damaged: IntGauge,
 }
 
 impl BridgeMetrics {
@@ -82,6 +83,10 @@ impl BridgeMetrics {
                 "bridge_spool_full",
                 "1 while the spool is full and messages are not acknowledged",
             )?,
+            spool_damaged: IntGauge::new(
+                "bridge_spool_damaged_bytes_skipped",
+                "Bytes of damaged spool records skipped since start (the intact ones after them are replayed)",
+            )?,
         };
         metrics.register(Box::new(this.messages.clone()));
         metrics.register(Box::new(this.dead_letters.clone()));
@@ -92,6 +97,7 @@ impl BridgeMetrics {
         metrics.register(Box::new(this.spool_bytes.clone()));
         metrics.register(Box::new(this.spool_messages.clone()));
         metrics.register(Box::new(this.spool_full.clone()));
+        metrics.register(Box::new(this.spool_damaged.clone()));
         Ok(this)
     }
 
@@ -109,5 +115,6 @@ impl BridgeMetrics {
         self.spool_bytes.set(stats.pending_bytes as i64);
         self.spool_messages.set(stats.pending_messages as i64);
         self.spool_full.set(i64::from(stats.full));
+        self.spool_damaged.set(stats.damaged_bytes_skipped as i64);
     }
 }

@@ -38,24 +38,52 @@ pub struct Pipeline {
     pub linger: Duration,
 }
 
-/// Publishes dead letters (QoS 1; paho buffers them while the broker is away).
+/// Dead letters on their way to the broker. Publishing takes paho's client lock, which
+/// paho's callback thread holds while it waits for spool room; so the pipeline only queues
+/// them, after its commit has freed room, and a thread of their own publishes. The pipeline
+/// therefore never waits on the broker.
 #[derive(Clone)]
 pub struct DeadLetterOutbox {
-    /// The bridge's client.
-    pub client: paho_mqtt::AsyncClient,
+    queue: std::sync::mpsc::SyncSender<paho_mqtt::Message>,
     /// The bridge's name, shown in each dead letter.
-    pub instance: String,
-    /// Deployment topic prefix.
-    pub topic_prefix: String,
+    instance: String,
+    topic_prefix: String,
 }
 
+/// Dead letters waiting for the publishing thread; beyond this, new ones are dropped (counted
+/// and logged): they are reports about messages, never readings.
+const OUTBOX_CAPACITY: usize = 10_000;
+
 impl DeadLetterOutbox {
-    fn publish(&self, letter: &DeadLetter, record: &Record) {
+    /// Starts the publishing thread on `client`.
+    pub fn start(
+        client: paho_mqtt::AsyncClient,
+        instance: String,
+        topic_prefix: String,
+    ) -> std::io::Result<Self> {
+        let (queue, letters) = std::sync::mpsc::sync_channel::<paho_mqtt::Message>(OUTBOX_CAPACITY);
+        std::thread::Builder::new()
+            .name("dead-letters".into())
+            .spawn(move || {
+                // Ends when the pipeline (the only sender) is dropped.
+                for message in letters {
+                    if let Err(err) = client.try_publish(message) {
+                        tracing::warn!(error = %err, "dead letter not published");
+                    }
+                }
+            })?;
+        Ok(Self {
+            queue,
+            instance,
+            topic_prefix,
+        })
+    }
+
+    /// Queues one dead letter; `false` when the queue is full.
+    fn queue(&self, letter: &DeadLetter, record: &Record) -> bool {
         let body = letter.document(record, &self.instance).to_string();
         let message = paho_mqtt::Message::new(letter.topic(&self.topic_prefix), body, 1);
-        if let Err(err) = self.client.try_publish(message) {
-            tracing::warn!(error = %err, reason = letter.reason.as_str(), topic = %record.topic, "dead letter not published");
-        }
+        self.queue.try_send(message).is_ok()
     }
 }
 
@@ -232,9 +260,14 @@ impl Pipeline {
             }
         }
         self.count_stored(&kept);
-        self.dead_letter(&letters);
         self.after_store(&kept).await;
-        self.commit(batch.end, messages as u64, shutdown).await
+        if !self.commit(batch.end, messages as u64, shutdown).await {
+            return false;
+        }
+        // Only now: a batch replayed after a crash dead-letters its messages again rather
+        // than never.
+        self.dead_letter(&letters);
+        true
     }
 
     fn count_stored(&self, kept: &[(MachineInfo, Vec<Reading>)]) {
@@ -258,7 +291,9 @@ impl Pipeline {
                 detail = %letter.detail,
                 "message dead-lettered"
             );
-            self.dead_letters.publish(letter, record);
+            if !self.dead_letters.queue(letter, record) {
+                tracing::warn!(reason = letter.reason.as_str(), topic = %record.topic, "dead-letter queue full: this dead letter is not published");
+            }
         }
         self.metrics.count("dead_lettered", letters.len());
     }

@@ -13,13 +13,16 @@
 //! Record: `len: u32 LE | crc32(body): u32 LE | body`, body =
 //! `flags: u8 | received_ms: i64 LE | original_len: u32 LE | topic_len: u16 LE | topic |
 //! [traceparent_len: u8 | traceparent, when flagged] | payload`.
-//! A torn tail (length past the end, bad checksum, zeros) is cut off at start, never replayed.
+//! A damaged record (bad length or checksum) anywhere is skipped: reading resynchronises at
+//! the next offset where a whole record with a matching checksum starts, so one bad record
+//! never costs the good ones after it; the bytes skipped are counted. Only the tail of the
+//! newest segment after its last intact record (a write torn by a crash) is cut off at start.
 
 use std::collections::BTreeMap;
 use std::fs::{self, File, OpenOptions};
 use std::io::{BufReader, Read, Seek, SeekFrom, Write};
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
@@ -149,6 +152,8 @@ pub struct SpoolStats {
     pub max_bytes: u64,
     /// Whether the writer is waiting for room (messages are not being acknowledged).
     pub full: bool,
+    /// Bytes of damaged records skipped since the bridge started.
+    pub damaged_bytes_skipped: u64,
 }
 
 /// Size bound, segment size and fsync policy.
@@ -186,6 +191,8 @@ struct Shared {
     room: Condvar,
     appended: tokio::sync::Notify,
     closing: AtomicBool,
+    /// Bytes of damaged records the reader skipped since start.
+    damaged_bytes: AtomicU64,
 }
 
 /// The writing and committing side (cheap to clone).
@@ -207,17 +214,55 @@ fn read_checkpoint(dir: &Path) -> Option<Position> {
     })
 }
 
-/// Counts the valid records of `file` from `from`; returns (count, end of the last valid one).
-fn scan(file: &File, from: u64, len: u64) -> std::io::Result<(u64, u64)> {
-    let mut reader = BufReader::with_capacity(256 * 1024, file);
-    reader.seek(SeekFrom::Start(from))?;
-    let (mut count, mut at) = (0, from);
-    let mut body = Vec::new();
-    while let Some(body_len) = read_record(&mut reader, &mut body, at, len)? {
-        at += (HEADER + body_len) as u64;
-        count += 1;
+/// What a walk over a segment's bytes found.
+#[derive(Debug, Default, PartialEq, Eq)]
+struct Walk {
+    /// Intact records.
+    count: u64,
+    /// Offset (in the walked bytes) right after the last intact record.
+    end: usize,
+    /// Bytes between intact records that belong to none.
+    skipped: u64,
+}
+
+/// The length of the intact record starting at `at` in `bytes`, if one does.
+fn record_at(bytes: &[u8], at: usize) -> Option<usize> {
+    let header = bytes.get(at..at + HEADER)?;
+    let body_len = u32::from_le_bytes([header[0], header[1], header[2], header[3]]) as usize;
+    let crc = u32::from_le_bytes([header[4], header[5], header[6], header[7]]);
+    if body_len < BODY_FIXED {
+        return None;
     }
-    Ok((count, at))
+    let body = bytes.get(at + HEADER..(at + HEADER).checked_add(body_len)?)?;
+    (crc32fast::hash(body) == crc && Record::decode(body).is_some()).then_some(HEADER + body_len)
+}
+
+/// The first offset at or after `from` where an intact record starts.
+fn resync(bytes: &[u8], from: usize) -> Option<usize> {
+    (from..bytes.len().saturating_sub(HEADER - 1)).find(|at| record_at(bytes, *at).is_some())
+}
+
+/// Walks every intact record of `bytes`, skipping damage in between.
+fn walk(bytes: &[u8]) -> Walk {
+    let mut walked = Walk::default();
+    let mut at = 0;
+    while at < bytes.len() {
+        match record_at(bytes, at) {
+            Some(len) => {
+                at += len;
+                walked.count += 1;
+                walked.end = at;
+            }
+            None => match resync(bytes, at + 1) {
+                Some(next) => {
+                    walked.skipped += (next - at) as u64;
+                    at = next;
+                }
+                None => break,
+            },
+        }
+    }
+    walked
 }
 
 /// Reads one record starting at `at` into `body`; `None` when there is no whole, intact record
@@ -296,15 +341,23 @@ fn start_checkpoint(dir: &Path, segments: &[u64], first: u64) -> Position {
     }
 }
 
-/// Deletes the segments behind the checkpoint and cuts torn tails off the others; returns
-/// the segments' sizes and the messages still to replay.
+/// What start-up found on disk.
+#[derive(Default)]
+struct Recovered {
+    /// Each remaining segment's size.
+    sizes: BTreeMap<u64, u64>,
+    /// Messages still to replay.
+    pending_messages: u64,
+}
+
+/// Deletes the segments behind the checkpoint, counts what the others hold and cuts a torn
+/// tail off the newest.
 fn recover_segments(
     dir: &Path,
     segments: &[u64],
     checkpoint: Position,
-) -> Result<(BTreeMap<u64, u64>, u64), SpoolError> {
-    let mut sizes = BTreeMap::new();
-    let mut pending_messages = 0;
+) -> Result<Recovered, SpoolError> {
+    let mut recovered = Recovered::default();
     for &segment in segments {
         let path = segment_path(dir, segment);
         if segment < checkpoint.segment {
@@ -316,33 +369,49 @@ fn recover_segments(
         } else {
             0
         };
-        let (count, end) = recover_segment(&path, from)?;
-        pending_messages += count;
-        sizes.insert(segment, end);
+        let newest = Some(&segment) == segments.last();
+        let (walked, size) = recover_segment(&path, from, newest)?;
+        recovered.pending_messages += walked.count;
+        recovered.sizes.insert(segment, size);
     }
-    Ok((sizes, pending_messages))
+    Ok(recovered)
 }
 
-/// Counts the intact records of one segment from `from` and cuts off whatever follows them;
-/// returns (count, new length).
-fn recover_segment(path: &Path, from: u64) -> Result<(u64, u64), SpoolError> {
-    let file = OpenOptions::new()
+/// Counts the intact records of one segment from `from` (skipping damage between them) and,
+/// in the newest segment only, cuts off what follows the last one; returns the walk and the
+/// segment's length.
+fn recover_segment(path: &Path, from: u64, newest: bool) -> Result<(Walk, u64), SpoolError> {
+    let mut file = OpenOptions::new()
         .read(true)
         .write(true)
         .open(path)
         .map_err(io_error(path))?;
     let len = file.metadata().map_err(io_error(path))?.len();
-    let (count, end) = scan(&file, from.min(len), len).map_err(io_error(path))?;
-    if end < len {
+    let from = from.min(len);
+    let mut bytes = Vec::with_capacity((len - from) as usize);
+    file.seek(SeekFrom::Start(from))
+        .and_then(|_| file.read_to_end(&mut bytes))
+        .map_err(io_error(path))?;
+    let walked = walk(&bytes);
+    if walked.skipped > 0 {
+        tracing::error!(
+            segment = %path.display(),
+            skipped_bytes = walked.skipped,
+            "spool: damaged records skipped; every intact record after them will be replayed"
+        );
+    }
+    let end = from + walked.end as u64;
+    if newest && end < len {
         tracing::warn!(
             segment = %path.display(),
             discarded_bytes = len - end,
-            "spool: torn or damaged record at the end of a segment cut off (written but never acknowledged, or damaged on disk)"
+            "spool: torn record at the end of the newest segment cut off (written but never acknowledged)"
         );
         file.set_len(end).map_err(io_error(path))?;
         file.sync_all().map_err(io_error(path))?;
+        return Ok((walked, end));
     }
-    Ok((count, end))
+    Ok((walked, len))
 }
 
 impl Spool {
@@ -354,7 +423,10 @@ impl Spool {
         let segments = list_segments(&dir)?;
         let first = segments.first().copied().unwrap_or(1);
         let mut checkpoint = start_checkpoint(&dir, &segments, first);
-        let (mut sizes, pending_messages) = recover_segments(&dir, &segments, checkpoint)?;
+        let Recovered {
+            mut sizes,
+            pending_messages,
+        } = recover_segments(&dir, &segments, checkpoint)?;
         checkpoint.offset = checkpoint
             .offset
             .min(sizes.get(&checkpoint.segment).copied().unwrap_or(0));
@@ -389,6 +461,7 @@ impl Spool {
             room: Condvar::new(),
             appended: tokio::sync::Notify::new(),
             closing: AtomicBool::new(false),
+            damaged_bytes: AtomicU64::new(0),
         });
         let reader = SpoolReader {
             shared: shared.clone(),
@@ -579,6 +652,7 @@ impl Spool {
             pending_messages: state.pending_messages,
             max_bytes: self.shared.config.max_bytes,
             full: state.full,
+            damaged_bytes_skipped: self.shared.damaged_bytes.load(Ordering::Relaxed),
         }
     }
 
@@ -689,18 +763,35 @@ impl SpoolReader {
             }
             _ => {
                 // Only damage on disk gets here (the writer writes whole records and a torn
-                // tail was cut at start): skip what cannot be read.
+                // tail was cut at start): go on at the next intact record.
+                let next = self.next_intact(&path, limit)?;
+                let skipped = next - self.position.offset;
                 tracing::error!(
                     segment = %path.display(),
                     offset = self.position.offset,
-                    skipped_bytes = limit - self.position.offset,
-                    "spool: damaged record; skipping the rest of the segment"
+                    skipped_bytes = skipped,
+                    "spool: damaged record skipped; reading on at the next intact one"
                 );
-                self.position.offset = limit;
+                self.shared
+                    .damaged_bytes
+                    .fetch_add(skipped, Ordering::Relaxed);
+                self.position.offset = next;
                 self.file = None;
                 Ok(None)
             }
         }
+    }
+
+    /// The offset of the first intact record after the damaged one at the current position,
+    /// or `limit` when none follows it in this segment.
+    fn next_intact(&self, path: &Path, limit: u64) -> Result<u64, SpoolError> {
+        let from = self.position.offset;
+        let mut bytes = Vec::with_capacity((limit - from) as usize);
+        let mut file = File::open(path).map_err(io_error(path))?;
+        file.seek(SeekFrom::Start(from))
+            .and_then(|_| file.take(limit - from).read_to_end(&mut bytes))
+            .map_err(io_error(path))?;
+        Ok(resync(&bytes, 1).map_or(limit, |at| from + at as u64))
     }
 
     /// Waits until the writer appends something (or `timeout` passes).
@@ -845,6 +936,76 @@ mod tests {
         let read = drain(&mut reader);
         assert_eq!(read.len(), 1);
         assert_eq!(read[0].0.topic, "a");
+    }
+
+    /// Issue 17: a bad record in the middle of a segment used to cut off every good record
+    /// after it at start-up.
+    #[test]
+    fn a_damaged_record_mid_segment_is_skipped_and_the_rest_replayed_after_a_restart() {
+        let dir = TempDir::new();
+        let (spool, _) = Spool::open(config(dir.path())).unwrap();
+        for (i, topic) in ["a", "b", "c", "d"].iter().enumerate() {
+            spool.append(topic, b"payload", i as i64);
+        }
+        // A fifth record in a later segment: the damaged one is then not the newest.
+        let mut state = spool.lock();
+        spool.rotate(&mut state).unwrap();
+        drop(state);
+        spool.append("e", b"payload", 5);
+        drop(spool);
+        let path = segment_path(dir.path(), 1);
+        let mut bytes = fs::read(&path).unwrap();
+        let record_len = bytes.len() / 4;
+        bytes[record_len + HEADER + 3] ^= 0xff; // inside b's body
+        fs::write(&path, &bytes).unwrap();
+        let (spool, mut reader) = Spool::open(config(dir.path())).unwrap();
+        let topics: Vec<String> = drain(&mut reader)
+            .into_iter()
+            .map(|(r, _)| r.topic)
+            .collect();
+        assert_eq!(topics, ["a", "c", "d", "e"]);
+        assert_eq!(spool.stats().damaged_bytes_skipped, record_len as u64);
+        assert_eq!(spool.stats().pending_messages, 4);
+        assert_eq!(fs::metadata(&path).unwrap().len(), bytes.len() as u64);
+    }
+
+    #[test]
+    fn damage_found_while_reading_skips_to_the_next_intact_record() {
+        let dir = TempDir::new();
+        let (spool, mut reader) = Spool::open(config(dir.path())).unwrap();
+        for topic in ["a", "b", "c"] {
+            spool.append(topic, b"payload", 1);
+        }
+        let path = segment_path(dir.path(), 1);
+        let mut bytes = fs::read(&path).unwrap();
+        let record_len = bytes.len() / 3;
+        bytes[record_len + 1] ^= 0xff; // b's length
+        fs::write(&path, &bytes).unwrap();
+        let topics: Vec<String> = drain(&mut reader)
+            .into_iter()
+            .map(|(r, _)| r.topic)
+            .collect();
+        assert_eq!(topics, ["a", "c"]);
+        assert_eq!(spool.stats().damaged_bytes_skipped, record_len as u64);
+    }
+
+    #[test]
+    fn a_walk_resynchronises_after_garbage_and_stops_at_a_torn_tail() {
+        let record = |topic: &str| Record::encode(topic, b"x", 1024, 1, None);
+        let mut bytes = record("a");
+        bytes.extend_from_slice(&[7; 13]);
+        bytes.extend_from_slice(&record("b"));
+        let end = bytes.len();
+        bytes.extend_from_slice(&record("c")[..10]);
+        let walked = walk(&bytes);
+        assert_eq!(
+            walked,
+            Walk {
+                count: 2,
+                end,
+                skipped: 13
+            }
+        );
     }
 
     #[test]
