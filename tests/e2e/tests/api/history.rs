@@ -304,7 +304,7 @@ async fn late_readings_are_rolled_up_by_the_maintenance() {
     assert_eq!(stored.status(), 201);
 
     // A day-old hour is beyond the continuous queries' look-back: only ingest's late-hour mark
-    // gets it rolled up — by query-api's background maintenance or by this call, whichever
+    // gets it rolled up — by ingest-api's rollup job or by this call, whichever
     // pops it first.
     let influx = rig.ctx.influx();
     let window = format!(
