@@ -36,9 +36,23 @@ pub(crate) fn test_query(params: domain::history::HistoryParams) -> HistoryQuery
     HistoryQuery::parse(&params, now, 50_000).unwrap()
 }
 
+/// The parts of an aggregated request. Only a request that would read the rollup asks Redis
+/// which hours are late (recent, raw-only and non-UTC requests skip the round trip).
+pub(crate) async fn plan_parts(
+    redis: &platform::redis::RedisClient,
+    query: &HistoryQuery,
+    now: domain::reading::Timestamp,
+) -> Vec<plan::Part> {
+    let trusting = plan::plan(query, now, &Some(Default::default()));
+    if !trusting.iter().any(|part| part.from_rollup) {
+        return trusting;
+    }
+    plan::plan(query, now, &late_hours(redis).await)
+}
+
 /// The hours history must read raw because their rollup waits for late readings; `None`
 /// (trust no rollup) while Redis cannot say.
-pub(crate) async fn late_hours(redis: &platform::redis::RedisClient) -> plan::LateHours {
+async fn late_hours(redis: &platform::redis::RedisClient) -> plan::LateHours {
     match storage::rollups::pending(redis).await {
         Ok(hours) => hours,
         Err(err) => {

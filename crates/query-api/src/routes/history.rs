@@ -3,7 +3,7 @@
 
 use crate::QueryState;
 use crate::history::merge::{bucket_page, merge, raw_rows};
-use crate::history::{cache, influxql, late_hours, normalised, plan};
+use crate::history::{cache, influxql, normalised, plan, plan_parts};
 use actix_web::{HttpResponse, web};
 use domain::history::{HistoryParams, HistoryQuery, Interval};
 use domain::reading::{Timestamp, Violation};
@@ -172,7 +172,7 @@ pub async fn machine_history(
     let parts = if query.interval == Interval::Raw {
         Vec::new()
     } else {
-        plan::plan(&query, now, &late_hours(&state.redis).await)
+        plan_parts(&state.redis, &query, now).await
     };
     let answers = read(&state, &query, &machine.id, &parts).await?;
     let mut echo = normalised(&query);

@@ -68,50 +68,41 @@ struct Parsed {
     factory_id: Option<String>,
 }
 
+/// `raw` parsed by `parse`, or its error pushed under `field`; `None` when absent or bad.
+fn checked<T, E: ToString>(
+    field: &str,
+    raw: &Option<String>,
+    parse: impl FnOnce(&str) -> Result<T, E>,
+    errors: &mut Vec<FieldError>,
+) -> Option<T> {
+    let value = raw.as_deref()?;
+    parse(value)
+        .map_err(|err| errors.push(FieldError::field(field, err.to_string()).with_value(value)))
+        .ok()
+}
+
+fn location(value: &str) -> Result<String, &'static str> {
+    let value = value.trim();
+    if value.is_empty() || value.chars().count() > 255 {
+        Err("must be 1 to 255 characters and not blank")
+    } else if value.ends_with('\\') || value.contains(['\n', '\r']) {
+        // InfluxDB 1.x line protocol cannot carry either in a tag value.
+        Err("must not end with a backslash or contain line breaks")
+    } else {
+        Ok(value.to_owned())
+    }
+}
+
 fn parse_body(body: &MachineBody, errors: &mut Vec<FieldError>) -> Parsed {
-    let mut check =
-        |field: &str, raw: &Option<String>, ok: &dyn Fn(&str) -> Result<String, String>| {
-            raw.as_deref().and_then(|value| match ok(value) {
-                Ok(parsed) => Some(parsed),
-                Err(message) => {
-                    errors.push(FieldError::field(field, message).with_value(value));
-                    None
-                }
-            })
-        };
     Parsed {
-        name: check("name", &body.name, &|v| {
-            MachineName::parse(v)
-                .map(|n| n.as_ref().to_owned())
-                .map_err(|e| e.to_string())
-        }),
-        location: check("location", &body.location, &|v| {
-            let v = v.trim();
-            if v.is_empty() || v.chars().count() > 255 {
-                Err("must be 1 to 255 characters and not blank".to_owned())
-            } else if v.ends_with('\\') || v.contains(['\n', '\r']) {
-                // InfluxDB 1.x line protocol cannot carry either in a tag value.
-                Err("must not end with a backslash or contain line breaks".to_owned())
-            } else {
-                Ok(v.to_owned())
-            }
-        }),
-        sensor_type: check("sensor_type", &body.sensor_type, &|v| {
-            SensorType::parse(v)
-                .map(|t| t.as_ref().to_owned())
-                .map_err(|e| e.to_string())
-        }),
-        status: check("status", &body.status, &|v| {
-            v.parse::<MachineStatus>()
-                .map(|s| s.as_str().to_owned())
-                .map_err(|e| e.to_string())
-        })
-        .and_then(|status| status.parse().ok()),
-        factory_id: check("factory_id", &body.factory_id, &|v| {
-            FactoryId::parse(v)
-                .map(|f| f.as_ref().to_owned())
-                .map_err(|e| e.to_string())
-        }),
+        name: checked("name", &body.name, MachineName::parse, errors)
+            .map(|n| n.as_ref().to_owned()),
+        location: checked("location", &body.location, location, errors),
+        sensor_type: checked("sensor_type", &body.sensor_type, SensorType::parse, errors)
+            .map(|t| t.as_ref().to_owned()),
+        status: checked("status", &body.status, str::parse::<MachineStatus>, errors),
+        factory_id: checked("factory_id", &body.factory_id, FactoryId::parse, errors)
+            .map(|f| f.as_ref().to_owned()),
     }
 }
 

@@ -28,6 +28,34 @@ async fn rig() -> Rig {
     }
 }
 
+/// ingest-api (which also runs the rollup job) and a gateway token for it.
+struct Gateway {
+    ingest: TestApp,
+    token: String,
+}
+
+impl Gateway {
+    async fn start(ctx: &TestContext) -> Self {
+        let auth = ctx.spawn(ServiceName::Auth).await;
+        let ingest = ctx.spawn(ServiceName::IngestApi).await;
+        let token = auth.gateway_token(&ctx.create_gateway().await).await;
+        Self { ingest, token }
+    }
+
+    /// Posts a seed-shaped batch; the answer's status.
+    async fn post(&self, body: &Value) -> u16 {
+        self.ingest
+            .request(Method::POST, "/api/v1/data/ingest")
+            .bearer_auth(&self.token)
+            .json(body)
+            .send()
+            .await
+            .unwrap()
+            .status()
+            .as_u16()
+    }
+}
+
 impl Rig {
     /// Writes (seconds since `base`, temperature, speed) points for the machine.
     async fn write(&self, base: chrono::DateTime<chrono::Utc>, points: &[(i64, f64, f64)]) {
@@ -287,21 +315,12 @@ async fn bad_parameters_are_listed_and_unknown_machines_are_404() {
 #[tokio::test]
 async fn late_readings_are_rolled_up_by_the_maintenance() {
     let rig = rig().await;
-    let auth = rig.ctx.spawn(ServiceName::Auth).await;
-    let ingest = rig.ctx.spawn(ServiceName::IngestApi).await;
-    let gateway = auth.gateway_token(&rig.ctx.create_gateway().await).await;
+    let gateway = Gateway::start(&rig.ctx).await;
     let base = day_ago();
     let ts = |s: i64| (base + chrono::Duration::seconds(s)).to_rfc3339();
     let body = serde_json::json!({"gateway_id": "g", "timestamp": ts(0), "batch": [{"machine_id": rig.machine, "readings": [
         {"timestamp": ts(60), "temperature": 10.0}, {"timestamp": ts(120), "temperature": 30.0}]}]});
-    let stored = ingest
-        .request(Method::POST, "/api/v1/data/ingest")
-        .bearer_auth(&gateway)
-        .json(&body)
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(stored.status(), 201);
+    assert_eq!(gateway.post(&body).await, 201);
 
     // A day-old hour is beyond the continuous queries' look-back: only ingest's late-hour mark
     // gets it rolled up — by ingest-api's rollup job or by this call, whichever
@@ -360,19 +379,10 @@ async fn past_windows_are_cached_until_late_readings_change_them() {
 
     // A late reading for that hour arrives through ingest; the maintenance rolls it up and
     // retires the cached answer.
-    let auth = rig.ctx.spawn(ServiceName::Auth).await;
-    let ingest = rig.ctx.spawn(ServiceName::IngestApi).await;
-    let gateway = auth.gateway_token(&rig.ctx.create_gateway().await).await;
+    let gateway = Gateway::start(&rig.ctx).await;
     let late = (base + chrono::Duration::seconds(180)).to_rfc3339();
     let body = serde_json::json!({"gateway_id": "g", "timestamp": late, "batch": [{"machine_id": rig.machine, "readings": [{"timestamp": late, "temperature": 60.0}]}]});
-    let stored = ingest
-        .request(Method::POST, "/api/v1/data/ingest")
-        .bearer_auth(&gateway)
-        .json(&body)
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(stored.status(), 201);
+    assert_eq!(gateway.post(&body).await, 201);
     telemetry_writer::jobs::work_off_late_hours(&rig.ctx.influx(), &rig.ctx.redis())
         .await
         .unwrap();
@@ -421,9 +431,7 @@ async fn without_redis_history_is_answered_from_influxdb() {
 #[tokio::test]
 async fn backfilled_hours_are_exact_right_after_the_write() {
     let rig = rig().await;
-    let auth = rig.ctx.spawn(ServiceName::Auth).await;
-    let ingest = rig.ctx.spawn(ServiceName::IngestApi).await;
-    let gateway = auth.gateway_token(&rig.ctx.create_gateway().await).await;
+    let gateway = Gateway::start(&rig.ctx).await;
     let base = day_ago() - chrono::Duration::hours(3);
     // One reading a minute for three hours; hour h holds values h*100 + minute.
     let readings: Vec<Value> = (0..180)
@@ -434,14 +442,7 @@ async fn backfilled_hours_are_exact_right_after_the_write() {
         .collect();
     let body = serde_json::json!({"gateway_id": "g", "timestamp": base.to_rfc3339(),
         "batch": [{"machine_id": rig.machine, "readings": readings}]});
-    let stored = ingest
-        .request(Method::POST, "/api/v1/data/ingest")
-        .bearer_auth(&gateway)
-        .json(&body)
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(stored.status(), 201);
+    assert_eq!(gateway.post(&body).await, 201);
 
     let (status, answer) = rig
         .get(&format!(
