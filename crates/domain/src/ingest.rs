@@ -169,6 +169,37 @@ impl ParsedBatch {
         self.machines.iter().map(|m| m.rejected).sum()
     }
 
+    /// Rejects readings of machine `index` that the store refused, by their position among
+    /// its valid readings, each with the store's reason (named by its timestamp: the
+    /// request's own position of a valid reading is not kept).
+    pub fn reject_refused(&mut self, index: usize, mut refused: Vec<(usize, String)>) {
+        let Some(machine) = self.machines.get_mut(index) else {
+            return;
+        };
+        refused.sort_unstable_by_key(|(position, _)| *position);
+        refused.dedup_by_key(|(position, _)| *position);
+        for (removed, (position, reason)) in refused.into_iter().enumerate() {
+            let Some(position) = position
+                .checked_sub(removed)
+                .filter(|p| *p < machine.readings.len())
+            else {
+                continue;
+            };
+            let reading = machine.readings.remove(position);
+            machine.rejected += 1;
+            self.violations.push(Violation::new(
+                format!("{}.readings", machine.path),
+                format!("the time-series store refused this reading: {reason}"),
+                Some(Value::from(
+                    reading
+                        .timestamp()
+                        .to_datetime()
+                        .to_rfc3339_opts(chrono::SecondsFormat::AutoSi, true),
+                )),
+            ));
+        }
+    }
+
     /// Rejects every reading of machine `index` (unknown or inactive machine).
     pub fn reject_machine(&mut self, index: usize, message: &str) {
         if let Some(machine) = self.machines.get_mut(index) {

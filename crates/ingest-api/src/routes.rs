@@ -216,11 +216,12 @@ async fn check_registry(
         (String = "text/plain", example = "sensor_readings,machine_id=0b6f1c3e-8a51-4c7e-9a01-000000000001 temperature=72.5 1763807400000000000"))),
     responses(
         (status = 201, body = IngestAnswer, description = "Every reading stored (`status: success`)"),
-        (status = 207, body = IngestAnswer, description = "Some readings stored, the rest refused (`status: partial`, with `errors`)"),
+        (status = 207, body = IngestAnswer, description = "Some readings stored, the rest refused by validation, the registry or InfluxDB itself (`status: partial`, with `errors`)"),
         (status = 400, description = "Nothing valid, or a malformed body", body = platform::openapi::ErrorResponse),
         (status = 401, description = "No valid token", body = platform::openapi::ErrorResponse),
         (status = 403, description = "Not write:sensor_data", body = platform::openapi::ErrorResponse),
         (status = 413, description = "Body or batch too large", body = platform::openapi::ErrorResponse),
+        (status = 422, description = "InfluxDB refused every valid reading for its own sake (`store_refused`, reasons in `errors`): retrying cannot help", body = platform::openapi::ErrorResponse),
         (status = 415, description = "Neither JSON nor line protocol", body = platform::openapi::ErrorResponse),
         (status = 429, description = "Rate limit; see Retry-After", body = platform::openapi::ErrorResponse),
         (status = 503, description = "InfluxDB unavailable: nothing stored, retry after Retry-After", body = platform::openapi::ErrorResponse)))]
@@ -236,21 +237,36 @@ async fn ingest(
 
     let Registered { known, open_alerts } = check_registry(&state, &mut parsed, &window).await?;
     log_label_mismatches(&parsed, &known);
-    let stored = parsed.valid_readings();
-    if stored == 0 {
+    if parsed.valid_readings() == 0 {
         return Err(ApiError::validation(
             "no valid readings in the request; nothing was stored",
             field_errors(&parsed.violations),
         ));
     }
 
-    let written: Vec<(&MachineInfo, &[domain::reading::Reading])> = parsed
+    // The batch's machines that are written, by their index in `parsed`.
+    let owners: Vec<usize> = parsed
         .machines
         .iter()
-        .filter(|m| !m.readings.is_empty())
-        .filter_map(|m| Some((known.get(&m.machine_id?)?, m.readings.as_slice())))
+        .enumerate()
+        .filter(|(_, m)| !m.readings.is_empty())
+        .filter(|(_, m)| m.machine_id.is_some_and(|id| known.contains_key(&id)))
+        .map(|(index, _)| index)
         .collect();
-    store(&state, &written, stored, deadline).await?;
+    let refused = store(&state, &written_of(&parsed, &known, &owners), deadline).await?;
+    if !refused.is_empty() {
+        reject_refused(&state, &mut parsed, &owners, refused);
+    }
+    let stored = parsed.valid_readings();
+    if stored == 0 {
+        return Err(ApiError::new(
+            ErrorCode::StoreRefused,
+            "the time-series store refused every reading; nothing was stored",
+        )
+        .with_errors(field_errors(&parsed.violations)));
+    }
+    count_stored(&state, stored);
+    let written = written_of(&parsed, &known, &owners);
     state
         .writer
         .after_store(&written, |pipe| window.count(pipe), Some(&open_alerts))
@@ -315,41 +331,86 @@ fn parse(
     Ok(parsed)
 }
 
-/// Writes the readings to InfluxDB within the deadline (up to 3 attempts); 503 when the
-/// write was not acknowledged, then nothing is stored.
+/// The readings to write: the machines at `owners`, with their registry entries.
+fn written_of<'a>(
+    parsed: &'a ParsedBatch,
+    known: &'a HashMap<MachineId, MachineInfo>,
+    owners: &[usize],
+) -> Vec<(&'a MachineInfo, &'a [domain::reading::Reading])> {
+    owners
+        .iter()
+        .map(|&index| &parsed.machines[index])
+        .filter_map(|m| Some((known.get(&m.machine_id?)?, m.readings.as_slice())))
+        .collect()
+}
+
+/// Writes the readings to InfluxDB within the deadline (up to 3 attempts per write); 503
+/// when InfluxDB is out, then nothing is acknowledged. Returns the points InfluxDB refused
+/// for their own sake (the rest are stored), by line.
 async fn store(
     state: &IngestState,
     written: &[(&MachineInfo, &[domain::reading::Reading])],
-    stored: usize,
     deadline: Instant,
-) -> Result<(), ApiError> {
+) -> Result<Vec<telemetry_writer::Refused>, ApiError> {
     let lines = telemetry_writer::encode(written.iter().copied());
+    let readings: usize = written.iter().map(|(_, r)| r.len()).sum();
     let write_started = Instant::now();
     let outcome = state.writer.write_within(lines, deadline, 3).await;
     state
         .metrics
         .write_seconds
         .observe(write_started.elapsed().as_secs_f64());
-    if let Err(err) = outcome {
-        state.metrics.rejected("store_unavailable", stored);
+    outcome.map_err(|err| {
+        state.metrics.rejected("store_unavailable", readings);
         tracing::error!(
             error = %err,
-            readings = stored,
+            readings,
             attempts = 3,
             "InfluxDB write failed after the final attempt; nothing acknowledged"
         );
-        return Err(ApiError::unavailable(
+        ApiError::unavailable(
             "the time-series store did not acknowledge the write; nothing was stored, retry",
             5,
-        ));
+        )
+    })
+}
+
+/// Takes the readings InfluxDB refused (by line of the write, which follows `owners` and
+/// each machine's readings in order) out of the batch, with InfluxDB's reasons.
+fn reject_refused(
+    state: &IngestState,
+    parsed: &mut ParsedBatch,
+    owners: &[usize],
+    refused: Vec<telemetry_writer::Refused>,
+) {
+    state.metrics.rejected("store_refused", refused.len());
+    let mut per_machine: HashMap<usize, Vec<(usize, String)>> = HashMap::new();
+    let mut refused = refused.into_iter().peekable();
+    let mut first_line = 0;
+    for &index in owners {
+        let count = parsed.machines[index].readings.len();
+        while let Some(point) = refused.next_if(|r| r.index < first_line + count) {
+            tracing::warn!(machine_id = %parsed.machines[index].raw_machine_id, reason = %point.reason, "InfluxDB refused a reading");
+            per_machine
+                .entry(index)
+                .or_default()
+                .push((point.index - first_line, point.reason));
+        }
+        first_line += count;
     }
+    for (index, points) in per_machine {
+        parsed.reject_refused(index, points);
+    }
+}
+
+/// Counts readings InfluxDB acknowledged.
+fn count_stored(state: &IngestState, stored: usize) {
     state
         .metrics
         .readings
         .with_label_values(&["stored", ""])
         .inc_by(stored as u64);
     state.metrics.batch_readings.observe(stored as f64);
-    Ok(())
 }
 
 /// Logs where a gateway names a machine's sensors differently from the registry: the

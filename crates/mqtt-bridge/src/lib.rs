@@ -46,6 +46,7 @@ pub async fn build(settings: &Settings) -> Result<Application, StartupError> {
     bridge_metrics.spool(spool.stats());
     let broker = broker::BrokerSession::new(&settings.mqtt, spool.clone(), bridge_metrics.clone())?;
     let shared = WritePathParts::start(settings, &pg, &redis).await;
+    let store_outage = pipeline::StoreOutage::default();
     let pipeline = pipeline::Pipeline {
         reader,
         spool: spool.clone(),
@@ -59,12 +60,24 @@ pub async fn build(settings: &Settings) -> Result<Application, StartupError> {
         metrics: bridge_metrics.clone(),
         topic_prefix: settings.mqtt.topic_prefix.clone(),
         batch_max_readings: settings.bridge.batch_max_readings,
+        batch_max_bytes: settings.bridge.batch_max_bytes,
+        store_outage: store_outage.clone(),
         linger: Duration::from_millis(settings.bridge.batch_linger_ms),
     };
     let mut dependencies = vec![
         Dependency::required("mqtt", Probe::Connection(broker.connected_flag())),
         // InfluxDB outages are absorbed by the spool; the registry is read through caches.
         Dependency::optional("influxdb", Probe::Influx(influx)),
+        // InfluxDB may answer its ping and still refuse writes (401, 404, 5xx).
+        Dependency::optional(
+            "influxdb_writes",
+            Probe::Local(Arc::new(move || match store_outage.reason() {
+                Some(reason) => Err(format!(
+                    "writes failing, messages held in the spool: {reason}"
+                )),
+                None => Ok(serde_json::json!("writing")),
+            })),
+        ),
         spool_dependency(spool.clone()),
     ];
     dependencies.extend(backends.optional_stores());

@@ -32,8 +32,12 @@ pub struct Pipeline {
     pub metrics: BridgeMetrics,
     /// Deployment topic prefix (empty in production).
     pub topic_prefix: String,
-    /// Readings per write.
+    /// Readings (and messages) per write.
     pub batch_max_readings: usize,
+    /// Payload bytes per write: a few large messages make a batch too.
+    pub batch_max_bytes: usize,
+    /// Why InfluxDB is not taking writes now, for `/readyz`.
+    pub store_outage: StoreOutage,
     /// How long a partial batch waits.
     pub linger: Duration,
 }
@@ -87,6 +91,23 @@ impl DeadLetterOutbox {
     }
 }
 
+/// Why InfluxDB is not taking the bridge's writes, while it is not; shared with `/readyz`.
+#[derive(Clone, Default)]
+pub struct StoreOutage(std::sync::Arc<std::sync::Mutex<Option<String>>>);
+
+impl StoreOutage {
+    fn set(&self, reason: Option<String>) {
+        if let Ok(mut current) = self.0.lock() {
+            *current = reason;
+        }
+    }
+
+    /// The last failure's words while the outage lasts.
+    pub fn reason(&self) -> Option<String> {
+        self.0.lock().ok().and_then(|current| current.clone())
+    }
+}
+
 /// A spooled message after parsing, before the registry is asked.
 enum Item {
     Telemetry {
@@ -110,6 +131,8 @@ impl Item {
 struct Batch {
     items: Vec<Item>,
     readings: usize,
+    /// Payload bytes of its messages.
+    bytes: usize,
     end: Position,
 }
 
@@ -180,6 +203,7 @@ impl Pipeline {
             }
             match self.reader.next_record() {
                 Ok(Next::Record(record, end)) => {
+                    batch.bytes += record.payload.len();
                     let item = decode(record, &self.topic_prefix, &rules, max_readings);
                     if let Item::Telemetry { readings, .. } = &item {
                         batch.readings += readings.len();
@@ -189,6 +213,7 @@ impl Pipeline {
                     started.get_or_insert_with(Instant::now);
                     if batch.readings >= self.batch_max_readings
                         || batch.items.len() >= self.batch_max_readings
+                        || batch.bytes >= self.batch_max_bytes
                     {
                         return Some(batch);
                     }
@@ -345,9 +370,9 @@ impl Pipeline {
         }
     }
 
-    /// Writes every message's readings in one request, retrying transient failures until
-    /// InfluxDB answers. A permanent refusal is narrowed down message by message; returns the
-    /// refused messages' indexes with InfluxDB's reason. `None` on shutdown.
+    /// Writes every message's readings in one request, retrying while InfluxDB is out. When
+    /// InfluxDB refuses points for their own sake, narrows down to the messages that hold
+    /// them: returns their indexes with InfluxDB's reason. `None` on shutdown.
     async fn write(
         &self,
         stored: &[(MachineInfo, Vec<Reading>, Record)],
@@ -356,31 +381,44 @@ impl Pipeline {
         if stored.is_empty() {
             return Some(Vec::new());
         }
-        let lines = telemetry_writer::encode(
-            stored
-                .iter()
-                .map(|(info, readings, _)| (info, readings.as_slice())),
-        );
-        match self
-            .write_until_answered(lines, stored.len(), shutdown)
-            .await?
-        {
-            Ok(()) => Some(Vec::new()),
-            Err(err) => {
-                tracing::error!(error = %err, messages = stored.len(), "InfluxDB refused a batch; writing its messages one by one");
-                let mut rejected = Vec::new();
-                for (index, (info, readings, _)) in stored.iter().enumerate() {
-                    let lines = telemetry_writer::encode([(info, readings.as_slice())]);
-                    if let Err(err) = self.write_until_answered(lines, 1, shutdown).await? {
-                        rejected.push((index, err.to_string()));
-                    }
+        let messages: Vec<String> = stored
+            .iter()
+            .map(|(info, readings, _)| telemetry_writer::encode([(info, readings.as_slice())]))
+            .collect();
+        let units: Vec<&str> = messages.iter().map(String::as_str).collect();
+        let outcome = telemetry_writer::refusals::narrow(
+            &units,
+            |lines: String| async move {
+                match self
+                    .write_until_answered(lines, stored.len(), shutdown)
+                    .await
+                {
+                    None => Err(None),
+                    Some(result) => result.map_err(Some),
                 }
-                Some(rejected)
+            },
+            |err: &Option<InfluxError>| err.as_ref().map(ToString::to_string),
+        )
+        .await;
+        match outcome {
+            Ok(refused) => {
+                if !refused.is_empty() {
+                    tracing::error!(
+                        refused = refused.len(),
+                        messages = stored.len(),
+                        "InfluxDB refused some messages' readings; the rest are stored"
+                    );
+                }
+                Some(refused.into_iter().map(|r| (r.index, r.reason)).collect())
             }
+            // Only shutdown ends a write without an answer.
+            Err(_) => None,
         }
     }
 
-    /// One write, retried while the failure is transient. `Some(Err)` for a permanent one.
+    /// One write, retried while InfluxDB is out (unreachable, 5xx, and 401/403/404:
+    /// credentials or a database are the store's problem, not the messages'). `Some(Err)` only
+    /// for a refusal of the points themselves.
     async fn write_until_answered(
         &self,
         lines: String,
@@ -397,8 +435,9 @@ impl Pipeline {
                 .write_seconds
                 .observe(started.elapsed().as_secs_f64());
             match outcome {
-                Err(err) if err.is_transient() => {
+                Err(err) if err.is_outage() => {
                     failures += 1;
+                    self.store_outage.set(Some(err.to_string()));
                     if outage_started.is_none() {
                         outage_started = Some(Instant::now());
                         self.metrics.count("spooled", messages);
@@ -408,6 +447,7 @@ impl Pipeline {
                 }
                 outcome => {
                     if let Some(since) = outage_started {
+                        self.store_outage.set(None);
                         tracing::info!(
                             outage_ms = since.elapsed().as_millis() as u64,
                             "InfluxDB answers again; replaying the spool"

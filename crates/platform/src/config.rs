@@ -240,8 +240,11 @@ pub struct BridgeSettings {
     pub fsync: String,
     /// Period of the `interval` fsync policy.
     pub fsync_interval_ms: u64,
-    /// Readings per InfluxDB write.
+    /// Readings (and messages) per InfluxDB write.
     pub batch_max_readings: usize,
+    /// Payload bytes per InfluxDB write: with messages of up to `mqtt.max_payload_bytes`, a
+    /// count alone could make one write of a gigabyte.
+    pub batch_max_bytes: usize,
     /// How long a partial batch waits for more readings before it is written.
     pub batch_linger_ms: u64,
 }
@@ -320,6 +323,9 @@ impl Settings {
         }
         if self.bridge.batch_max_readings == 0 {
             return Err(invalid("bridge.batch_max_readings", "must be at least 1"));
+        }
+        if self.bridge.batch_max_bytes == 0 {
+            return Err(invalid("bridge.batch_max_bytes", "must be at least 1"));
         }
         Ok(())
     }

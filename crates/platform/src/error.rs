@@ -128,6 +128,9 @@ pub enum ErrorCode {
     PayloadTooLarge,
     /// A Content-Type or Content-Encoding the endpoint does not take.
     UnsupportedMediaType,
+    /// Valid readings that the time-series store refused for their own sake (a field type
+    /// it holds differently, a time outside its retention): retrying cannot help.
+    StoreRefused,
     /// If-Match is required.
     PreconditionRequired,
     /// Over the caller's request rate.
@@ -160,6 +163,7 @@ impl ErrorCode {
             Self::PreconditionFailed => "precondition_failed",
             Self::PayloadTooLarge => "payload_too_large",
             Self::UnsupportedMediaType => "unsupported_media_type",
+            Self::StoreRefused => "store_refused",
             Self::PreconditionRequired => "precondition_required",
             Self::RateLimited => "rate_limited",
             Self::TooManyAttempts => "too_many_attempts",
@@ -186,6 +190,7 @@ impl ErrorCode {
             Self::PreconditionFailed => StatusCode::PRECONDITION_FAILED,
             Self::PayloadTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
             Self::UnsupportedMediaType => StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            Self::StoreRefused => StatusCode::UNPROCESSABLE_ENTITY,
             Self::PreconditionRequired => StatusCode::PRECONDITION_REQUIRED,
             Self::RateLimited => StatusCode::TOO_MANY_REQUESTS,
             Self::TooManyAttempts => StatusCode::TOO_MANY_REQUESTS,

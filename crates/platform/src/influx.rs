@@ -78,11 +78,27 @@ pub enum InfluxError {
 }
 
 impl InfluxError {
-    /// Transient failures worth retrying (or spooling): no answer, 5xx, or overload.
-    pub fn is_transient(&self) -> bool {
+    /// InfluxDB's reason when it refused a write for the points' own sake (a bad point, a
+    /// field type conflict, a point outside retention, a body too large): writing the same
+    /// points again cannot succeed, but other points can. InfluxDB 1.x answers 400 (a
+    /// partial write stores the rest), 2.x also 413 and 422.
+    pub fn refusal(&self) -> Option<&str> {
+        match self {
+            Self::Status {
+                status: 400 | 413 | 422,
+                body,
+            } => Some(body),
+            _ => None,
+        }
+    }
+
+    /// Failures of the store itself, not of the points: no answer, 5xx, overload, and also
+    /// 401/403 (credentials rotated) and 404 (database missing). The points are fine: hold
+    /// them and retry; never turn them into dead letters.
+    pub fn is_outage(&self) -> bool {
         match self {
             Self::Unreachable(_) => true,
-            Self::Status { status, .. } => *status >= 500 || *status == 429,
+            Self::Status { .. } => self.refusal().is_none(),
             _ => false,
         }
     }
@@ -234,7 +250,7 @@ impl InfluxClient {
         check_status(response).await.map(|_| ())
     }
 
-    /// Writes with bounded retries (exponential backoff with jitter) for transient failures,
+    /// Writes with bounded retries (exponential backoff with jitter) while InfluxDB is out,
     /// never past `deadline`. Returns how many attempts it took.
     pub async fn write_with_retry(
         &self,
@@ -260,7 +276,7 @@ impl InfluxClient {
             };
             let err = match outcome {
                 Ok(()) => return Ok(attempt),
-                Err(err) if !err.is_transient() || attempt >= max_attempts => return Err(err),
+                Err(err) if !err.is_outage() || attempt >= max_attempts => return Err(err),
                 Err(err) => err,
             };
             let base = Duration::from_millis(50 * (1 << (attempt - 1).min(6)));
@@ -592,6 +608,27 @@ mod tests {
         for bad in ["", "tele metry", "a\"b", "x;DROP", "ü"] {
             assert!(validate_identifier(bad).is_err(), "{bad:?}");
         }
+    }
+
+    #[test]
+    fn only_refusals_of_the_points_are_their_fault_everything_else_is_an_outage() {
+        let answered = |status: u16| InfluxError::Status {
+            status,
+            body: format!("{status}"),
+        };
+        for status in [400, 413, 422] {
+            assert_eq!(
+                answered(status).refusal(),
+                Some(status.to_string().as_str())
+            );
+            assert!(!answered(status).is_outage());
+        }
+        // Rotated credentials and a missing database must hold the points, not drop them.
+        for status in [401, 403, 404, 429, 500, 503, 504] {
+            assert!(answered(status).is_outage(), "{status}");
+            assert_eq!(answered(status).refusal(), None);
+        }
+        assert!(!InfluxError::Identifier("x y".into()).is_outage());
     }
 
     #[test]

@@ -11,9 +11,11 @@
 
 mod admission;
 pub mod jobs;
+pub mod refusals;
 mod start;
 
 pub use admission::{Refusal, admit};
+pub use refusals::Refused;
 pub use start::WritePathParts;
 
 use domain::MachineId;
@@ -56,17 +58,39 @@ impl TelemetryWriter {
         self.registry.lookup_with(machines, keys).await
     }
 
-    /// One InfluxDB write, attempted up to `attempts` times with backoff inside `deadline`
-    /// (an HTTP caller is waiting). Returns the attempts it took.
+    /// Writes `lines` (one point per line) within `deadline`, each write attempted up to
+    /// `attempts` times while InfluxDB is out (an HTTP caller is waiting). When InfluxDB
+    /// refuses points for their own sake, the rest are stored and the refused ones named by
+    /// line index. `Err` is an outage: nothing is acknowledged.
     pub async fn write_within(
         &self,
         lines: String,
         deadline: Instant,
         attempts: u32,
-    ) -> Result<u32, InfluxError> {
-        self.influx
-            .write_with_retry(bytes::Bytes::from(lines), deadline, attempts)
-            .await
+    ) -> Result<Vec<Refused>, InfluxError> {
+        let write = |body: bytes::Bytes| async move {
+            self.influx
+                .write_with_retry(body, deadline, attempts)
+                .await
+                .map(|_| ())
+        };
+        let body = bytes::Bytes::from(lines);
+        // The whole body first (a cheap clone): the path every healthy write takes.
+        match write(body.clone()).await {
+            Ok(()) => return Ok(Vec::new()),
+            Err(err) if err.refusal().is_none() => return Err(err),
+            Err(err) => {
+                tracing::warn!(error = %err, "InfluxDB refused part of a write; finding which points");
+            }
+        }
+        let text = std::str::from_utf8(&body).unwrap_or_default();
+        let points: Vec<&str> = text.split_inclusive('\n').collect();
+        refusals::narrow(
+            &points,
+            |part: String| write(bytes::Bytes::from(part)),
+            |err: &InfluxError| err.refusal().map(str::to_owned),
+        )
+        .await
     }
 
     /// One InfluxDB write, once: the caller (a spool) decides about retrying.

@@ -561,3 +561,86 @@ async fn latest_values_survive_redis_forgetting_its_scripts() {
         .unwrap();
     assert_eq!(latest["speed"].parse::<f64>().unwrap(), 1500.0);
 }
+
+/// Another writer made `temperature` a string in the shard of three weeks ago, so InfluxDB
+/// refuses our floats there (a partial write, naming no point) and only there.
+#[tokio::test]
+async fn readings_influxdb_refuses_are_named_and_the_rest_are_stored() {
+    let rig = rig().await;
+    let machine = rig.ctx.create_machine(MachineStatus::Active).await;
+    let weeks_ago = chrono::Utc::now() - chrono::Duration::days(21);
+    rig.ctx
+        .influx()
+        .write_lines(
+            format!(
+                "sensor_readings,machine_id=elsewhere temperature=\"text\" {}\n",
+                weeks_ago.timestamp_nanos_opt().unwrap()
+            ),
+            None,
+        )
+        .await
+        .unwrap();
+    let at = |offset: i64| {
+        (weeks_ago + chrono::Duration::seconds(offset))
+            .to_rfc3339_opts(chrono::SecondsFormat::Millis, true)
+    };
+    let batch = |readings: Value| {
+        json!({"gateway_id": "gateway-hall-1", "timestamp": now_minus(0),
+               "batch": [{"machine_id": machine, "sensor_type": "multi", "location": "Hall 1", "readings": readings}]})
+    };
+    let (status, body) = rig
+        .post(&batch(json!([
+            {"timestamp": at(60), "temperature": 70.0, "speed": 1.0},
+            {"timestamp": now_minus(60), "temperature": 71.0, "speed": 2.0},
+            {"timestamp": at(120), "temperature": 72.0, "speed": 3.0},
+            {"timestamp": now_minus(30), "speed": 4.0},
+        ])))
+        .await;
+    assert_eq!(status, 207, "{body}");
+    assert_eq!(
+        (body["stored"].as_u64(), body["rejected"].as_u64()),
+        (Some(2), Some(2))
+    );
+    let errors = body["errors"].as_array().unwrap();
+    assert_eq!(errors.len(), 2, "{body}");
+    for (error, offset) in errors.iter().zip([60, 120]) {
+        assert_eq!(error["field"], "batch[0].readings");
+        assert!(
+            error["error"]
+                .as_str()
+                .unwrap()
+                .contains("field type conflict"),
+            "{error}"
+        );
+        assert_eq!(
+            chrono::DateTime::parse_from_rfc3339(error["value"].as_str().unwrap()).unwrap(),
+            chrono::DateTime::parse_from_rfc3339(&at(offset)).unwrap()
+        );
+    }
+    let stored = rig
+        .ctx
+        .influx()
+        .query(&format!(
+            "SELECT speed FROM sensor_readings WHERE machine_id = '{machine}'"
+        ))
+        .await
+        .unwrap();
+    let speeds: Vec<f64> = stored
+        .into_iter()
+        .flatten()
+        .flat_map(|series| series.values)
+        .map(|row| row[1].as_f64().unwrap())
+        .collect();
+    assert_eq!(speeds, [2.0, 4.0]);
+
+    // Refused whole for the data's sake: no retry can help, so it is no 503.
+    let (status, body) = rig
+        .post(&batch(json!([{"timestamp": at(180), "temperature": 73.0}])))
+        .await;
+    assert_eq!(
+        (status, body["code"].as_str()),
+        (422, Some("store_refused")),
+        "{body}"
+    );
+    assert_eq!(body["errors"].as_array().unwrap().len(), 1);
+}
