@@ -30,11 +30,10 @@ impl Gate {
         format!("http://127.0.0.1:{}", self.port)
     }
 
-    /// Starts forwarding.
+    /// Starts forwarding (again).
     pub async fn open(&mut self) {
-        let listener = tokio::net::TcpListener::bind(("127.0.0.1", self.port))
-            .await
-            .expect("gate port free again");
+        self.close();
+        let listener = bind_again(self.port).await;
         let target = self.target.clone();
         self.forwarding = Some(tokio::spawn(async move {
             let mut connections = JoinSet::new();
@@ -52,12 +51,105 @@ impl Gate {
         }));
     }
 
+    /// Stops forwarding and answers every HTTP request itself with `status` and the JSON
+    /// `body` (as a proxy in front of InfluxDB would after a credential change): the service
+    /// behind is fine, but its clients are refused. Open connections are cut.
+    pub async fn answer_with(&mut self, status: u16, body: &str) {
+        self.close();
+        let listener = bind_again(self.port).await;
+        let response = format!(
+            "HTTP/1.1 {status} Refused\r\nContent-Type: application/json\r\nX-Influxdb-Error: {body}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+            body.len()
+        );
+        self.forwarding = Some(tokio::spawn(async move {
+            let mut connections = JoinSet::new();
+            loop {
+                let Ok((mut inbound, _)) = listener.accept().await else {
+                    continue;
+                };
+                let response = response.clone();
+                connections.spawn(async move {
+                    use tokio::io::AsyncWriteExt;
+                    // Read the whole request first: closing with unread bytes would reset
+                    // the connection before the client reads the answer.
+                    if read_request(&mut inbound).await.is_ok() {
+                        let _ = inbound.write_all(response.as_bytes()).await;
+                        let _ = inbound.shutdown().await;
+                    }
+                });
+            }
+        }));
+    }
+
+    /// Stops forwarding and accepts connections that then hear nothing: a dependency whose
+    /// host is up but whose process hangs, or a firewall that drops instead of refusing. Open
+    /// connections are cut (their clients reconnect into the silence).
+    pub async fn go_silent(&mut self) {
+        self.close();
+        let listener = bind_again(self.port).await;
+        self.forwarding = Some(tokio::spawn(async move {
+            let mut held = Vec::new();
+            loop {
+                if let Ok((inbound, _)) = listener.accept().await {
+                    held.push(inbound);
+                }
+            }
+        }));
+    }
+
     /// Stops forwarding: open connections are cut, new ones refused.
     pub fn close(&mut self) {
         if let Some(task) = self.forwarding.take() {
             task.abort();
         }
     }
+}
+
+/// Binds `port` again once the gate's last listener is gone (an aborted task drops it soon,
+/// not at once).
+async fn bind_again(port: u16) -> tokio::net::TcpListener {
+    let deadline = std::time::Instant::now() + Duration::from_secs(5);
+    loop {
+        match tokio::net::TcpListener::bind(("127.0.0.1", port)).await {
+            Ok(listener) => return listener,
+            Err(err) if std::time::Instant::now() >= deadline => {
+                panic!("gate port {port} not free again: {err}")
+            }
+            Err(_) => tokio::time::sleep(Duration::from_millis(20)).await,
+        }
+    }
+}
+
+/// Reads one HTTP/1.1 request (headers, then `Content-Length` bytes of body).
+async fn read_request(stream: &mut tokio::net::TcpStream) -> std::io::Result<()> {
+    use tokio::io::AsyncReadExt;
+    let mut seen = Vec::new();
+    let mut chunk = [0u8; 8192];
+    let header_end = loop {
+        let n = stream.read(&mut chunk).await?;
+        if n == 0 {
+            return Err(std::io::ErrorKind::UnexpectedEof.into());
+        }
+        seen.extend_from_slice(&chunk[..n]);
+        if let Some(end) = seen.windows(4).position(|w| w == b"\r\n\r\n") {
+            break end + 4;
+        }
+    };
+    let headers = String::from_utf8_lossy(&seen[..header_end]).to_ascii_lowercase();
+    let length: usize = headers
+        .lines()
+        .find_map(|line| line.strip_prefix("content-length:"))
+        .and_then(|value| value.trim().parse().ok())
+        .unwrap_or(0);
+    let mut body_read = seen.len() - header_end;
+    while body_read < length {
+        let n = stream.read(&mut chunk).await?;
+        if n == 0 {
+            break;
+        }
+        body_read += n;
+    }
+    Ok(())
 }
 
 impl Drop for Gate {

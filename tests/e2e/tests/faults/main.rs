@@ -9,5 +9,6 @@ mod broker;
 mod influx;
 mod postgres;
 mod redis;
+mod refusals;
 mod slow_influx;
 mod support;
