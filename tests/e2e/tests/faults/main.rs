@@ -11,4 +11,5 @@ mod postgres;
 mod redis;
 mod refusals;
 mod slow_influx;
+mod spool;
 mod support;
