@@ -7,6 +7,7 @@ pub mod revoker;
 pub mod routes;
 mod throttle;
 pub mod tokens;
+mod verified;
 
 use platform::auth::{PublicKey, SigningKey, Verification};
 use platform::health::{Dependency, Probe, Readiness};
@@ -32,6 +33,8 @@ pub(crate) struct AuthState {
     pub dummy_hash: String,
     /// Where every password and secret is hashed or checked, a bounded number at a time.
     pub hashing: hashing::HashPool,
+    /// Gateway credentials verified lately: gateways get tokens while PostgreSQL is away.
+    pub verified_gateways: verified::VerifiedGateways,
 }
 
 /// Builds the service from configuration.
@@ -64,6 +67,9 @@ pub async fn build(settings: &Settings) -> Result<Application, StartupError> {
         refresh_ttl: chrono::Duration::seconds(settings.auth.refresh_ttl_secs as i64),
         dummy_hash: hash_secret(&SecretString::from("not-a-real-password".to_owned()))?,
         hashing,
+        verified_gateways: verified::VerifiedGateways::new(Duration::from_secs(
+            settings.auth.verified_gateway_ttl_secs,
+        )),
     });
 
     let readiness = Readiness::new(

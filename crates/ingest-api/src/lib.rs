@@ -34,6 +34,7 @@ pub async fn build(settings: &Settings) -> Result<Application, StartupError> {
         Verification::from_settings(&settings.auth, backends.redis.clone(), &metrics)?;
     let shared = WritePathParts::start(settings, &backends.pg, &backends.redis).await;
     let ingest_metrics = metrics::IngestMetrics::register(&metrics)?;
+    metrics.register(Box::new(shared.stale_registry_gauge()));
     let worker_settings = settings.clone();
     let worker_shared = shared.clone();
     // Each actix worker (one thread, one runtime) gets its own connection pools, so the

@@ -47,6 +47,7 @@ pub async fn build(settings: &Settings) -> Result<Application, StartupError> {
     let broker = broker::BrokerSession::new(&settings.mqtt, spool.clone(), bridge_metrics.clone())?;
     let shared = WritePathParts::start(settings, &pg, &redis).await;
     let store_outage = pipeline::StoreOutage::default();
+    metrics.register(Box::new(shared.stale_registry_gauge()));
     let pipeline = pipeline::Pipeline {
         reader,
         spool: spool.clone(),

@@ -52,6 +52,19 @@ pub struct Settings {
     pub auth: AuthSettings,
     /// query-api's live streams.
     pub stream: StreamSettings,
+    /// How the write paths cache the machine registry.
+    pub registry: RegistrySettings,
+}
+
+/// The machine registry as the write paths read it (Redis cache-aside over PostgreSQL, and
+/// the last answers kept in process for PostgreSQL outages).
+#[derive(Debug, Clone, Deserialize)]
+pub struct RegistrySettings {
+    /// How long a machine's entry stays in Redis (every registry write drops it at once).
+    pub cache_ttl_secs: u64,
+    /// While PostgreSQL cannot be reached, a machine's last known entry is served for at
+    /// most this long after it was last confirmed; ingest for it stops after that.
+    pub max_stale_secs: u64,
 }
 
 /// Live streams (query-api).
@@ -89,6 +102,9 @@ pub struct AuthSettings {
     /// Failed logins per client address within the window before 429.
     pub login_max_failures_per_ip: u32,
     pub login_window_secs: u64,
+    /// While PostgreSQL cannot be reached, a gateway whose exact credentials auth verified
+    /// within this long still gets tokens.
+    pub verified_gateway_ttl_secs: u64,
 }
 
 impl AuthSettings {
@@ -326,6 +342,9 @@ impl Settings {
         }
         if self.bridge.batch_max_bytes == 0 {
             return Err(invalid("bridge.batch_max_bytes", "must be at least 1"));
+        }
+        if self.registry.cache_ttl_secs == 0 {
+            return Err(invalid("registry.cache_ttl_secs", "must be at least 1"));
         }
         Ok(())
     }

@@ -65,7 +65,8 @@ pub async fn build(settings: &Settings) -> Result<Application, StartupError> {
         "Live streams open now (a client that left is released at the next keep-alive)",
     )?;
     metrics.register(Box::new(streams_open.clone()));
-    let registry = storage::registry::MachineRegistry::new(pg.clone(), redis.clone());
+    let registry =
+        storage::registry::MachineRegistry::new(pg.clone(), redis.clone(), &settings.registry);
     let state = actix_web::web::Data::new(QueryState {
         live: hub.clone(),
         stream_lagged,

@@ -7,7 +7,7 @@ use platform::postgres::PgPool;
 use platform::redis::RedisClient;
 use platform::{Application, Settings};
 use storage::latest::LiveAudience;
-use storage::registry::MachineRegistry;
+use storage::registry::{LastKnown, MachineRegistry};
 use storage::settings::LiveSettings;
 
 /// The write path's process-wide parts.
@@ -19,6 +19,9 @@ pub struct WritePathParts {
     pub audience: LiveAudience,
     pg: PgPool,
     redis: RedisClient,
+    registry: platform::config::RegistrySettings,
+    /// The machines' last known entries, one map for the whole process.
+    last_known: LastKnown,
 }
 
 impl WritePathParts {
@@ -34,7 +37,16 @@ impl WritePathParts {
             audience: LiveAudience::default(),
             pg: pg.clone(),
             redis: redis.clone(),
+            registry: settings.registry.clone(),
+            last_known: LastKnown::new(std::time::Duration::from_secs(
+                settings.registry.max_stale_secs,
+            )),
         }
+    }
+
+    /// `registry_stale_served_age_seconds`, for the service's metrics.
+    pub fn stale_registry_gauge(&self) -> prometheus::IntGauge {
+        self.last_known.gauge()
     }
 
     /// Keeps the settings and the audience current until the service stops.
@@ -57,7 +69,8 @@ impl WritePathParts {
     pub fn writer(&self, pg: PgPool, redis: RedisClient, influx: InfluxClient) -> TelemetryWriter {
         TelemetryWriter {
             alerts: self.alert_engine(pg.clone(), redis.clone()),
-            registry: MachineRegistry::new(pg, redis.clone()),
+            registry: MachineRegistry::new(pg, redis.clone(), &self.registry)
+                .sharing(self.last_known.clone()),
             influx,
             redis,
             audience: self.audience.clone(),

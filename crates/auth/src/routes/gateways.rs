@@ -208,6 +208,7 @@ pub async fn update(
             Ok(after)
         })
         .await?;
+    state.verified_gateways.forget(id);
     Ok(HttpResponse::Ok().json(GatewayAnswer {
         status: Success::Success,
         gateway: gateway.view(),
@@ -243,5 +244,6 @@ pub async fn delete(
         Ok(())
     })
     .await?;
+    state.verified_gateways.forget(id);
     Ok(HttpResponse::NoContent().finish())
 }

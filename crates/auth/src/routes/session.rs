@@ -3,6 +3,7 @@
 use super::{UserAnswer, reject_if_any};
 use crate::AuthState;
 use crate::tokens::{IssuedToken, new_refresh_token, refresh_token_hash};
+use crate::verified::VerifiedGateway;
 use actix_web::http::header;
 use actix_web::{HttpRequest, HttpResponse, web};
 use diesel_async::AsyncConnection;
@@ -383,12 +384,14 @@ pub async fn client_credentials(
     let (client_id, secret) = credentials(&req, &body)?;
     let ip = client_ip(&req);
     let account = format!("gateway:{client_id}");
-    let gateway = state
+    let (gateway, from_postgres) = state
         .throttle
         .run_counted(&account, &ip, check_secret(&state, &client_id, secret))
         .await?;
-    let mut conn = connection(&state.pg).await?;
-    gateways::touch_last_used(&mut conn, gateway.id).await?;
+    if from_postgres {
+        let mut conn = connection(&state.pg).await?;
+        gateways::touch_last_used(&mut conn, gateway.id).await?;
+    }
     let access = state
         .signer
         .issue(gateway.id, &gateway.client_id, Role::Gateway, None)
@@ -467,16 +470,41 @@ fn credentials(req: &HttpRequest, body: &[u8]) -> Result<(String, String), ApiEr
     Ok((client_id, secret))
 }
 
-/// The active gateway client with this id and secret; 401 for anything else.
+/// The active gateway client with this id and secret (and whether PostgreSQL said so);
+/// 401 for anything else. While PostgreSQL cannot be reached, a pair verified lately.
 async fn check_secret(
     state: &AuthState,
     client_id: &str,
     secret: String,
-) -> Result<gateways::Gateway, ApiError> {
-    let mut conn = connection(&state.pg).await?;
-    let gateway = gateways::find_by_client_id(&mut conn, client_id).await?;
-    drop(conn);
-    verify_account(state, gateway, secret, "invalid client credentials").await
+) -> Result<(VerifiedGateway, bool), ApiError> {
+    let looked_up = async {
+        let mut conn = connection(&state.pg).await?;
+        gateways::find_by_client_id(&mut conn, client_id)
+            .await
+            .map_err(platform::postgres::DbError::Query)
+    }
+    .await;
+    let gateway = match looked_up {
+        Ok(gateway) => gateway,
+        Err(err) => {
+            return match state.verified_gateways.recall(client_id, &secret) {
+                Some(known) => {
+                    tracing::warn!(error = %err, client_id, "PostgreSQL unreachable: token issued on credentials verified lately");
+                    Ok((known, false))
+                }
+                None => Err(err.into()),
+            };
+        }
+    };
+    let verified = verify_account(state, gateway, secret.clone(), "invalid client credentials")
+        .await
+        .inspect_err(|_| state.verified_gateways.forget_pair(client_id, &secret))?;
+    let gateway = VerifiedGateway {
+        id: verified.id,
+        client_id: verified.client_id,
+    };
+    state.verified_gateways.remember(&gateway, &secret);
+    Ok((gateway, true))
 }
 
 /// The public keys that verify access tokens (RFC 7517), for anyone who verifies tokens.

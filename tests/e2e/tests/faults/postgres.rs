@@ -118,3 +118,89 @@ async fn s4_postgres_stopped() {
         .await;
     summary.finish();
 }
+
+/// `registry_stale_served_age_seconds` of a service.
+async fn stale_age(service: &str) -> u64 {
+    let Ok(answer) = reqwest::get(format!("{service}/metrics")).await else {
+        return 0;
+    };
+    let text = answer.text().await.unwrap_or_default();
+    text.lines()
+        .find(|line| line.starts_with("plantline_registry_stale_served_age_seconds{"))
+        .and_then(|line| line.rsplit(' ').next()?.parse().ok())
+        .unwrap_or(0)
+}
+
+/// The registry cache's TTL in this scenario: the outage outlasts it many times over.
+const CACHE_TTL_SECS: &str = "2";
+
+#[tokio::test(flavor = "multi_thread")]
+async fn s9_postgres_down_longer_than_the_registry_cache() {
+    let stack = Stack::start(
+        Kind::Postgres,
+        Route::Direct,
+        &[("PLANTLINE_REGISTRY__CACHE_TTL_SECS", CACHE_TTL_SECS)],
+    )
+    .await;
+    let mut summary = Summary::new(
+        9,
+        "PostgreSQL down far longer than the registry cache's TTL (2 s)",
+    );
+    let machine = stack.ctx.create_machine(MachineStatus::Active).await;
+    let mut feeder = Feeder::new(stack.gateway_client(), machine);
+    let mut device = stack.device().await;
+    let warm = feeder.send(5, None).await.0;
+    device.publish(5).await;
+    let influx = stack.ctx.influx();
+    let flowing = device.all_stored(&influx, Duration::from_secs(20)).await;
+    summary.check(
+        warm == 201 && flowing,
+        "before the fault: both paths store (each machine seen once)",
+    );
+
+    stack.backing.stop().await;
+    let down_since = Instant::now();
+    let (mut ingests, mut tokens) = (Vec::new(), Vec::new());
+    while down_since.elapsed() < outage() {
+        ingests.push(feeder.send(5, None).await.0);
+        device.publish(2).await;
+        tokens.push(stack.gateway_client().token().await.is_ok());
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+    let ingest = stack.process(Service::Ingest).address.clone();
+    let age = stale_age(&ingest).await;
+    stack.backing.resume().await;
+    summary.note(format!(
+        "PostgreSQL down {} s; the oldest entry served from memory was {age} s old",
+        outage().as_secs()
+    ));
+    summary.check(
+        !ingests.is_empty() && ingests.iter().all(|s| *s == 201),
+        format!("HTTP ingest went on: {}", tally(ingests.iter().copied())),
+    );
+    summary.check(
+        tokens.iter().all(|ok| *ok),
+        format!(
+            "the gateway got a new token each time: {} of {}",
+            tokens.iter().filter(|ok| **ok).count(),
+            tokens.len()
+        ),
+    );
+    summary.check(
+        age >= CACHE_TTL_SECS.parse::<u64>().unwrap_or_default(),
+        format!("ingest-api reported the stale entry's age: {age} s"),
+    );
+    let current = within(Duration::from_secs(30), async || {
+        feeder.send(1, None).await;
+        stale_age(&ingest).await == 0
+    })
+    .await;
+    summary.check(current, "once PostgreSQL is back, no entry is served stale");
+    stack
+        .check_stored(&mut summary, "HTTP", &machine, &feeder.acked, true)
+        .await;
+    stack
+        .check_stored(&mut summary, "MQTT", &device.machine, &device.acked, true)
+        .await;
+    summary.finish();
+}

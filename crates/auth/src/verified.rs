@@ -1,0 +1,107 @@
+//! Gateway credentials this process verified lately, so that gateways keep getting tokens
+//! while PostgreSQL cannot be reached. Keyed by SHA-256 of id and secret: the secret itself
+//! is never kept, and a key only matches the exact pair that passed argon2. Consulted only
+//! when PostgreSQL is away: while it answers, every request is checked against it, and a
+//! refusal there (disabled, deleted, secret rotated) drops the entry.
+
+use sha2::{Digest, Sha256};
+use std::collections::HashMap;
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+use uuid::Uuid;
+
+/// Who a verified credential belongs to: what a token needs.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct VerifiedGateway {
+    pub id: Uuid,
+    pub client_id: String,
+}
+
+/// Entries beyond this are pruned of the expired ones (a process sees few gateways).
+const PRUNE_ABOVE: usize = 10_000;
+
+/// Verified gateway credentials, each good for `ttl` after it was last verified.
+pub struct VerifiedGateways {
+    entries: Mutex<HashMap<[u8; 32], (VerifiedGateway, Instant)>>,
+    ttl: Duration,
+}
+
+fn key(client_id: &str, secret: &str) -> [u8; 32] {
+    let mut hasher = Sha256::new();
+    hasher.update(client_id.as_bytes());
+    hasher.update([0u8]);
+    hasher.update(secret.as_bytes());
+    hasher.finalize().into()
+}
+
+impl VerifiedGateways {
+    pub fn new(ttl: Duration) -> Self {
+        Self {
+            entries: Mutex::default(),
+            ttl,
+        }
+    }
+
+    /// `secret` just passed argon2 for `gateway`.
+    pub fn remember(&self, gateway: &VerifiedGateway, secret: &str) {
+        let Ok(mut entries) = self.entries.lock() else {
+            return;
+        };
+        if entries.len() >= PRUNE_ABOVE {
+            let ttl = self.ttl;
+            entries.retain(|_, (_, at)| at.elapsed() <= ttl);
+        }
+        entries.insert(
+            key(&gateway.client_id, secret),
+            (gateway.clone(), Instant::now()),
+        );
+    }
+
+    /// The gateway, if this exact pair was verified within the lifetime.
+    pub fn recall(&self, client_id: &str, secret: &str) -> Option<VerifiedGateway> {
+        let entries = self.entries.lock().ok()?;
+        entries
+            .get(&key(client_id, secret))
+            .filter(|(_, at)| at.elapsed() <= self.ttl)
+            .map(|(gateway, _)| gateway.clone())
+    }
+
+    /// Drops every entry of the gateway `id` (disabled, deleted, refused).
+    pub fn forget(&self, id: Uuid) {
+        if let Ok(mut entries) = self.entries.lock() {
+            entries.retain(|_, (gateway, _)| gateway.id != id);
+        }
+    }
+
+    /// Drops the entry of this pair (PostgreSQL refused it).
+    pub fn forget_pair(&self, client_id: &str, secret: &str) {
+        if let Ok(mut entries) = self.entries.lock() {
+            entries.remove(&key(client_id, secret));
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_the_exact_pair_within_its_lifetime_is_recalled() {
+        let cache = VerifiedGateways::new(Duration::from_secs(60));
+        let gateway = VerifiedGateway {
+            id: Uuid::new_v4(),
+            client_id: "line-1".into(),
+        };
+        cache.remember(&gateway, "s3cret");
+        assert_eq!(cache.recall("line-1", "s3cret"), Some(gateway.clone()));
+        assert_eq!(cache.recall("line-1", "s3cret "), None);
+        assert_eq!(cache.recall("line-2", "s3cret"), None);
+        cache.forget(gateway.id);
+        assert_eq!(cache.recall("line-1", "s3cret"), None);
+
+        let expired = VerifiedGateways::new(Duration::ZERO);
+        expired.remember(&gateway, "s3cret");
+        std::thread::sleep(Duration::from_millis(2));
+        assert_eq!(expired.recall("line-1", "s3cret"), None);
+    }
+}
