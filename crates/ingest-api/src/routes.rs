@@ -19,6 +19,9 @@ use std::time::Instant;
 use storage::registry::MachineInfo;
 use telemetry_writer::admit;
 
+/// What the bookkeeping after a store gets even when the write used up the deadline.
+const AFTER_STORE_AT_LEAST: std::time::Duration = std::time::Duration::from_millis(500);
+
 /// Raw bodies up to this size are read; the `ingest_max_body_bytes` setting (≤ 16 MiB)
 /// decides what is accepted, after decompression.
 pub const MAX_RAW_BODY: usize = 16 * 1024 * 1024;
@@ -267,10 +270,21 @@ async fn ingest(
     }
     count_stored(&state, stored);
     let written = written_of(&parsed, &known, &owners);
-    state
-        .writer
-        .after_store(&written, |pipe| window.count(pipe), Some(&open_alerts))
-        .await;
+    // The readings are stored: latest values and alerts must not hold the answer past the
+    // deadline when Redis or PostgreSQL hang (they are best effort either way).
+    let bookkeeping =
+        state
+            .writer
+            .after_store(&written, |pipe| window.count(pipe), Some(&open_alerts));
+    let left = deadline
+        .saturating_duration_since(Instant::now())
+        .max(AFTER_STORE_AT_LEAST);
+    if tokio::time::timeout(left, bookkeeping).await.is_err() {
+        tracing::warn!(
+            waited_ms = left.as_millis() as u64,
+            "latest values and alerts not updated before the deadline; the readings are stored"
+        );
+    }
 
     Ok(answer(&parsed, &caller.username, stored))
 }

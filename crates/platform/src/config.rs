@@ -135,6 +135,9 @@ pub struct HttpSettings {
     pub workers: usize,
     /// How long in-flight requests may take to finish after SIGTERM.
     pub shutdown_timeout_secs: u64,
+    /// No request waits longer for its answer (its response head): a handler still waiting
+    /// then is answered 503. Above every dependency's own deadline.
+    pub request_deadline_ms: u64,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -163,6 +166,9 @@ pub struct PostgresSettings {
     pub pool_size: usize,
     /// How long to wait for a connection before failing the request.
     pub connect_timeout_ms: u64,
+    /// Server-side `statement_timeout` of every connection: a statement running longer is
+    /// cancelled by PostgreSQL itself.
+    pub statement_timeout_ms: u64,
 }
 
 /// Redis connection pool.
@@ -473,6 +479,13 @@ impl AuthSettings {
 impl PostgresSettings {
     pub fn connect_timeout(&self) -> Duration {
         Duration::from_millis(self.connect_timeout_ms)
+    }
+}
+
+impl HttpSettings {
+    /// [`request_deadline_ms`](Self::request_deadline_ms) as a duration.
+    pub fn request_deadline(&self) -> Duration {
+        Duration::from_millis(self.request_deadline_ms)
     }
 }
 

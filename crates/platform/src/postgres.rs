@@ -5,8 +5,8 @@ use diesel::connection::SimpleConnection;
 use diesel_async::AsyncPgConnection;
 use diesel_async::RunQueryDsl;
 use diesel_async::async_connection_wrapper::AsyncConnectionWrapper;
-use diesel_async::pooled_connection::AsyncDieselConnectionManager;
 use diesel_async::pooled_connection::deadpool::{Object, Pool};
+use diesel_async::pooled_connection::{AsyncDieselConnectionManager, ManagerConfig};
 use diesel_migrations::{EmbeddedMigrations, MigrationHarness, embed_migrations};
 use secrecy::{ExposeSecret, SecretString};
 
@@ -39,8 +39,25 @@ pub enum DbError {
 /// Builds the pool. Connections are made on first use, so a service starts while Postgres is
 /// still coming up and reports it in `/readyz` instead of crash-looping.
 pub fn build_pool(settings: &PostgresSettings) -> Result<PgPool, DbError> {
-    let manager =
-        AsyncDieselConnectionManager::<AsyncPgConnection>::new(settings.url.expose_secret());
+    let statement_timeout_ms = settings.statement_timeout_ms;
+    let mut config = ManagerConfig::default();
+    // Every connection cancels its own runaway statements; the pool's timeouts bound
+    // getting one (a server that accepts and stays silent included).
+    config.custom_setup = Box::new(move |url| {
+        let url = url.to_owned();
+        Box::pin(async move {
+            use diesel_async::{AsyncConnection, SimpleAsyncConnection};
+            let mut conn = AsyncPgConnection::establish(&url).await?;
+            conn.batch_execute(&format!("SET statement_timeout = {statement_timeout_ms}"))
+                .await
+                .map_err(diesel::ConnectionError::CouldntSetupConfiguration)?;
+            Ok(conn)
+        })
+    });
+    let manager = AsyncDieselConnectionManager::<AsyncPgConnection>::new_with_config(
+        settings.url.expose_secret(),
+        config,
+    );
     let wait = Some(settings.connect_timeout());
     Pool::builder(manager)
         .max_size(settings.pool_size)
@@ -52,7 +69,17 @@ pub fn build_pool(settings: &PostgresSettings) -> Result<PgPool, DbError> {
         .map_err(|e| DbError::Build(e.to_string()))
 }
 
-/// Checks out a connection, mapping pool errors (timeouts, refused connections) to [`DbError`].
+/// Runs `call` (PostgreSQL work on a pooled connection) within `limit`, on our side: a
+/// server or network that goes silent mid-statement is no answer, not a hang.
+pub async fn within<T>(
+    limit: std::time::Duration,
+    call: impl Future<Output = Result<T, DbError>>,
+) -> Result<T, DbError> {
+    tokio::time::timeout(limit, call)
+        .await
+        .unwrap_or_else(|_| Err(DbError::Pool(format!("no answer within {limit:?}"))))
+}
+
 pub async fn connection(pool: &PgPool) -> Result<PgConn, DbError> {
     pool.get().await.map_err(|e| DbError::Pool(e.to_string()))
 }

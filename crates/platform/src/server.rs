@@ -149,6 +149,7 @@ impl Application {
         let service_data = web::Data::new(service);
         let readiness = web::Data::new(readiness);
         let metrics_data = web::Data::new(metrics.clone());
+        let request_deadline = settings.http.request_deadline();
 
         let server = HttpServer::new(move || {
             let metrics = metrics.clone();
@@ -180,7 +181,19 @@ impl Application {
                             }
                             None => {
                                 let call = srv.call(req);
-                                Box::pin(async move { call.await.map(|r| r.map_into_boxed_body()) })
+                                Box::pin(async move {
+                                    // A handler waiting on a dependency that went silent
+                                    // answers 503 at the deadline instead of never: the
+                                    // last line of defence under every client-side deadline.
+                                    match tokio::time::timeout(request_deadline, call).await {
+                                        Ok(answer) => answer.map(|r| r.map_into_boxed_body()),
+                                        Err(_) => Err(crate::ApiError::unavailable(
+                                            "a dependency did not answer in time; retry",
+                                            5,
+                                        )
+                                        .into()),
+                                    }
+                                })
                             }
                         };
                     log.finish(response, metrics.clone()).instrument(span)

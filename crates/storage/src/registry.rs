@@ -73,6 +73,9 @@ pub struct LastKnown {
     outage_logged: Arc<AtomicU64>,
 }
 
+/// How long a lookup waits for PostgreSQL.
+const POSTGRES_DEADLINE: Duration = Duration::from_secs(2);
+
 /// A seen entry is written again at most this often (a read lock on the hot path otherwise).
 const CONFIRM_EVERY: Duration = Duration::from_secs(5);
 
@@ -274,14 +277,19 @@ impl MachineRegistry {
         Ok(())
     }
 
+    /// Within [`POSTGRES_DEADLINE`]: an ingest waits no longer before its machines' last
+    /// known entries are served.
     async fn read_postgres(&self, ids: &[Uuid]) -> Result<Vec<MachineInfo>, DbError> {
-        let mut conn = connection(&self.pg).await?;
-        machine_metadata::table
-            .filter(machine_metadata::id.eq_any(ids))
-            .select(MachineInfo::as_select())
-            .load(&mut conn)
-            .await
-            .map_err(DbError::Query)
+        platform::postgres::within(POSTGRES_DEADLINE, async {
+            let mut conn = connection(&self.pg).await?;
+            machine_metadata::table
+                .filter(machine_metadata::id.eq_any(ids))
+                .select(MachineInfo::as_select())
+                .load(&mut conn)
+                .await
+                .map_err(DbError::Query)
+        })
+        .await
     }
 
     /// Stale-while-error: every one of `missing` from the last known entries, or `cause`.

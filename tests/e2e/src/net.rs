@@ -13,6 +13,8 @@ pub struct Gate {
     pub port: u16,
     target: String,
     forwarding: Option<tokio::task::JoinHandle<()>>,
+    /// Cancelled: the gate goes silent.
+    hush: tokio_util::sync::CancellationToken,
 }
 
 impl Gate {
@@ -22,6 +24,7 @@ impl Gate {
             port: crate::closed_port(),
             target: target.to_owned(),
             forwarding: None,
+            hush: tokio_util::sync::CancellationToken::new(),
         }
     }
 
@@ -30,25 +33,43 @@ impl Gate {
         format!("http://127.0.0.1:{}", self.port)
     }
 
-    /// Starts forwarding (again).
+    /// Starts forwarding (again): connections cut before are gone, new ones go through.
     pub async fn open(&mut self) {
         self.close();
+        self.hush = tokio_util::sync::CancellationToken::new();
         let listener = bind_again(self.port).await;
         let target = self.target.clone();
+        let hush = self.hush.clone();
         self.forwarding = Some(tokio::spawn(async move {
             let mut connections = JoinSet::new();
+            let mut held = Vec::new();
             loop {
                 let Ok((mut inbound, _)) = listener.accept().await else {
                     continue;
                 };
-                let target = target.clone();
+                if hush.is_cancelled() {
+                    held.push(inbound);
+                    continue;
+                }
+                let (target, hush) = (target.clone(), hush.clone());
                 connections.spawn(async move {
                     if let Ok(mut outbound) = tokio::net::TcpStream::connect(target).await {
-                        let _ = tokio::io::copy_bidirectional(&mut inbound, &mut outbound).await;
+                        tokio::select! {
+                            _ = tokio::io::copy_bidirectional(&mut inbound, &mut outbound) => {}
+                            // Both sockets stay open; nothing moves either way.
+                            () = hush.cancelled() => std::future::pending::<()>().await,
+                        }
                     }
                 });
             }
         }));
+    }
+
+    /// Goes silent without closing anything: open connections stop carrying bytes either
+    /// way, new ones are accepted and hear nothing. A dependency whose process hangs, or a
+    /// network that drops instead of refusing. [`open`](Self::open) ends it.
+    pub fn go_silent(&mut self) {
+        self.hush.cancel();
     }
 
     /// Stops forwarding and answers every HTTP request itself with `status` and the JSON
@@ -77,22 +98,6 @@ impl Gate {
                         let _ = inbound.shutdown().await;
                     }
                 });
-            }
-        }));
-    }
-
-    /// Stops forwarding and accepts connections that then hear nothing: a dependency whose
-    /// host is up but whose process hangs, or a firewall that drops instead of refusing. Open
-    /// connections are cut (their clients reconnect into the silence).
-    pub async fn go_silent(&mut self) {
-        self.close();
-        let listener = bind_again(self.port).await;
-        self.forwarding = Some(tokio::spawn(async move {
-            let mut held = Vec::new();
-            loop {
-                if let Ok((inbound, _)) = listener.accept().await {
-                    held.push(inbound);
-                }
             }
         }));
     }

@@ -470,6 +470,10 @@ fn credentials(req: &HttpRequest, body: &[u8]) -> Result<(String, String), ApiEr
     Ok((client_id, secret))
 }
 
+/// How long a gateway's token request waits for PostgreSQL before its verified credentials
+/// are used.
+const GATEWAY_LOOKUP_DEADLINE: std::time::Duration = std::time::Duration::from_secs(2);
+
 /// The active gateway client with this id and secret (and whether PostgreSQL said so);
 /// 401 for anything else. While PostgreSQL cannot be reached, a pair verified lately.
 async fn check_secret(
@@ -477,12 +481,14 @@ async fn check_secret(
     client_id: &str,
     secret: String,
 ) -> Result<(VerifiedGateway, bool), ApiError> {
-    let looked_up = async {
+    // Within a deadline of our own: on a silent PostgreSQL the pool alone may wait longer
+    // than a gateway, and the credentials verified lately are there to answer instead.
+    let looked_up = platform::postgres::within(GATEWAY_LOOKUP_DEADLINE, async {
         let mut conn = connection(&state.pg).await?;
         gateways::find_by_client_id(&mut conn, client_id)
             .await
             .map_err(platform::postgres::DbError::Query)
-    }
+    })
     .await;
     let gateway = match looked_up {
         Ok(gateway) => gateway,

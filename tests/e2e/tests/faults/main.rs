@@ -10,6 +10,7 @@ mod influx;
 mod postgres;
 mod redis;
 mod refusals;
+mod silent;
 mod slow_influx;
 mod spool;
 mod support;

@@ -72,6 +72,8 @@ pub struct Stack {
     pub gate: Option<Gate>,
     /// With [`Route::Slow`]: the proxy between the services and the faulted service.
     pub proxy: Option<LatencyProxy>,
+    /// With [`Stack::start_gating_redis`]: a gate between the services and the shared Redis.
+    pub redis_gate: Option<Gate>,
     /// `None` while killed.
     processes: Vec<(Service, u16, Option<ServiceProcess>)>,
     env: Vec<(String, String)>,
@@ -82,6 +84,21 @@ impl Stack {
     /// A private `faulted` backing service, everything else on the shared ones; the four
     /// services started with `env` on top of the test context's.
     pub async fn start(faulted: Kind, route: Route, env: &[(&str, &str)]) -> Self {
+        Self::start_with(faulted, route, env, false).await
+    }
+
+    /// Like [`start`](Self::start), with the shared Redis behind a gate too, for faults of
+    /// two services at once.
+    pub async fn start_gating_redis(faulted: Kind, route: Route, env: &[(&str, &str)]) -> Self {
+        Self::start_with(faulted, route, env, true).await
+    }
+
+    async fn start_with(
+        faulted: Kind,
+        route: Route,
+        env: &[(&str, &str)],
+        gate_redis: bool,
+    ) -> Self {
         let backing = PrivateBacking::start(faulted).await;
         let target = format!("127.0.0.1:{}", backing.port);
         let (mut gate, mut proxy) = (None, None);
@@ -104,7 +121,24 @@ impl Stack {
         let routed = backing
             .url()
             .replace(&format!(":{}", backing.port), &format!(":{routed_port}"));
-        let shared = Backends::from_env();
+        let mut shared = Backends::from_env();
+        let mut redis_gate = None;
+        if gate_redis {
+            let redis = shared
+                .redis_url
+                .trim_start_matches("redis://")
+                .split('/')
+                .next()
+                .unwrap_or("127.0.0.1:6379")
+                .to_owned();
+            let mut opened = Gate::closed(&redis);
+            opened.open().await;
+            shared.redis_url =
+                shared
+                    .redis_url
+                    .replacen(&redis, &format!("127.0.0.1:{}", opened.port), 1);
+            redis_gate = Some(opened);
+        }
         let backends = match faulted {
             Kind::Postgres => shared.with_postgres(routed),
             Kind::Redis => Backends {
@@ -168,6 +202,7 @@ impl Stack {
             mqtt_url,
             gate,
             proxy,
+            redis_gate,
             processes: stack_processes,
             env: full_env,
             logs,
