@@ -50,7 +50,7 @@ test: services clean-test-dbs $(PYTHON_READY) dashboard browser-deps static-chec
 	if [ $$status = 0 ] || [ "$(CI)" = "true" ]; then $(MAKE) --no-print-directory fault-scenarios || status=$$?; fi; \
 	if [ "$(CI)" = "true" ]; then deploy/local/backing.sh stop; fi; exit $$status
 
-faults: services clean-test-dbs dashboard ## the six fault scenarios (InfluxDB, Redis, PostgreSQL, broker, slow InfluxDB), with a pass/fail summary
+faults: services clean-test-dbs dashboard ## the fault scenarios (stopped, slow, refusing and silent dependencies, a damaged spool), with a pass/fail summary
 	@cargo build --workspace --bins --quiet
 	@$(MAKE) --no-print-directory fault-scenarios
 
