@@ -65,24 +65,13 @@ pub async fn build(settings: &Settings) -> Result<Application, StartupError> {
         store_outage: store_outage.clone(),
         linger: Duration::from_millis(settings.bridge.batch_linger_ms),
     };
-    let mut dependencies = vec![
-        Dependency::required("mqtt", Probe::Connection(broker.connected_flag())),
-        // InfluxDB outages are absorbed by the spool; the registry is read through caches.
-        Dependency::optional("influxdb", Probe::Influx(influx)),
-        // InfluxDB may answer its ping and still refuse writes (401, 404, 5xx).
-        Dependency::optional(
-            "influxdb_writes",
-            Probe::Local(Arc::new(move || match store_outage.reason() {
-                Some(reason) => Err(format!(
-                    "writes failing, messages held in the spool: {reason}"
-                )),
-                None => Ok(serde_json::json!("writing")),
-            })),
-        ),
-        spool_dependency(spool.clone()),
-    ];
-    dependencies.extend(backends.optional_stores());
-    let readiness = Readiness::new(dependencies, Duration::from_secs(2));
+    let readiness = readiness(
+        &broker,
+        influx,
+        store_outage,
+        spool.clone(),
+        backends.optional_stores(),
+    );
     let parts = ServiceParts {
         service: ServiceName::MqttBridge,
         readiness,
@@ -114,6 +103,35 @@ pub async fn build(settings: &Settings) -> Result<Application, StartupError> {
         spool.close();
     });
     Ok(app)
+}
+
+/// Ready while connected to the broker; degraded while InfluxDB, its writes, the spool or the
+/// caches are not well.
+fn readiness(
+    broker: &broker::BrokerSession,
+    influx: platform::influx::InfluxClient,
+    store_outage: pipeline::StoreOutage,
+    spool: Spool,
+    stores: [Dependency; 2],
+) -> Readiness {
+    let mut dependencies = vec![
+        Dependency::required("mqtt", Probe::Connection(broker.connected_flag())),
+        // InfluxDB outages are absorbed by the spool; the registry is read through caches.
+        Dependency::optional("influxdb", Probe::Influx(influx)),
+        // InfluxDB may answer its ping and still refuse writes (401, 404, 5xx).
+        Dependency::optional(
+            "influxdb_writes",
+            Probe::Local(Arc::new(move || match store_outage.reason() {
+                Some(reason) => Err(format!(
+                    "writes failing, messages held in the spool: {reason}"
+                )),
+                None => Ok(serde_json::json!("writing")),
+            })),
+        ),
+        spool_dependency(spool),
+    ];
+    dependencies.extend(stores);
+    Readiness::new(dependencies, Duration::from_secs(2))
 }
 
 /// Ready while the spool has room; full means messages are no longer acknowledged.

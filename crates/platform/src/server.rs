@@ -126,6 +126,29 @@ pub struct Application {
     failed: std::sync::Arc<std::sync::atomic::AtomicBool>,
 }
 
+/// A handler's answer, or 503 at `deadline`: a handler waiting on a dependency that went
+/// silent answers instead of never (the last line of defence under every client-side
+/// deadline).
+fn bounded<F, B>(
+    call: F,
+    deadline: Duration,
+) -> LocalBoxFuture<'static, actix_web::Result<ServiceResponse>>
+where
+    F: std::future::Future<Output = actix_web::Result<ServiceResponse<B>>> + 'static,
+    B: actix_web::body::MessageBody + 'static,
+{
+    Box::pin(async move {
+        match tokio::time::timeout(deadline, call).await {
+            Ok(answer) => answer.map(|r| r.map_into_boxed_body()),
+            Err(_) => Err(crate::ApiError::unavailable(
+                "a dependency did not answer in time; retry",
+                5,
+            )
+            .into()),
+        }
+    })
+}
+
 impl Application {
     /// Binds the listener and builds the server; nothing is served until
     /// [`run_until_stopped`](Self::run_until_stopped).
@@ -179,22 +202,7 @@ impl Application {
                                 let refused = req.error_response(err);
                                 Box::pin(async move { Ok(refused) })
                             }
-                            None => {
-                                let call = srv.call(req);
-                                Box::pin(async move {
-                                    // A handler waiting on a dependency that went silent
-                                    // answers 503 at the deadline instead of never: the
-                                    // last line of defence under every client-side deadline.
-                                    match tokio::time::timeout(request_deadline, call).await {
-                                        Ok(answer) => answer.map(|r| r.map_into_boxed_body()),
-                                        Err(_) => Err(crate::ApiError::unavailable(
-                                            "a dependency did not answer in time; retry",
-                                            5,
-                                        )
-                                        .into()),
-                                    }
-                                })
-                            }
+                            None => bounded(srv.call(req), request_deadline),
                         };
                     log.finish(response, metrics.clone()).instrument(span)
                 })
