@@ -74,7 +74,9 @@ pub async fn build(settings: &Settings) -> Result<Application, StartupError> {
 
     let readiness = Readiness::new(
         vec![
-            Dependency::required("postgres", Probe::Postgres(pg)),
+            // Optional: while PostgreSQL is away, gateways still get tokens on credentials
+            // verified lately, so auth must stay in its Service's endpoints.
+            Dependency::optional("postgres", Probe::Postgres(pg)),
             // Logins keep working without Redis; administration fails closed (README).
             Dependency::optional("redis", Probe::Redis(redis.clone())),
         ],

@@ -1,6 +1,6 @@
 //! From the spool to InfluxDB: read spooled messages in order, validate them with the same
 //! domain code as ingest-api, write one line-protocol batch per `batch_max_readings` readings
-//! or `batch_linger_ms`, and move the spool's checkpoint only once InfluxDB has answered.
+//! (or messages), `batch_max_bytes` of payload or `batch_linger_ms`, and move the spool's checkpoint only once InfluxDB has answered.
 //! While InfluxDB is away the batch is retried with backoff and new messages wait in the
 //! spool; messages that can never be stored become dead letters.
 
@@ -411,8 +411,14 @@ impl Pipeline {
                 }
                 Some(refused.into_iter().map(|r| (r.index, r.reason)).collect())
             }
-            // Only shutdown ends a write without an answer.
-            Err(_) => None,
+            Err(None) => None,
+            // Neither an outage (retried inside) nor a refusal: nothing else reaches here,
+            // but if it ever does, the batch is replayed after a restart rather than lost.
+            Err(Some(err)) => {
+                tracing::error!(error = %err, "InfluxDB write failed in an unexpected way; holding the batch");
+                shutdown.cancelled().await;
+                None
+            }
         }
     }
 

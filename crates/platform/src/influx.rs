@@ -77,6 +77,9 @@ pub enum InfluxError {
     Identifier(String),
 }
 
+/// 400 answers that name a limit of the server, not a fault of the points.
+const STORE_LIMITS: [&str; 2] = ["max-series-per-database", "max-values-per-tag"];
+
 impl InfluxError {
     /// InfluxDB's reason when it refused a write for the points' own sake (a bad point, a
     /// field type conflict, a point outside retention, a body too large): writing the same
@@ -84,6 +87,9 @@ impl InfluxError {
     /// partial write stores the rest), 2.x also 413 and 422.
     pub fn refusal(&self) -> Option<&str> {
         match self {
+            // InfluxDB's own limits answer 400 too, but are the store's configuration: the
+            // same points go in once an operator raises them.
+            Self::Status { body, .. } if STORE_LIMITS.iter().any(|l| body.contains(l)) => None,
             Self::Status {
                 status: 400 | 413 | 422,
                 body,
@@ -629,6 +635,12 @@ mod tests {
             assert_eq!(answered(status).refusal(), None);
         }
         assert!(!InfluxError::Identifier("x y".into()).is_outage());
+        let limit = InfluxError::Status {
+            status: 400,
+            body: "partial write: max-series-per-database limit exceeded: (1000000) dropped=1"
+                .into(),
+        };
+        assert!(limit.is_outage() && limit.refusal().is_none());
     }
 
     #[test]

@@ -80,6 +80,7 @@ pub async fn within<T>(
         .unwrap_or_else(|_| Err(DbError::Pool(format!("no answer within {limit:?}"))))
 }
 
+/// Checks out a connection, mapping pool errors (timeouts, refused connections) to [`DbError`].
 pub async fn connection(pool: &PgPool) -> Result<PgConn, DbError> {
     pool.get().await.map_err(|e| DbError::Pool(e.to_string()))
 }

@@ -14,9 +14,16 @@ pub struct Refused {
     pub reason: String,
 }
 
+/// Writes beyond the first that narrowing may spend: past them, the ranges not yet narrowed
+/// are reported refused whole (with the last reason). Reporting a stored point refused loses
+/// nothing; narrowing a batch of thousands of bad points one by one would outlast any
+/// deadline, and a deadline's 503 would have the sender retry the same refused batch forever.
+pub const MAX_NARROWING_WRITES: usize = 64;
+
 /// Writes `units` together with `write`; when the answer is a refusal (`refusal` gives its
-/// reason), narrows down to the refused units. Any other failure ends it: `Err`, and the
-/// caller treats the whole write as not done (retrying it is safe).
+/// reason), narrows down to the refused units, within [`MAX_NARROWING_WRITES`]. Any other
+/// failure ends it: `Err`, and the caller treats the whole write as not done (retrying it
+/// is safe).
 pub async fn narrow<E, F>(
     units: &[&str],
     write: impl Fn(String) -> F,
@@ -28,16 +35,27 @@ where
     let mut refused = Vec::new();
     let mut pending = Vec::new();
     pending.push(0..units.len());
+    let mut writes = 0;
+    let mut last_reason = String::new();
     while let Some(range) = pending.pop() {
         if range.is_empty() {
             continue;
         }
+        if writes > MAX_NARROWING_WRITES {
+            refused.extend(range.map(|index| Refused {
+                index,
+                reason: format!("{last_reason} (not narrowed further)"),
+            }));
+            continue;
+        }
+        writes += 1;
         let Err(err) = write(units[range.clone()].concat()).await else {
             continue;
         };
         let Some(reason) = refusal(&err) else {
             return Err(err);
         };
+        last_reason.clone_from(&reason);
         if range.len() == 1 {
             refused.push(Refused {
                 index: range.start,
@@ -89,6 +107,14 @@ mod tests {
         // Two bad units among 64: the first write, then two paths of depth 6 with a sibling each.
         assert!(writes <= 1 + 2 * 2 * 6, "{writes} writes");
         assert_eq!(run(&["ok\n"; 8]).await, (Ok(vec![]), 1));
+    }
+
+    #[tokio::test]
+    async fn narrowing_many_bad_units_stops_at_its_budget_and_loses_none() {
+        let units = vec!["bad\n"; 5_000];
+        let (outcome, writes) = run(&units).await;
+        assert!(writes <= MAX_NARROWING_WRITES + 1, "{writes} writes");
+        assert_eq!(outcome.unwrap().len(), 5_000);
     }
 
     #[tokio::test]

@@ -504,7 +504,11 @@ async fn check_secret(
     };
     let verified = verify_account(state, gateway, secret.clone(), "invalid client credentials")
         .await
-        .inspect_err(|_| state.verified_gateways.forget_pair(client_id, &secret))?;
+        .inspect_err(|err| {
+            if err.status() == actix_web::http::StatusCode::UNAUTHORIZED {
+                state.verified_gateways.forget_pair(client_id, &secret);
+            }
+        })?;
     let gateway = VerifiedGateway {
         id: verified.id,
         client_id: verified.client_id,

@@ -568,7 +568,11 @@ async fn latest_values_survive_redis_forgetting_its_scripts() {
 async fn readings_influxdb_refuses_are_named_and_the_rest_are_stored() {
     let rig = rig().await;
     let machine = rig.ctx.create_machine(MachineStatus::Active).await;
-    let weeks_ago = chrono::Utc::now() - chrono::Duration::days(21);
+    // A day into the shard group (7 days, aligned to the epoch) of three weeks ago: the
+    // refused readings, minutes later, fall in the same shard at any hour of any day.
+    let week = 7 * 86_400;
+    let shard_start = (chrono::Utc::now().timestamp() - 21 * 86_400) / week * week;
+    let weeks_ago = chrono::DateTime::from_timestamp(shard_start + 86_400, 0).unwrap_or_default();
     rig.ctx
         .influx()
         .write_lines(

@@ -115,7 +115,11 @@ async fn s10_a_partial_write_stores_the_good_points_and_names_the_bad() {
     let influx = stack.ctx.influx();
     // Another writer made `temperature` a string in the shard of three weeks ago: InfluxDB
     // refuses our floats there and only there.
-    let weeks_ago = chrono::Utc::now() - chrono::Duration::days(21);
+    // A day into the shard group (7 days, aligned to the epoch) of three weeks ago: the
+    // refused readings, minutes later, fall in the same shard at any hour of any day.
+    let week = 7 * 86_400;
+    let shard_start = (chrono::Utc::now().timestamp() - 21 * 86_400) / week * week;
+    let weeks_ago = chrono::DateTime::from_timestamp(shard_start + 86_400, 0).unwrap_or_default();
     influx
         .write_lines(
             format!(
