@@ -121,14 +121,7 @@ async fn s4_postgres_stopped() {
 
 /// `registry_stale_served_age_seconds` of a service.
 async fn stale_age(service: &str) -> u64 {
-    let Ok(answer) = reqwest::get(format!("{service}/metrics")).await else {
-        return 0;
-    };
-    let text = answer.text().await.unwrap_or_default();
-    text.lines()
-        .find(|line| line.starts_with("plantline_registry_stale_served_age_seconds{"))
-        .and_then(|line| line.rsplit(' ').next()?.parse().ok())
-        .unwrap_or(0)
+    crate::support::metric(service, "registry_stale_served_age_seconds", "").await
 }
 
 /// The registry cache's TTL in this scenario: the outage outlasts it many times over.

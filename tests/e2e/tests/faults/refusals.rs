@@ -10,15 +10,10 @@ use std::time::{Duration, Instant};
 
 /// Dead letters the bridge counted for `reason` (all reasons when `None`).
 async fn dead_letters(bridge: &str, reason: Option<&str>) -> u64 {
-    let Ok(answer) = reqwest::get(format!("{bridge}/metrics")).await else {
-        return 0;
-    };
-    let text = answer.text().await.unwrap_or_default();
-    text.lines()
-        .filter(|line| line.starts_with("plantline_bridge_dead_letters_total{"))
-        .filter(|line| reason.is_none_or(|r| line.contains(&format!("reason=\"{r}\""))))
-        .filter_map(|line| line.rsplit(' ').next()?.parse::<u64>().ok())
-        .sum()
+    let labels = reason
+        .map(|r| format!("reason=\"{r}\""))
+        .unwrap_or_default();
+    crate::support::metric(bridge, "bridge_dead_letters_total", &labels).await
 }
 
 /// The bridge's `/readyz` entry for `dependency`.

@@ -34,14 +34,7 @@ fn damage_marked_record(spool: &std::path::Path) -> bool {
 
 /// `bridge_spool_damaged_bytes_skipped`.
 async fn damaged_bytes(bridge: &str) -> u64 {
-    let Ok(answer) = reqwest::get(format!("{bridge}/metrics")).await else {
-        return 0;
-    };
-    let text = answer.text().await.unwrap_or_default();
-    text.lines()
-        .find(|line| line.starts_with("plantline_bridge_spool_damaged_bytes_skipped{"))
-        .and_then(|line| line.rsplit(' ').next()?.parse().ok())
-        .unwrap_or(0)
+    crate::support::metric(bridge, "bridge_spool_damaged_bytes_skipped", "").await
 }
 
 #[tokio::test(flavor = "multi_thread")]

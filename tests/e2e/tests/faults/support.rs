@@ -502,6 +502,20 @@ impl Summary {
     }
 }
 
+/// The sum of the samples of `family` (without `plantline_`) that `service` exports, over
+/// the series whose labels contain `labels` (`""` for all); 0 while it does not answer.
+pub async fn metric(service: &str, family: &str, labels: &str) -> u64 {
+    let Ok(answer) = reqwest::get(format!("{service}/metrics")).await else {
+        return 0;
+    };
+    let text = answer.text().await.unwrap_or_default();
+    let prefix = format!("plantline_{family}{{");
+    text.lines()
+        .filter(|line| line.starts_with(&prefix) && line.contains(labels))
+        .filter_map(|line| line.rsplit(' ').next()?.parse::<f64>().ok())
+        .sum::<f64>() as u64
+}
+
 /// Polls `check` every 200 ms until it is true or `limit` has passed; whether it became true.
 pub async fn within(limit: Duration, mut check: impl AsyncFnMut() -> bool) -> bool {
     let deadline = Instant::now() + limit;
