@@ -14,7 +14,7 @@ use platform::redis::RedisClient;
 use platform::redis_keys;
 use serde::{Deserialize, Serialize};
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, RwLock};
 use std::time::{Duration, Instant};
 use uuid::Uuid;
@@ -70,7 +70,8 @@ pub struct LastKnown {
     /// `registry_stale_served_age_seconds`: the oldest entry the last lookup had to serve
     /// stale; 0 once PostgreSQL answers again.
     served_age: prometheus::IntGauge,
-    outage_logged: Arc<AtomicU64>,
+    /// Whether the outage was logged (once per outage).
+    outage_logged: Arc<AtomicBool>,
 }
 
 /// How long a lookup waits for PostgreSQL.
@@ -130,14 +131,14 @@ impl LastKnown {
 
     fn answered(&self) {
         self.served_age.set(0);
-        if self.outage_logged.swap(0, Ordering::Relaxed) == 1 {
+        if self.outage_logged.swap(false, Ordering::Relaxed) {
             tracing::info!("PostgreSQL answers again: machine entries are current");
         }
     }
 
     fn served_stale(&self, oldest: Duration, cause: &DbError) {
         self.served_age.set(oldest.as_secs() as i64);
-        if self.outage_logged.swap(1, Ordering::Relaxed) == 0 {
+        if !self.outage_logged.swap(true, Ordering::Relaxed) {
             tracing::warn!(error = %cause, oldest_secs = oldest.as_secs(), max_stale_secs = self.max_stale.as_secs(), "PostgreSQL unreachable: serving machines' last known entries");
         }
     }

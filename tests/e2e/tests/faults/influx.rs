@@ -104,7 +104,7 @@ async fn s2_bridge_killed_during_an_influxdb_outage() {
     stack.backing.stop().await;
     device.publish(200).await;
     // The bridge has taken every message from the broker into its spool (and PUBACKed it).
-    let bridge_metrics = format!("{}/metrics", stack.process(Service::Bridge).address);
+    let bridge_metrics = stack.process(Service::Bridge).address.clone();
     let spooled = within(Duration::from_secs(30), || async {
         received(&bridge_metrics).await >= 220
     })
@@ -115,7 +115,7 @@ async fn s2_bridge_killed_during_an_influxdb_outage() {
     // Published while the bridge is dead: its persistent session queues them at the broker.
     device.publish(100).await;
     stack.launch(Service::Bridge);
-    let bridge_metrics = format!("{}/metrics", stack.process(Service::Bridge).address);
+    let bridge_metrics = stack.process(Service::Bridge).address.clone();
     let queued = within(Duration::from_secs(30), || async {
         received(&bridge_metrics).await >= 100
     })
@@ -137,17 +137,7 @@ async fn s2_bridge_killed_during_an_influxdb_outage() {
     summary.finish();
 }
 
-/// `plantline_bridge_messages_total{outcome="received"}` of a bridge (0 while it does not answer).
-pub async fn received(metrics_url: &str) -> u64 {
-    let Ok(answer) = reqwest::get(metrics_url).await else {
-        return 0;
-    };
-    let text = answer.text().await.unwrap_or_default();
-    text.lines()
-        .filter(|line| {
-            line.starts_with("plantline_bridge_messages_total{")
-                && line.contains("outcome=\"received\"")
-        })
-        .find_map(|line| line.rsplit(' ').next()?.parse().ok())
-        .unwrap_or(0)
+/// Messages the bridge at `bridge` took from the broker.
+pub async fn received(bridge: &str) -> u64 {
+    crate::support::metric(bridge, "bridge_messages_total", "outcome=\"received\"").await
 }
