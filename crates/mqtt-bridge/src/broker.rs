@@ -29,6 +29,24 @@ pub enum BrokerError {
     NoTls,
 }
 
+/// Runs one paho call on a blocking thread. paho C takes one process-wide lock for every call
+/// (publish, subscribe, is-connected, disconnect), and its receive thread holds that lock while
+/// our message callback waits for spool room: a call made on the runtime's own threads could
+/// then stall the very pipeline that frees the room. `None` if the thread panicked.
+pub async fn off_runtime<T, F>(client: &mqtt::AsyncClient, call: F) -> Option<T>
+where
+    T: Send + 'static,
+    F: FnOnce(&mqtt::AsyncClient) -> T + Send + 'static,
+{
+    let client = client.clone();
+    tokio::task::spawn_blocking(move || call(&client))
+        .await
+        .ok()
+}
+
+/// How long a clean stop waits for the broker to take `offline` and the disconnect.
+const GOODBYE: Duration = Duration::from_secs(3);
+
 /// `plantline/bridge/{instance}/status`: retained `online` while connected, `offline` (the
 /// last will, or a clean stop) otherwise.
 pub fn status_topic(prefix: &str, instance: &str) -> String {
@@ -180,72 +198,102 @@ impl BrokerSession {
     }
 
     /// Connects (retrying with backoff until the first success; paho reconnects after that),
-    /// subscribes and announces `online` after every connect, and on `shutdown` announces
-    /// `offline` and disconnects.
-    pub async fn run(mut self, shutdown: CancellationToken) {
+    /// subscribes and announces `online` after every connect, and on `shutdown` lets the
+    /// spool take whatever paho's callback holds, announces `offline` and disconnects.
+    pub async fn run(mut self, spool: Spool, shutdown: CancellationToken) {
+        if self.connect_first(&shutdown).await {
+            let mut check = tokio::time::interval(Duration::from_secs(3));
+            loop {
+                tokio::select! {
+                    () = shutdown.cancelled() => break,
+                    event = self.events.recv() => match event {
+                        Some(()) => self.on_connected().await,
+                        None => break,
+                    },
+                    // Self-healing: connected at the socket level but not subscribed (a lost
+                    // callback or a subscription that never got its answer) is retried here.
+                    _ = check.tick() => {
+                        let socket_up = off_runtime(&self.client, |c| c.is_connected()).await;
+                        if socket_up == Some(true) && !self.connected.load(Ordering::Relaxed) {
+                            self.on_connected().await;
+                        }
+                    }
+                }
+            }
+        }
+        self.connected.store(false, Ordering::Relaxed);
+        // A callback waiting for room would hold paho's lock through the goodbye: let it
+        // write over the bound (the spool is flushed once the session is closed).
+        spool.close();
+        let status_topic = self.status_topic.clone();
+        let goodbye = off_runtime(&self.client, move |client| {
+            let offline = mqtt::Message::new_retained(status_topic.as_str(), "offline", 1);
+            let _ = client.publish(offline).wait_for(GOODBYE);
+            client.disconnect(None).wait_for(GOODBYE).map(|_| ())
+        });
+        match tokio::time::timeout(2 * GOODBYE + Duration::from_secs(1), goodbye).await {
+            Ok(Some(Ok(()))) => {}
+            Ok(Some(Err(err))) => tracing::warn!(error = %err, "MQTT disconnect failed"),
+            _ => tracing::warn!("MQTT disconnect did not finish; stopping anyway"),
+        }
+        spool.close();
+    }
+
+    /// The first connect, retried with backoff; `false` when `shutdown` came first.
+    async fn connect_first(&self, shutdown: &CancellationToken) -> bool {
         let mut backoff = Duration::from_millis(250);
         loop {
+            let options = self.connect_options.clone();
+            let connecting = off_runtime(&self.client, move |c| c.connect(options));
+            let attempt = async {
+                match connecting.await {
+                    Some(token) => token.await.map(|_| ()),
+                    None => Err(mqtt::Error::General("connect thread failed")),
+                }
+            };
             tokio::select! {
-                () = shutdown.cancelled() => return,
-                result = self.client.connect(self.connect_options.clone()) => match result {
-                    Ok(_) => break,
+                () = shutdown.cancelled() => return false,
+                result = attempt => match result {
+                    Ok(()) => return true,
                     Err(err) => {
                         tracing::warn!(error = %err, retry_in_ms = backoff.as_millis() as u64, "cannot reach the MQTT broker");
                     }
                 },
             }
             tokio::select! {
-                () = shutdown.cancelled() => return,
+                () = shutdown.cancelled() => return false,
                 () = tokio::time::sleep(backoff) => {}
             }
             backoff = (backoff * 2).min(Duration::from_secs(10));
-        }
-        let mut check = tokio::time::interval(Duration::from_secs(3));
-        loop {
-            tokio::select! {
-                () = shutdown.cancelled() => break,
-                event = self.events.recv() => match event {
-                    Some(()) => self.on_connected().await,
-                    None => break,
-                },
-                // Self-healing: connected at the socket level but not subscribed (a lost
-                // callback or a subscription that never got its answer) is retried here.
-                _ = check.tick() => {
-                    if self.client.is_connected() && !self.connected.load(Ordering::Relaxed) {
-                        self.on_connected().await;
-                    }
-                }
-            }
-        }
-        self.connected.store(false, Ordering::Relaxed);
-        let offline = mqtt::Message::new_retained(self.status_topic.as_str(), "offline", 1);
-        let announced = self.client.publish(offline);
-        let _ = tokio::time::timeout(Duration::from_secs(2), announced).await;
-        if let Err(err) = self.client.disconnect(None).await {
-            tracing::warn!(error = %err, "MQTT disconnect failed");
         }
     }
 
     async fn on_connected(&self) {
         // The broker may have lost the session (restarted without persistence): subscribe
         // every time. With the session intact this is a harmless repeat.
-        let subscribing = self.client.subscribe(self.subscription.as_str(), 1);
+        let subscription = self.subscription.clone();
+        let subscribing = async {
+            match off_runtime(&self.client, move |c| c.subscribe(subscription.as_str(), 1)).await {
+                Some(token) => token.await.map(|_| ()),
+                None => Err(mqtt::Error::General("subscribe thread failed")),
+            }
+        };
         match tokio::time::timeout(Duration::from_secs(5), subscribing)
             .await
             .unwrap_or(Err(mqtt::Error::Timeout))
         {
-            Ok(_) => {
+            Ok(()) => {
                 self.connected.store(true, Ordering::Relaxed);
                 tracing::info!(subscription = %self.subscription, "connected to the MQTT broker and subscribed");
             }
             Err(err) => {
                 tracing::error!(error = %err, subscription = %self.subscription, "subscription refused; reconnecting");
-                self.client.reconnect();
+                off_runtime(&self.client, |c| c.reconnect()).await;
                 return;
             }
         }
         let online = mqtt::Message::new_retained(self.status_topic.as_str(), "online", 1);
-        if let Err(err) = self.client.try_publish(online) {
+        if let Some(Err(err)) = off_runtime(&self.client, move |c| c.try_publish(online)).await {
             tracing::warn!(error = %err, "status not announced");
         }
     }

@@ -1,11 +1,24 @@
 //! Dead letters: a message the bridge cannot store goes to
 //! `plantline/deadletter/{reason}` with the reason, the original topic and the payload, so an
 //! operator can see and replay it; the bridge itself moves on.
+//!
+//! The pipeline writes each dead letter to a journal on disk (a spool of its own, under
+//! `{spool_dir}/deadletters`) before it commits the batch, and never waits on the broker: a
+//! courier task publishes the journal at QoS 1 and frees each dead letter only once the broker
+//! has acknowledged it. A crash or a long broker outage therefore loses none; a dead letter
+//! may be published twice (after a crash between the broker's answer and the journal's
+//! commit), never zero times.
 
-use crate::spool::Record;
+use crate::broker::off_runtime;
+use crate::metrics::BridgeMetrics;
+use crate::spool::{Next, Position, Record, Spool, SpoolError, SpoolReader};
 use base64::Engine;
 use domain::reading::Violation;
 use serde_json::{Value, json};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
+use tokio_util::sync::CancellationToken;
 
 /// Why a message was not (fully) stored.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -131,6 +144,140 @@ impl DeadLetter {
         }
         doc
     }
+}
+
+/// The pipeline's side of the journal.
+#[derive(Clone)]
+pub struct DeadLetterOutbox {
+    journal: Spool,
+    /// The bridge's name, shown in each dead letter.
+    instance: String,
+    topic_prefix: String,
+}
+
+impl DeadLetterOutbox {
+    /// Writes into `journal`, signing with `instance`.
+    pub fn new(journal: Spool, instance: String, topic_prefix: String) -> Self {
+        Self {
+            journal,
+            instance,
+            topic_prefix,
+        }
+    }
+
+    /// Writes `letters` to the journal, without waiting; on a disk error returns how many
+    /// were written before it, so the caller retries the rest.
+    pub fn put(&self, letters: &[(DeadLetter, Record)]) -> Result<(), (usize, SpoolError)> {
+        for (written, (letter, record)) in letters.iter().enumerate() {
+            let body = letter.document(record, &self.instance).to_string();
+            self.journal
+                .try_append(
+                    &letter.topic(&self.topic_prefix),
+                    body.as_bytes(),
+                    record.received_ms,
+                )
+                .map_err(|err| (written, err))?;
+        }
+        Ok(())
+    }
+}
+
+/// Dead letters published per round; the broker acknowledges them together.
+const COURIER_ROUND: usize = 100;
+/// How long the broker has to acknowledge a round before it is sent again.
+const ACK_DEADLINE: Duration = Duration::from_secs(30);
+
+/// Publishes the journal in order until `shutdown`, each round freed only once the broker
+/// acknowledged all of it; while the broker is away the journal waits.
+pub async fn courier(
+    mut reader: SpoolReader,
+    journal: Spool,
+    client: paho_mqtt::AsyncClient,
+    connected: Arc<AtomicBool>,
+    metrics: BridgeMetrics,
+    shutdown: CancellationToken,
+) {
+    let mut failures = 0u32;
+    loop {
+        metrics
+            .dead_letters_pending
+            .set(journal.stats().pending_messages as i64);
+        let (round, end) = next_round(&mut reader);
+        let Some(end) = end else {
+            tokio::select! {
+                () = shutdown.cancelled() => return,
+                () = reader.wait(Duration::from_secs(1)) => {}
+            }
+            continue;
+        };
+        loop {
+            if connected.load(Ordering::Relaxed) {
+                match publish_round(&client, &round).await {
+                    Ok(()) => break,
+                    Err(err) => {
+                        tracing::warn!(error = %err, dead_letters = round.len(), "dead letters not acknowledged by the broker; sending them again");
+                    }
+                }
+            }
+            failures = (failures + 1).min(6);
+            tokio::select! {
+                () = shutdown.cancelled() => return,
+                () = tokio::time::sleep(Duration::from_millis(100 << failures)) => {}
+            }
+        }
+        failures = 0;
+        while let Err(err) = journal.commit(end, round.len() as u64) {
+            // Not freeing them only means publishing them again after a restart.
+            tracing::error!(error = %err, "dead-letter journal checkpoint not written; retrying");
+            tokio::select! {
+                () = shutdown.cancelled() => return,
+                () = tokio::time::sleep(Duration::from_secs(1)) => {}
+            }
+        }
+    }
+}
+
+/// Up to [`COURIER_ROUND`] journaled dead letters and where they end.
+fn next_round(reader: &mut SpoolReader) -> (Vec<Record>, Option<Position>) {
+    let mut round = Vec::new();
+    let mut end = None;
+    while round.len() < COURIER_ROUND {
+        match reader.next_record() {
+            Ok(Next::Record(record, at)) => {
+                round.push(record);
+                end = Some(at);
+            }
+            Ok(Next::CaughtUp) => break,
+            Err(err) => {
+                tracing::error!(error = %err, "dead-letter journal unreadable; retrying");
+                break;
+            }
+        }
+    }
+    (round, end)
+}
+
+/// Publishes a round at QoS 1 and waits for every acknowledgement.
+async fn publish_round(
+    client: &paho_mqtt::AsyncClient,
+    round: &[Record],
+) -> Result<(), paho_mqtt::Error> {
+    let messages: Vec<paho_mqtt::Message> = round
+        .iter()
+        .map(|record| paho_mqtt::Message::new(record.topic.as_str(), record.payload.as_slice(), 1))
+        .collect();
+    let tokens = off_runtime(client, move |client| {
+        messages
+            .into_iter()
+            .map(|message| client.publish(message))
+            .collect::<Vec<_>>()
+    })
+    .await
+    .ok_or(paho_mqtt::Error::General("publishing thread failed"))?;
+    tokio::time::timeout(ACK_DEADLINE, futures_util::future::try_join_all(tokens))
+        .await
+        .map_err(|_| paho_mqtt::Error::Timeout)??;
+    Ok(())
 }
 
 #[cfg(test)]

@@ -36,13 +36,21 @@ pub async fn build(settings: &Settings) -> Result<Application, StartupError> {
     let Backends { pg, redis, influx } = backends.clone();
     let metrics = Metrics::new(ServiceName::MqttBridge.as_str())?;
     let bridge_metrics = metrics::BridgeMetrics::register(&metrics)?;
-    let (spool, reader) = Spool::open(SpoolConfig {
+    let spool_config = SpoolConfig {
         dir: settings.bridge.spool_dir.clone().into(),
         max_bytes: settings.bridge.spool_max_bytes,
         segment_bytes: settings.bridge.spool_segment_bytes,
         fsync_always: settings.bridge.fsync_always(),
         max_payload_bytes: settings.mqtt.max_payload_bytes,
+    };
+    let (journal, journal_reader) = Spool::open(SpoolConfig {
+        dir: spool_config.dir.join("deadletters"),
+        // Only `try_append`, which never waits: `/readyz` reports a backlog over the bound.
+        max_bytes: u64::MAX,
+        max_payload_bytes: usize::MAX,
+        ..spool_config.clone()
     })?;
+    let (spool, reader) = Spool::open(spool_config)?;
     bridge_metrics.spool(spool.stats());
     let broker = broker::BrokerSession::new(&settings.mqtt, spool.clone(), bridge_metrics.clone())?;
     let shared = WritePathParts::start(settings, &pg, &redis).await;
@@ -53,11 +61,11 @@ pub async fn build(settings: &Settings) -> Result<Application, StartupError> {
         spool: spool.clone(),
         writer: shared.writer(pg.clone(), redis.clone(), influx.clone()),
         settings: shared.settings.clone(),
-        dead_letters: pipeline::DeadLetterOutbox::start(
-            broker.client(),
+        dead_letters: dead_letter::DeadLetterOutbox::new(
+            journal.clone(),
             settings.mqtt.client_id.clone(),
             settings.mqtt.topic_prefix.clone(),
-        )?,
+        ),
         metrics: bridge_metrics.clone(),
         topic_prefix: settings.mqtt.topic_prefix.clone(),
         batch_max_readings: settings.bridge.batch_max_readings,
@@ -69,7 +77,7 @@ pub async fn build(settings: &Settings) -> Result<Application, StartupError> {
         &broker,
         influx,
         store_outage,
-        spool.clone(),
+        [spool.clone(), journal.clone()],
         backends.optional_stores(),
     );
     let parts = ServiceParts {
@@ -90,28 +98,35 @@ pub async fn build(settings: &Settings) -> Result<Application, StartupError> {
         settings.mqtt.topic_prefix.clone(),
         shutdown.clone(),
     ));
+    app.spawn_background(dead_letter::courier(
+        journal_reader,
+        journal.clone(),
+        broker.client(),
+        broker.connected_flag(),
+        bridge_metrics.clone(),
+        shutdown.clone(),
+    ));
     app.spawn_background(keep_spool(
-        spool.clone(),
+        [spool.clone(), journal.clone()],
         bridge_metrics,
         (!settings.bridge.fsync_always())
             .then(|| Duration::from_millis(settings.bridge.fsync_interval_ms)),
         shutdown.clone(),
     ));
     app.spawn_essential("broker session", async move {
-        broker.run(shutdown).await;
-        // After the last message was taken: flush it to disk.
-        spool.close();
+        broker.run(spool, shutdown).await;
+        journal.close();
     });
     Ok(app)
 }
 
-/// Ready while connected to the broker; degraded while InfluxDB, its writes, the spool or the
-/// caches are not well.
+/// Ready while connected to the broker; degraded while InfluxDB, its writes, the spool, the
+/// dead-letter journal or the caches are not well.
 fn readiness(
     broker: &broker::BrokerSession,
     influx: platform::influx::InfluxClient,
     store_outage: pipeline::StoreOutage,
-    spool: Spool,
+    [spool, journal]: [Spool; 2],
     stores: [Dependency; 2],
 ) -> Readiness {
     let mut dependencies = vec![
@@ -129,18 +144,23 @@ fn readiness(
             })),
         ),
         spool_dependency(spool),
+        journal_dependency(journal),
     ];
     dependencies.extend(stores);
     Readiness::new(dependencies, Duration::from_secs(2))
 }
 
-/// Ready while the spool has room; full means messages are no longer acknowledged.
+/// Ready while the spool can write and has room; otherwise messages are not acknowledged.
 fn spool_dependency(spool: Spool) -> Dependency {
     Dependency::optional(
         "spool",
         Probe::Local(Arc::new(move || {
             let stats = spool.stats();
-            if stats.full {
+            if let Some(error) = &stats.write_error {
+                Err(format!(
+                    "cannot write ({error}): messages are not being acknowledged until it can"
+                ))
+            } else if stats.full {
                 Err(format!(
                     "full ({} of {} bytes): messages are not being acknowledged",
                     stats.pending_bytes, stats.max_bytes
@@ -152,9 +172,34 @@ fn spool_dependency(spool: Spool) -> Dependency {
     )
 }
 
-/// The `interval` fsync policy's tick, and the spool gauges.
+/// Dead letters on disk that the broker has not acknowledged: degraded past a backlog of
+/// [`JOURNAL_BACKLOG`] or while the journal cannot be written.
+fn journal_dependency(journal: Spool) -> Dependency {
+    Dependency::optional(
+        "dead_letters",
+        Probe::Local(Arc::new(move || {
+            let stats = journal.stats();
+            if let Some(error) = &stats.write_error {
+                Err(format!("cannot write the dead-letter journal ({error})"))
+            } else if stats.pending_messages > JOURNAL_BACKLOG {
+                Err(format!(
+                    "{} dead letters ({} bytes) wait for the broker to acknowledge them",
+                    stats.pending_messages, stats.pending_bytes
+                ))
+            } else {
+                Ok(serde_json::json!({"pending": stats.pending_messages}))
+            }
+        })),
+    )
+}
+
+/// Dead letters waiting for the broker beyond which `/readyz` says so.
+const JOURNAL_BACKLOG: u64 = 10_000;
+
+/// The `interval` fsync policy's tick (for the spool and the dead-letter journal), and the
+/// spool gauges.
 async fn keep_spool(
-    spool: Spool,
+    spools: [Spool; 2],
     metrics: metrics::BridgeMetrics,
     fsync_every: Option<Duration>,
     shutdown: tokio_util::sync::CancellationToken,
@@ -166,13 +211,15 @@ async fn keep_spool(
             () = tokio::time::sleep(every) => {}
         }
         if fsync_every.is_some() {
-            let spool = spool.clone();
-            match tokio::task::spawn_blocking(move || spool.sync()).await {
-                Ok(Ok(())) => {}
-                Ok(Err(err)) => tracing::error!(error = %err, "spool fsync failed"),
-                Err(err) => tracing::error!(error = %err, "spool fsync task failed"),
+            for spool in &spools {
+                let spool = spool.clone();
+                match tokio::task::spawn_blocking(move || spool.sync()).await {
+                    Ok(Ok(())) => {}
+                    Ok(Err(err)) => tracing::error!(error = %err, "spool fsync failed"),
+                    Err(err) => tracing::error!(error = %err, "spool fsync task failed"),
+                }
             }
         }
-        metrics.spool(spool.stats());
+        metrics.spool(spools[0].stats());
     }
 }

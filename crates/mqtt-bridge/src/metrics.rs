@@ -26,6 +26,8 @@ pub struct BridgeMetrics {
     spool_messages: IntGauge,
     spool_full: IntGauge,
     spool_damaged: IntGauge,
+    /// Dead letters on disk that the broker has not acknowledged yet.
+    pub dead_letters_pending: IntGauge,
 }
 
 impl BridgeMetrics {
@@ -87,7 +89,12 @@ impl BridgeMetrics {
                 "bridge_spool_damaged_bytes_skipped",
                 "Bytes of damaged spool records skipped since start (the intact ones after them are replayed)",
             )?,
+            dead_letters_pending: IntGauge::new(
+                "bridge_dead_letters_pending",
+                "Dead letters kept on disk until the broker acknowledges them",
+            )?,
         };
+        metrics.register(Box::new(this.dead_letters_pending.clone()));
         metrics.register(Box::new(this.messages.clone()));
         metrics.register(Box::new(this.dead_letters.clone()));
         metrics.register(Box::new(this.readings_stored.clone()));

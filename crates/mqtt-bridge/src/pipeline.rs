@@ -4,7 +4,7 @@
 //! While InfluxDB is away the batch is retried with backoff and new messages wait in the
 //! spool; messages that can never be stored become dead letters.
 
-use crate::dead_letter::{DeadLetter, Reason};
+use crate::dead_letter::{DeadLetter, DeadLetterOutbox, Reason};
 use crate::metrics::BridgeMetrics;
 use crate::spool::{Next, Position, Record, Spool, SpoolReader};
 use domain::MachineId;
@@ -27,7 +27,7 @@ pub struct Pipeline {
     pub writer: TelemetryWriter,
     /// Validation bounds, refreshed from Postgres.
     pub settings: LiveSettings,
-    /// Dead letters go out through the bridge's own MQTT session.
+    /// Dead letters are journaled on disk; a courier publishes them.
     pub dead_letters: DeadLetterOutbox,
     pub metrics: BridgeMetrics,
     /// Deployment topic prefix (empty in production).
@@ -40,55 +40,6 @@ pub struct Pipeline {
     pub store_outage: StoreOutage,
     /// How long a partial batch waits.
     pub linger: Duration,
-}
-
-/// Dead letters on their way to the broker. Publishing takes paho's client lock, which
-/// paho's callback thread holds while it waits for spool room; so the pipeline only queues
-/// them, after its commit has freed room, and a thread of their own publishes. The pipeline
-/// therefore never waits on the broker.
-#[derive(Clone)]
-pub struct DeadLetterOutbox {
-    queue: std::sync::mpsc::SyncSender<paho_mqtt::Message>,
-    /// The bridge's name, shown in each dead letter.
-    instance: String,
-    topic_prefix: String,
-}
-
-/// Dead letters waiting for the publishing thread; beyond this, new ones are dropped (counted
-/// and logged): they are reports about messages, never readings.
-const OUTBOX_CAPACITY: usize = 10_000;
-
-impl DeadLetterOutbox {
-    /// Starts the publishing thread on `client`.
-    pub fn start(
-        client: paho_mqtt::AsyncClient,
-        instance: String,
-        topic_prefix: String,
-    ) -> std::io::Result<Self> {
-        let (queue, letters) = std::sync::mpsc::sync_channel::<paho_mqtt::Message>(OUTBOX_CAPACITY);
-        std::thread::Builder::new()
-            .name("dead-letters".into())
-            .spawn(move || {
-                // Ends when the pipeline (the only sender) is dropped.
-                for message in letters {
-                    if let Err(err) = client.try_publish(message) {
-                        tracing::warn!(error = %err, "dead letter not published");
-                    }
-                }
-            })?;
-        Ok(Self {
-            queue,
-            instance,
-            topic_prefix,
-        })
-    }
-
-    /// Queues one dead letter; `false` when the queue is full.
-    fn queue(&self, letter: &DeadLetter, record: &Record) -> bool {
-        let body = letter.document(record, &self.instance).to_string();
-        let message = paho_mqtt::Message::new(letter.topic(&self.topic_prefix), body, 1);
-        self.queue.try_send(message).is_ok()
-    }
 }
 
 /// Why InfluxDB is not taking the bridge's writes, while it is not; shared with `/readyz`.
@@ -286,13 +237,10 @@ impl Pipeline {
         }
         self.count_stored(&kept);
         self.after_store(&kept).await;
-        if !self.commit(batch.end, messages as u64, shutdown).await {
-            return false;
-        }
-        // Only now: a batch replayed after a crash dead-letters its messages again rather
-        // than never.
-        self.dead_letter(&letters);
-        true
+        // Journaled before the commit: a crash between the two dead-letters the batch's
+        // messages again at replay rather than never.
+        self.dead_letter(&letters, shutdown).await
+            && self.commit(batch.end, messages as u64, shutdown).await
     }
 
     fn count_stored(&self, kept: &[(MachineInfo, Vec<Reading>)]) {
@@ -304,23 +252,42 @@ impl Pipeline {
         }
     }
 
-    fn dead_letter(&self, letters: &[(DeadLetter, Record)]) {
+    /// Journals `letters` for the courier, retrying while the disk refuses; `false` only when
+    /// shutdown came first.
+    async fn dead_letter(
+        &self,
+        letters: &[(DeadLetter, Record)],
+        shutdown: &CancellationToken,
+    ) -> bool {
         for (letter, record) in letters {
-            self.metrics
-                .dead_letters
-                .with_label_values(&[letter.reason.as_str()])
-                .inc();
             tracing::info!(
                 reason = letter.reason.as_str(),
                 topic = %record.topic,
                 detail = %letter.detail,
                 "message dead-lettered"
             );
-            if !self.dead_letters.queue(letter, record) {
-                tracing::warn!(reason = letter.reason.as_str(), topic = %record.topic, "dead-letter queue full: this dead letter is not published");
+        }
+        let mut written = 0;
+        let mut failures = 0;
+        while let Err((more, err)) = self.dead_letters.put(&letters[written..]) {
+            written += more;
+            failures += 1;
+            if failures == 1 {
+                tracing::error!(error = %err, "dead letters cannot be written to disk; holding the batch");
+            }
+            tokio::select! {
+                () = shutdown.cancelled() => return false,
+                () = tokio::time::sleep(backoff(failures)) => {}
             }
         }
+        for (letter, _) in letters {
+            self.metrics
+                .dead_letters
+                .with_label_values(&[letter.reason.as_str()])
+                .inc();
+        }
         self.metrics.count("dead_lettered", letters.len());
+        true
     }
 
     /// Frees the spool up to `end`; `false` only when shutdown came first.

@@ -61,7 +61,9 @@ async fn relay_one(
         return;
     }
     let message = paho_mqtt::Message::new(alerts_topic(prefix, factory, machine), payload, 1);
-    if let Err(err) = client.try_publish(message) {
+    if let Some(Err(err)) =
+        crate::broker::off_runtime(client, move |c| c.try_publish(message)).await
+    {
         tracing::warn!(error = %err, alert = %id, "alert not published on MQTT");
     }
 }

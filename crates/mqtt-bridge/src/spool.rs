@@ -26,12 +26,14 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
+mod checkpoint;
+use checkpoint::Checkpoint;
+
 const HEADER: usize = 8;
 const BODY_FIXED: usize = 1 + 8 + 4 + 2;
 const FLAG_TRUNCATED: u8 = 1;
 /// A W3C `traceparent` (from an MQTT 5 user property) follows the topic.
 const FLAG_TRACED: u8 = 2;
-const CHECKPOINT: &str = "checkpoint";
 
 /// A spool that cannot be opened or read.
 #[derive(Debug, thiserror::Error)]
@@ -143,7 +145,7 @@ impl Record {
 }
 
 /// How full the spool is.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
 pub struct SpoolStats {
     /// Bytes not yet stored in InfluxDB.
     pub pending_bytes: u64,
@@ -154,6 +156,9 @@ pub struct SpoolStats {
     pub full: bool,
     /// Bytes of damaged records skipped since the bridge started.
     pub damaged_bytes_skipped: u64,
+    /// Why writing to disk fails, while it does (nothing is acknowledged meanwhile).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub write_error: Option<String>,
 }
 
 /// Size bound, segment size and fsync policy.
@@ -181,12 +186,16 @@ struct State {
     pending_messages: u64,
     full: bool,
     dirty: bool,
+    /// The last write's failure while writes fail (a full disk, an I/O error).
+    write_error: Option<String>,
 }
 
 struct Shared {
     config: SpoolConfig,
     /// Held (flock) for the process's lifetime; the kernel releases it even on `kill -9`.
     _lock: File,
+    /// Only the pipeline commits; kept apart from `state` so a commit never holds up the writer.
+    checkpoint: Mutex<Checkpoint>,
     state: Mutex<State>,
     room: Condvar,
     appended: tokio::sync::Notify,
@@ -203,15 +212,6 @@ pub struct Spool {
 
 fn segment_path(dir: &Path, segment: u64) -> PathBuf {
     dir.join(format!("{segment:020}.seg"))
-}
-
-fn read_checkpoint(dir: &Path) -> Option<Position> {
-    let text = fs::read_to_string(dir.join(CHECKPOINT)).ok()?;
-    let (segment, offset) = text.trim().split_once(' ')?;
-    Some(Position {
-        segment: segment.parse().ok()?,
-        offset: offset.parse().ok()?,
-    })
 }
 
 /// What a walk over a segment's bytes found.
@@ -327,12 +327,12 @@ fn list_segments(dir: &Path) -> Result<Vec<u64>, SpoolError> {
 }
 
 /// Where replay starts: the stored checkpoint, or the start of the oldest segment.
-fn start_checkpoint(dir: &Path, segments: &[u64], first: u64) -> Position {
+fn start_checkpoint(stored: Option<Position>, segments: &[u64], first: u64) -> Position {
     let oldest = Position {
         segment: first,
         offset: 0,
     };
-    match read_checkpoint(dir) {
+    match stored {
         // The checkpoint's segment was already deleted (its rename reached the disk after the
         // deletion did): everything before `first` is stored.
         Some(c) if c.segment < first || !segments.contains(&c.segment) => oldest,
@@ -422,7 +422,8 @@ impl Spool {
         let lock = lock_dir(&dir)?;
         let segments = list_segments(&dir)?;
         let first = segments.first().copied().unwrap_or(1);
-        let mut checkpoint = start_checkpoint(&dir, &segments, first);
+        let (checkpoint_file, stored) = Checkpoint::open(&dir)?;
+        let mut checkpoint = start_checkpoint(stored, &segments, first);
         let Recovered {
             mut sizes,
             pending_messages,
@@ -448,6 +449,7 @@ impl Spool {
         let shared = Arc::new(Shared {
             config,
             _lock: lock,
+            checkpoint: Mutex::new(checkpoint_file),
             state: Mutex::new(State {
                 active,
                 active_file: Arc::new(active_file),
@@ -457,6 +459,7 @@ impl Spool {
                 pending_messages,
                 full: false,
                 dirty: false,
+                write_error: None,
             }),
             room: Condvar::new(),
             appended: tokio::sync::Notify::new(),
@@ -535,20 +538,40 @@ impl Spool {
                 "spool has room again; acknowledging messages"
             );
         }
-        let mut failing = false;
-        loop {
-            match self.write_record(&mut state, &record) {
-                Ok(()) => break,
-                Err(err) => {
-                    if !failing {
-                        failing = true;
-                        tracing::error!(error = %err, "spool write failed; holding the message unacknowledged and retrying");
-                    }
-                    drop(state);
-                    std::thread::sleep(Duration::from_millis(500));
-                    state = self.lock();
-                }
+        while let Err(err) = self.write_record(&mut state, &record) {
+            if state.write_error.is_none() {
+                tracing::error!(error = %err, "spool write failed: not acknowledging MQTT messages until it succeeds (the broker keeps them)");
             }
+            state.write_error = Some(err.to_string());
+            drop(state);
+            std::thread::sleep(Duration::from_millis(500));
+            state = self.lock();
+        }
+        self.appended(state);
+    }
+
+    /// Appends one record without waiting: not for room (the bound does not apply) and not
+    /// for a failing disk (the error is returned). For the dead-letter journal, whose writer
+    /// must never block.
+    pub fn try_append(
+        &self,
+        topic: &str,
+        payload: &[u8],
+        received_ms: i64,
+    ) -> Result<(), SpoolError> {
+        let record = Record::encode(topic, payload, usize::MAX, received_ms, None);
+        let mut state = self.lock();
+        if let Err(err) = self.write_record(&mut state, &record) {
+            state.write_error = Some(err.to_string());
+            return Err(err);
+        }
+        self.appended(state);
+        Ok(())
+    }
+
+    fn appended(&self, mut state: MutexGuard<'_, State>) {
+        if state.write_error.take().is_some() {
+            tracing::info!("spool writes succeed again");
         }
         state.pending_messages += 1;
         drop(state);
@@ -607,10 +630,11 @@ impl Spool {
     /// checkpoint, deletes the segments behind it and wakes a writer waiting for room.
     pub fn commit(&self, position: Position, messages: u64) -> Result<(), SpoolError> {
         let dir = self.shared.config.dir.clone();
-        let tmp = dir.join("checkpoint.tmp");
-        fs::write(&tmp, format!("{} {}\n", position.segment, position.offset))
-            .map_err(io_error(&tmp))?;
-        fs::rename(&tmp, dir.join(CHECKPOINT)).map_err(io_error(&tmp))?;
+        self.shared
+            .checkpoint
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .store(position)?;
         let mut state = self.lock();
         state.checkpoint = position;
         state.pending_messages = state.pending_messages.saturating_sub(messages);
@@ -632,9 +656,37 @@ impl Spool {
                 }
             }
         }
+        self.free_drained_active(&mut state, position);
         drop(state);
         self.shared.room.notify_all();
         Ok(())
+    }
+
+    /// While writes fail, a fully stored active segment is the only space left to free: a
+    /// new (empty) one takes its place and it is deleted.
+    fn free_drained_active(&self, state: &mut State, position: Position) {
+        let active_len = state.sizes.get(&state.active).copied().unwrap_or(0);
+        if state.write_error.is_none()
+            || position.segment != state.active
+            || position.offset < active_len
+            || active_len == 0
+        {
+            return;
+        }
+        let drained = state.active;
+        if let Err(err) = self.rotate(state) {
+            tracing::warn!(error = %err, "spool: cannot start a new segment to free the stored one");
+            return;
+        }
+        let path = segment_path(&self.shared.config.dir, drained);
+        if fs::remove_file(&path).is_ok() {
+            let freed = state.sizes.remove(&drained).unwrap_or(0);
+            state.total_bytes -= freed;
+            tracing::info!(
+                freed_bytes = freed,
+                "spool: stored segment deleted to make room"
+            );
+        }
     }
 
     /// Pending bytes and messages, the bound, and whether the writer waits for room.
@@ -653,6 +705,7 @@ impl Spool {
             max_bytes: self.shared.config.max_bytes,
             full: state.full,
             damaged_bytes_skipped: self.shared.damaged_bytes.load(Ordering::Relaxed),
+            write_error: state.write_error.clone(),
         }
     }
 

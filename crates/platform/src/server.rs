@@ -263,17 +263,25 @@ impl Application {
         });
     }
 
-    /// Serves until SIGTERM/SIGINT or the shutdown token, then drains: in-flight requests
-    /// first (up to `http.shutdown_timeout_secs`), then background tasks.
+    /// Serves until SIGTERM/SIGINT or the shutdown token, then drains within one budget of
+    /// `http.shutdown_timeout_secs` from the stop request: in-flight requests first, then
+    /// background tasks with what is left. Should anything still hang a few seconds past the
+    /// budget, the process exits anyway: a supervisor's grace period ends in `kill -9`, and
+    /// an exit of our own at least logs why.
     pub async fn run_until_stopped(self) -> std::io::Result<()> {
         let handle = self.server.handle();
         let token = self.shutdown.clone();
         let service = self.service;
+        let budget = self.drain_timeout;
+        let stop_requested = std::sync::Arc::new(std::sync::OnceLock::<Instant>::new());
+        let requested = stop_requested.clone();
         tokio::spawn(async move {
             tokio::select! {
                 () = crate::shutdown::signal() => {},
                 () = token.cancelled() => {},
             }
+            let _ = requested.set(Instant::now());
+            exit_if_stuck(service, budget + STUCK_GRACE);
             tracing::info!(service = service.as_str(), "draining in-flight requests");
             token.cancel();
             handle.stop(true).await;
@@ -281,10 +289,11 @@ impl Application {
         tracing::info!(service = service.as_str(), port = self.port, "listening");
         self.server.await?;
         self.tasks.close();
-        if tokio::time::timeout(self.drain_timeout, self.tasks.wait())
-            .await
-            .is_err()
-        {
+        let spent = stop_requested
+            .get()
+            .map_or(Duration::ZERO, Instant::elapsed);
+        let left = budget.saturating_sub(spent).max(Duration::from_secs(1));
+        if tokio::time::timeout(left, self.tasks.wait()).await.is_err() {
             tracing::warn!(
                 service = service.as_str(),
                 "background tasks did not finish in time"
@@ -295,6 +304,28 @@ impl Application {
             return Err(std::io::Error::other("an essential task failed"));
         }
         Ok(())
+    }
+}
+
+/// Past the shutdown budget, how long a stuck stop may take before the process exits anyway.
+const STUCK_GRACE: Duration = Duration::from_secs(3);
+
+/// A watchdog thread: ends the process `after` from now, should it still be running.
+fn exit_if_stuck(service: ServiceName, after: Duration) {
+    let spawned = std::thread::Builder::new()
+        .name("shutdown-watchdog".into())
+        .spawn(move || {
+            std::thread::sleep(after);
+            tracing::error!(
+                service = service.as_str(),
+                waited_secs = after.as_secs(),
+                "shutdown did not finish in time; exiting"
+            );
+            crate::telemetry::flush();
+            std::process::exit(1);
+        });
+    if let Err(err) = spawned {
+        tracing::warn!(error = %err, "no shutdown watchdog");
     }
 }
 
@@ -438,14 +469,17 @@ where
         Ok(app) => app.run_until_stopped().await.map_err(StartupError::from),
         Err(err) => Err(err),
     };
-    crate::telemetry::flush();
-    match outcome {
-        Ok(()) => std::process::ExitCode::SUCCESS,
+    let code = match outcome {
+        Ok(()) => 0,
         Err(err) => {
             tracing::error!(error = %err, "service failed");
-            std::process::ExitCode::FAILURE
+            1
         }
-    }
+    };
+    crate::telemetry::flush();
+    // Not a return: dropping the runtime would wait for any blocking call still stuck in a
+    // dependency (a silent socket), and everything worth finishing has finished.
+    std::process::exit(code)
 }
 
 /// `GET /healthz` on this host's `port`, over a plain socket: 200 or the reason it is not.
