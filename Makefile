@@ -50,7 +50,7 @@ test: services clean-test-dbs $(PYTHON_READY) dashboard browser-deps static-chec
 	if [ $$status = 0 ] || [ "$(CI)" = "true" ]; then $(MAKE) --no-print-directory fault-scenarios || status=$$?; fi; \
 	if [ "$(CI)" = "true" ]; then deploy/local/backing.sh stop; fi; exit $$status
 
-faults: services clean-test-dbs dashboard ## the fault scenarios (stopped, slow, refusing and silent dependencies, a damaged spool), with a pass/fail summary
+faults: services clean-test-dbs dashboard ## the fault scenarios (stopped, slow, refusing and silent dependencies, a damaged spool, a full disk, SIGTERM), with a pass/fail summary
 	@cargo build --workspace --bins --quiet
 	@$(MAKE) --no-print-directory fault-scenarios
 
@@ -60,7 +60,8 @@ fault-scenarios:
 	@rm -rf target/test-output/faults; status=0; \
 	cargo nextest run -p plantline-e2e --test faults --profile $(NEXTEST_PROFILE) --test-threads 3 || status=$$?; \
 	printf '\n==> fault scenarios (%s s outages)\n\n' "$${PLANTLINE_FAULT_SECS:-30}"; \
-	cat target/test-output/faults/*.txt 2>/dev/null || echo "no summaries written"; exit $$status
+	ls target/test-output/faults/*.txt 2>/dev/null | sort -V | xargs -r cat; \
+	ls target/test-output/faults/*.txt >/dev/null 2>&1 || echo "no summaries written"; exit $$status
 
 simulate: up ## send live telemetry for the demo machines (RATE readings/s, MQTT=1 publishes over MQTT, Ctrl-C stops)
 	cargo build --profile $(PROFILE) --quiet -p plantline-simulator

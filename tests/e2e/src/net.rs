@@ -290,6 +290,23 @@ impl ServiceProcess {
             .expect("VmRSS")
     }
 
+    /// SIGTERM, as a supervisor stops a process, then waits at most `limit` for it to exit:
+    /// how long it took and whether its exit status was success; `None` while it still
+    /// runs at `limit` (it is then killed).
+    pub async fn terminate(mut self, limit: Duration) -> Option<(Duration, bool)> {
+        let started = std::time::Instant::now();
+        let _ = Command::new("kill")
+            .args(["-TERM", &self.child.id().to_string()])
+            .status();
+        while started.elapsed() < limit {
+            if let Ok(Some(status)) = self.child.try_wait() {
+                return Some((started.elapsed(), status.success()));
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        None
+    }
+
     /// `kill -9`: no drain, no flush, no goodbye.
     pub fn kill(mut self) {
         let _ = self.child.kill();

@@ -5,11 +5,14 @@
 //! it — with counts computed from what the load generator got acknowledged and what
 //! InfluxDB holds.
 
+mod backlog;
 mod broker;
+mod disk;
 mod influx;
 mod postgres;
 mod redis;
 mod refusals;
+mod shutdown;
 mod silent;
 mod slow_influx;
 mod spool;

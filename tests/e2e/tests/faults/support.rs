@@ -253,6 +253,20 @@ impl Stack {
         }
     }
 
+    /// SIGTERM to every running service at once; each one's time to exit and exit status
+    /// (`None`: still running after `limit`, then killed).
+    pub async fn terminate_all(
+        &mut self,
+        limit: Duration,
+    ) -> Vec<(Service, Option<(Duration, bool)>)> {
+        let stopping = self
+            .processes
+            .iter_mut()
+            .filter_map(|(service, _, process)| Some((*service, process.take()?)))
+            .map(|(service, process)| async move { (service, process.terminate(limit).await) });
+        futures_util::future::join_all(stopping).await
+    }
+
     /// The running process of `service`.
     pub fn process(&self, service: Service) -> &ServiceProcess {
         self.processes
