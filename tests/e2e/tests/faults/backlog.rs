@@ -42,7 +42,7 @@ async fn watch_health(bridge: String, stop: CancellationToken) -> (u32, u32) {
 /// The `n`th invalid message: alternately not JSON and a reading out of every range, each
 /// one unique so its dead letter can be told apart.
 fn invalid_message(n: usize) -> String {
-    if n % 2 == 0 {
+    if n.is_multiple_of(2) {
         format!("not json, message {n}")
     } else {
         let at = chrono::Utc::now() - chrono::Duration::minutes(10);
