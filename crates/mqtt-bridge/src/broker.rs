@@ -58,6 +58,8 @@ pub struct BrokerSession {
     client: mqtt::AsyncClient,
     connect_options: mqtt::ConnectOptions,
     connected: Arc<AtomicBool>,
+    /// Connected at the socket level (subscribed or not).
+    socket_up: Arc<AtomicBool>,
     subscription: String,
     status_topic: String,
     events: tokio::sync::mpsc::UnboundedReceiver<()>,
@@ -150,12 +152,17 @@ impl BrokerSession {
         let connected = Arc::new(AtomicBool::new(false));
         let (events_tx, events) = tokio::sync::mpsc::unbounded_channel();
         // paho calls this after every (re)connect; the session task subscribes and announces.
+        // Kept from paho's callbacks, never asked of paho (see `off_runtime`).
+        let socket_up = Arc::new(AtomicBool::new(false));
+        let on_connect = socket_up.clone();
         client.set_connected_callback(move |_| {
+            on_connect.store(true, Ordering::Relaxed);
             let _ = events_tx.send(());
         });
-        let on_lost = connected.clone();
+        let (on_lost, lost_socket) = (connected.clone(), socket_up.clone());
         client.set_connection_lost_callback(move |_| {
             on_lost.store(false, Ordering::Relaxed);
+            lost_socket.store(false, Ordering::Relaxed);
             tracing::warn!("lost the MQTT broker; reconnecting");
         });
         client.set_message_callback(move |_, message| {
@@ -181,6 +188,7 @@ impl BrokerSession {
             client,
             connect_options,
             connected,
+            socket_up,
             subscription: settings.subscription(),
             status_topic,
             events,
@@ -203,21 +211,12 @@ impl BrokerSession {
     pub async fn run(mut self, spool: Spool, shutdown: CancellationToken) {
         if self.connect_first(&shutdown).await {
             let mut check = tokio::time::interval(Duration::from_secs(3));
+            // Every step raced against the stop: a paho call may wait on paho's lock for as
+            // long as the spool is full, and only the stop below lets that go.
             loop {
                 tokio::select! {
                     () = shutdown.cancelled() => break,
-                    event = self.events.recv() => match event {
-                        Some(()) => self.on_connected().await,
-                        None => break,
-                    },
-                    // Self-healing: connected at the socket level but not subscribed (a lost
-                    // callback or a subscription that never got its answer) is retried here.
-                    _ = check.tick() => {
-                        let socket_up = off_runtime(&self.client, |c| c.is_connected()).await;
-                        if socket_up == Some(true) && !self.connected.load(Ordering::Relaxed) {
-                            self.on_connected().await;
-                        }
-                    }
+                    going = self.step(&mut check) => if !going { break },
                 }
             }
         }
@@ -237,6 +236,24 @@ impl BrokerSession {
             _ => tracing::warn!("MQTT disconnect did not finish; stopping anyway"),
         }
         spool.close();
+    }
+
+    /// Handles one (re)connect or self-check; `false` once paho's callbacks are gone.
+    async fn step(&mut self, check: &mut tokio::time::Interval) -> bool {
+        tokio::select! {
+            event = self.events.recv() => match event {
+                Some(()) => self.on_connected().await,
+                None => return false,
+            },
+            // Self-healing: connected at the socket level but not subscribed (a lost callback
+            // or a subscription that never got its answer) is retried here.
+            _ = check.tick() => {
+                if self.socket_up.load(Ordering::Relaxed) && !self.connected.load(Ordering::Relaxed) {
+                    self.on_connected().await;
+                }
+            }
+        }
+        true
     }
 
     /// The first connect, retried with backoff; `false` when `shutdown` came first.

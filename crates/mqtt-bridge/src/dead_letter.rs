@@ -212,7 +212,13 @@ pub async fn courier(
         };
         loop {
             if connected.load(Ordering::Relaxed) {
-                match publish_round(&client, &round).await {
+                // Raced against the stop: publishing waits on paho's lock while the spool is
+                // full, and the stop is what lets the lock go.
+                let outcome = tokio::select! {
+                    () = shutdown.cancelled() => return,
+                    outcome = publish_round(&client, &round) => outcome,
+                };
+                match outcome {
                     Ok(()) => break,
                     Err(err) => {
                         tracing::warn!(error = %err, dead_letters = round.len(), "dead letters not acknowledged by the broker; sending them again");

@@ -61,9 +61,14 @@ async fn relay_one(
         return;
     }
     let message = paho_mqtt::Message::new(alerts_topic(prefix, factory, machine), payload, 1);
-    if let Some(Err(err)) =
-        crate::broker::off_runtime(client, move |c| c.try_publish(message)).await
-    {
-        tracing::warn!(error = %err, alert = %id, "alert not published on MQTT");
+    // Bounded: while the spool is full paho's lock is taken, and an alert is not worth
+    // holding the relay (or a stop) for; it stays in Redis and PostgreSQL either way.
+    let publishing = crate::broker::off_runtime(client, move |c| c.try_publish(message));
+    match tokio::time::timeout(std::time::Duration::from_secs(2), publishing).await {
+        Ok(Some(Ok(_))) => {}
+        Ok(Some(Err(err))) => {
+            tracing::warn!(error = %err, alert = %id, "alert not published on MQTT");
+        }
+        _ => tracing::warn!(alert = %id, "alert not published on MQTT: the client is busy"),
     }
 }

@@ -231,8 +231,15 @@ impl Stack {
 
     /// Starts `service` (again), on its port, appending to its log.
     pub fn launch(&mut self, service: Service) {
+        self.launch_with(service, &[]);
+    }
+
+    /// [`launch`](Self::launch) with `overrides` on top of the stack's environment: one
+    /// service configured apart from the others.
+    pub fn launch_with(&mut self, service: Service, overrides: &[(&str, String)]) {
         let log = self.logs.join(format!("{}.log", service.binary()));
-        let env = self.env.clone();
+        let mut env = self.env.clone();
+        env.extend(overrides.iter().map(|(k, v)| ((*k).to_owned(), v.clone())));
         if let Some((_, port, process)) = self.processes.iter_mut().find(|(s, _, _)| *s == service)
         {
             *process = Some(ServiceProcess::start_logged(
