@@ -25,7 +25,7 @@ use platform::clients::Backends;
 use platform::health::{Dependency, Probe, Readiness};
 use platform::metrics::Metrics;
 use platform::{Application, ServiceName, ServiceParts, Settings, StartupError};
-use spool::{Spool, SpoolConfig};
+use spool::{Spool, SpoolConfig, SpoolReader};
 use std::sync::Arc;
 use std::time::Duration;
 use telemetry_writer::WritePathParts;
@@ -36,21 +36,7 @@ pub async fn build(settings: &Settings) -> Result<Application, StartupError> {
     let Backends { pg, redis, influx } = backends.clone();
     let metrics = Metrics::new(ServiceName::MqttBridge.as_str())?;
     let bridge_metrics = metrics::BridgeMetrics::register(&metrics)?;
-    let spool_config = SpoolConfig {
-        dir: settings.bridge.spool_dir.clone().into(),
-        max_bytes: settings.bridge.spool_max_bytes,
-        segment_bytes: settings.bridge.spool_segment_bytes,
-        fsync_always: settings.bridge.fsync_always(),
-        max_payload_bytes: settings.mqtt.max_payload_bytes,
-    };
-    let (journal, journal_reader) = Spool::open(SpoolConfig {
-        dir: spool_config.dir.join("deadletters"),
-        // Only `try_append`, which never waits: `/readyz` reports a backlog over the bound.
-        max_bytes: u64::MAX,
-        max_payload_bytes: usize::MAX,
-        ..spool_config.clone()
-    })?;
-    let (spool, reader) = Spool::open(spool_config)?;
+    let ((spool, reader), (journal, journal_reader)) = open_spools(settings)?;
     bridge_metrics.spool(spool.stats());
     let broker = broker::BrokerSession::new(&settings.mqtt, spool.clone(), bridge_metrics.clone())?;
     let shared = WritePathParts::start(settings, &pg, &redis).await;
@@ -118,6 +104,28 @@ pub async fn build(settings: &Settings) -> Result<Application, StartupError> {
         journal.close();
     });
     Ok(app)
+}
+
+/// A spool's writing and reading sides.
+type OpenSpool = (Spool, SpoolReader);
+
+/// The spool and the dead-letter journal (a spool of its own in a subfolder).
+fn open_spools(settings: &Settings) -> Result<(OpenSpool, OpenSpool), spool::SpoolError> {
+    let spool_config = SpoolConfig {
+        dir: settings.bridge.spool_dir.clone().into(),
+        max_bytes: settings.bridge.spool_max_bytes,
+        segment_bytes: settings.bridge.spool_segment_bytes,
+        fsync_always: settings.bridge.fsync_always(),
+        max_payload_bytes: settings.mqtt.max_payload_bytes,
+    };
+    let journal = Spool::open(SpoolConfig {
+        dir: spool_config.dir.join("deadletters"),
+        // Only `try_append`, which never waits: `/readyz` reports a backlog over the bound.
+        max_bytes: u64::MAX,
+        max_payload_bytes: usize::MAX,
+        ..spool_config.clone()
+    })?;
+    Ok((Spool::open(spool_config)?, journal))
 }
 
 /// Ready while connected to the broker; degraded while InfluxDB, its writes, the spool, the
