@@ -125,41 +125,18 @@ async fn s12_sigterm_to_every_service_under_load() {
         .as_ref()
         .expect("latency proxy")
         .set_delay(Duration::ZERO);
-    for service in [
-        Service::Auth,
-        Service::Ingest,
-        Service::Query,
-        Service::Bridge,
-    ] {
-        stack.launch(service);
-    }
-    for service in [
-        Service::Auth,
-        Service::Ingest,
-        Service::Query,
-        Service::Bridge,
-    ] {
-        stack
-            .process(service)
-            .until_ready(Duration::from_secs(30))
-            .await;
-    }
+    stack.launch_all().await;
     // Each log holds the run that was stopped, before the restart's lines.
-    let overran: Vec<String> = [
-        Service::Auth,
-        Service::Ingest,
-        Service::Query,
-        Service::Bridge,
-    ]
-    .into_iter()
-    .filter(|service| {
-        stack
-            .process(*service)
-            .logged("WARN", "did not finish in time")
-            > 0
-    })
-    .map(|service| format!("{service:?}"))
-    .collect();
+    let overran: Vec<String> = Service::ALL
+        .into_iter()
+        .filter(|service| {
+            stack
+                .process(*service)
+                .logged("WARN", "did not finish in time")
+                > 0
+        })
+        .map(|service| format!("{service:?}"))
+        .collect();
     summary.check(
         overran.is_empty(),
         format!("every drain finished its work inside the budget, none cut short: {overran:?}"),

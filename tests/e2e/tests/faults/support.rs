@@ -30,6 +30,9 @@ pub enum Service {
 }
 
 impl Service {
+    /// Every service of the stack, in start order.
+    pub const ALL: [Self; 4] = [Self::Auth, Self::Ingest, Self::Query, Self::Bridge];
+
     fn binary(self) -> &'static str {
         match self {
             Self::Auth => "auth",
@@ -170,12 +173,7 @@ impl Stack {
         ));
         std::fs::create_dir_all(&logs).expect("log folder");
         let mut stack_processes = Vec::new();
-        for service in [
-            Service::Auth,
-            Service::Ingest,
-            Service::Query,
-            Service::Bridge,
-        ] {
+        for service in Service::ALL {
             stack_processes.push((service, stable_port(), None));
         }
         let address = |service: Service| {
@@ -207,26 +205,20 @@ impl Stack {
             env: full_env,
             logs,
         };
-        for service in [
-            Service::Auth,
-            Service::Ingest,
-            Service::Query,
-            Service::Bridge,
-        ] {
-            stack.launch(service);
+        stack.launch_all().await;
+        stack
+    }
+
+    /// Starts all four services and waits until each is ready.
+    pub async fn launch_all(&mut self) {
+        for service in Service::ALL {
+            self.launch(service);
         }
-        for service in [
-            Service::Auth,
-            Service::Ingest,
-            Service::Query,
-            Service::Bridge,
-        ] {
-            stack
-                .process(service)
+        for service in Service::ALL {
+            self.process(service)
                 .until_ready(Duration::from_secs(30))
                 .await;
         }
-        stack
     }
 
     /// Starts `service` (again), on its port, appending to its log.
