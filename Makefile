@@ -97,6 +97,7 @@ clean-test-dbs: ## drop databases, Influx databases and Redis keys left behind b
 	  | grep -o '"plantline_test_[a-z0-9_]*"' | tr -d '"' \
 	  | while read -r db; do curl -fsS -o /dev/null -XPOST http://127.0.0.1:8086/query --data-urlencode "q=DROP DATABASE \"$$db\""; done || true
 	@redis-cli -h 127.0.0.1 --scan --pattern 'plantline_test:*' | xargs -r -n 500 redis-cli -h 127.0.0.1 del >/dev/null || true
+	@awk '$$1 == "plantline-test-disk" {print $$2}' /proc/mounts | xargs -r -n 1 umount -l 2>/dev/null || true
 	@rm -rf /tmp/plantline-test-spool-* /tmp/plantline-test-broker-* /tmp/plantline-test-keys-* /tmp/plantline-test-nginx-* /tmp/plantline-fault-logs-*
 	@for dir in /tmp/plantline-test-postgres-* /tmp/plantline-test-redis-* /tmp/plantline-test-mosquitto-* /tmp/plantline-test-influxdb-*; do \
 	  [ -d "$$dir" ] || continue; \

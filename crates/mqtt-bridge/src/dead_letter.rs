@@ -5,13 +5,14 @@
 //! The pipeline writes each dead letter to a journal on disk (a spool of its own, under
 //! `{spool_dir}/deadletters`) before it commits the batch, and never waits on the broker: a
 //! courier task publishes the journal at QoS 1 and frees each dead letter only once the broker
-//! has acknowledged it. A crash or a long broker outage therefore loses none; a dead letter
-//! may be published twice (after a crash between the broker's answer and the journal's
-//! commit), never zero times.
+//! has acknowledged it. A crash or a long broker outage therefore loses none. Delivery is at
+//! least once: a crash before a commit (of the spool or of the journal) or a round sent again
+//! after a partial failure repeats dead letters. With the disk full, the journal cannot take
+//! them: they are held in memory until it can (see `DeadLetterOutbox::put`).
 
 use crate::broker::off_runtime;
 use crate::metrics::BridgeMetrics;
-use crate::spool::{Next, Position, Record, Spool, SpoolError, SpoolReader};
+use crate::spool::{Next, Position, Record, Spool, SpoolReader};
 use base64::Engine;
 use domain::reading::Violation;
 use serde_json::{Value, json};
@@ -153,7 +154,17 @@ pub struct DeadLetterOutbox {
     /// The bridge's name, shown in each dead letter.
     instance: String,
     topic_prefix: String,
+    /// Dead letters the journal could not take (a full disk): kept here and written first
+    /// the next time, so that the batch can still be committed and free the disk.
+    held: Arc<std::sync::Mutex<Vec<Journaled>>>,
 }
+
+/// A dead letter as the journal keeps it: topic, document, when its message arrived.
+type Journaled = (String, Vec<u8>, i64);
+
+/// Dead letters held in memory while the journal cannot be written; beyond, the oldest are
+/// dropped (logged): they are reports about messages, and the readings are never among them.
+const HELD_AT_MOST: usize = 10_000;
 
 impl DeadLetterOutbox {
     /// Writes into `journal`, signing with `instance`.
@@ -162,23 +173,47 @@ impl DeadLetterOutbox {
             journal,
             instance,
             topic_prefix,
+            held: Arc::default(),
         }
     }
 
-    /// Writes `letters` to the journal, without waiting; on a disk error returns how many
-    /// were written before it, so the caller retries the rest.
-    pub fn put(&self, letters: &[(DeadLetter, Record)]) -> Result<(), (usize, SpoolError)> {
-        for (written, (letter, record)) in letters.iter().enumerate() {
-            let body = letter.document(record, &self.instance).to_string();
-            self.journal
-                .try_append(
-                    &letter.topic(&self.topic_prefix),
-                    body.as_bytes(),
-                    record.received_ms,
-                )
-                .map_err(|err| (written, err))?;
+    /// Writes `letters` (after any held ones) to the journal without waiting. What the
+    /// journal refuses (a full disk) is held in memory for the next call: the pipeline must
+    /// still commit, because only its commit frees the disk the journal shares with the
+    /// spool. Returns how many are held.
+    pub fn put(&self, letters: &[(DeadLetter, Record)]) -> usize {
+        let mut held = self
+            .held
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        held.extend(letters.iter().map(|(letter, record)| {
+            (
+                letter.topic(&self.topic_prefix),
+                letter
+                    .document(record, &self.instance)
+                    .to_string()
+                    .into_bytes(),
+                record.received_ms,
+            )
+        }));
+        let mut written = 0;
+        for (topic, body, received_ms) in held.iter() {
+            if let Err(err) = self.journal.try_append(topic, body, *received_ms) {
+                tracing::error!(error = %err, held = held.len() - written, "dead-letter journal not writable: dead letters held in memory until it is");
+                break;
+            }
+            written += 1;
         }
-        Ok(())
+        held.drain(..written);
+        if held.len() > HELD_AT_MOST {
+            let dropped = held.len() - HELD_AT_MOST;
+            held.drain(..dropped);
+            tracing::error!(
+                dropped,
+                "too many dead letters held in memory: the oldest are dropped"
+            );
+        }
+        held.len()
     }
 }
 
@@ -225,6 +260,9 @@ pub async fn courier(
                     }
                 }
             }
+            metrics
+                .dead_letters_pending
+                .set(journal.stats().pending_messages as i64);
             failures = (failures + 1).min(6);
             tokio::select! {
                 () = shutdown.cancelled() => return,

@@ -118,14 +118,16 @@ fn open_spools(settings: &Settings) -> Result<(OpenSpool, OpenSpool), spool::Spo
         fsync_always: settings.bridge.fsync_always(),
         max_payload_bytes: settings.mqtt.max_payload_bytes,
     };
-    let journal = Spool::open(SpoolConfig {
+    let journal_config = SpoolConfig {
         dir: spool_config.dir.join("deadletters"),
         // Only `try_append`, which never waits: `/readyz` reports a backlog over the bound.
         max_bytes: u64::MAX,
         max_payload_bytes: usize::MAX,
         ..spool_config.clone()
-    })?;
-    Ok((Spool::open(spool_config)?, journal))
+    };
+    // The spool first: a second bridge on the same folder is told about the spool.
+    let spool = Spool::open(spool_config)?;
+    Ok((spool, Spool::open(journal_config)?))
 }
 
 /// Ready while connected to the broker; degraded while InfluxDB, its writes, the spool, the

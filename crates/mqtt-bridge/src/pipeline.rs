@@ -239,8 +239,8 @@ impl Pipeline {
         self.after_store(&kept).await;
         // Journaled before the commit: a crash between the two dead-letters the batch's
         // messages again at replay rather than never.
-        self.dead_letter(&letters, shutdown).await
-            && self.commit(batch.end, messages as u64, shutdown).await
+        self.dead_letter(&letters);
+        self.commit(batch.end, messages as u64, shutdown).await
     }
 
     fn count_stored(&self, kept: &[(MachineInfo, Vec<Reading>)]) {
@@ -252,13 +252,8 @@ impl Pipeline {
         }
     }
 
-    /// Journals `letters` for the courier, retrying while the disk refuses; `false` only when
-    /// shutdown came first.
-    async fn dead_letter(
-        &self,
-        letters: &[(DeadLetter, Record)],
-        shutdown: &CancellationToken,
-    ) -> bool {
+    /// Journals `letters` for the courier (never waiting: see `DeadLetterOutbox::put`).
+    fn dead_letter(&self, letters: &[(DeadLetter, Record)]) {
         for (letter, record) in letters {
             tracing::info!(
                 reason = letter.reason.as_str(),
@@ -266,28 +261,13 @@ impl Pipeline {
                 detail = %letter.detail,
                 "message dead-lettered"
             );
-        }
-        let mut written = 0;
-        let mut failures = 0;
-        while let Err((more, err)) = self.dead_letters.put(&letters[written..]) {
-            written += more;
-            failures += 1;
-            if failures == 1 {
-                tracing::error!(error = %err, "dead letters cannot be written to disk; holding the batch");
-            }
-            tokio::select! {
-                () = shutdown.cancelled() => return false,
-                () = tokio::time::sleep(backoff(failures)) => {}
-            }
-        }
-        for (letter, _) in letters {
             self.metrics
                 .dead_letters
                 .with_label_values(&[letter.reason.as_str()])
                 .inc();
         }
+        self.dead_letters.put(letters);
         self.metrics.count("dead_lettered", letters.len());
-        true
     }
 
     /// Frees the spool up to `end`; `false` only when shutdown came first.

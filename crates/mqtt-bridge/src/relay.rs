@@ -13,6 +13,32 @@ pub fn alerts_topic(prefix: &str, factory: &str, machine: &str) -> String {
     format!("{prefix}factory/{factory}/machine/{machine}/alerts")
 }
 
+/// Alerts on their way to the broker, published in order by one thread of their own: paho's
+/// lock may be taken for as long as the spool is full, and then one thread waits, not one
+/// per alert, and the relay itself never does.
+struct AlertOutbox(std::sync::mpsc::SyncSender<paho_mqtt::Message>);
+
+/// Alerts queued for the publishing thread; beyond, new ones are not relayed (logged). They
+/// stay in Redis and PostgreSQL either way.
+const ALERTS_QUEUED_AT_MOST: usize = 1_000;
+
+impl AlertOutbox {
+    fn start(client: paho_mqtt::AsyncClient) -> std::io::Result<Self> {
+        let (queue, alerts) = std::sync::mpsc::sync_channel(ALERTS_QUEUED_AT_MOST);
+        std::thread::Builder::new()
+            .name("alerts-to-mqtt".into())
+            .spawn(move || {
+                // Ends when the relay (the only sender) is dropped.
+                for message in alerts {
+                    if let Err(err) = client.try_publish(message) {
+                        tracing::warn!(error = %err, "alert not published on MQTT");
+                    }
+                }
+            })?;
+        Ok(Self(queue))
+    }
+}
+
 /// Relays until `shutdown`, resubscribing after Redis outages.
 pub async fn alerts_to_mqtt(
     redis: RedisClient,
@@ -20,21 +46,23 @@ pub async fn alerts_to_mqtt(
     prefix: String,
     shutdown: CancellationToken,
 ) {
+    let outbox = match AlertOutbox::start(client) {
+        Ok(outbox) => outbox,
+        Err(err) => {
+            tracing::error!(error = %err, "no alert relay thread; alerts are not published on MQTT");
+            return;
+        }
+    };
     let channels = [redis.key(redis_keys::ALERTS_CHANNEL)];
     redis
         .for_each_message(&channels, "alert relay", shutdown, None, |_, payload| {
-            let (redis, client, prefix) = (&redis, &client, &prefix);
-            async move { relay_one(redis, client, prefix, &payload).await }
+            let (redis, outbox, prefix) = (&redis, &outbox, &prefix);
+            async move { relay_one(redis, outbox, prefix, &payload).await }
         })
         .await;
 }
 
-async fn relay_one(
-    redis: &RedisClient,
-    client: &paho_mqtt::AsyncClient,
-    prefix: &str,
-    payload: &str,
-) {
+async fn relay_one(redis: &RedisClient, outbox: &AlertOutbox, prefix: &str, payload: &str) {
     let Ok(event) = serde_json::from_str::<storage::alerts::AlertEvent>(payload) else {
         tracing::warn!("an alert event of another shape; not relayed");
         return;
@@ -61,14 +89,7 @@ async fn relay_one(
         return;
     }
     let message = paho_mqtt::Message::new(alerts_topic(prefix, factory, machine), payload, 1);
-    // Bounded: while the spool is full paho's lock is taken, and an alert is not worth
-    // holding the relay (or a stop) for; it stays in Redis and PostgreSQL either way.
-    let publishing = crate::broker::off_runtime(client, move |c| c.try_publish(message));
-    match tokio::time::timeout(std::time::Duration::from_secs(2), publishing).await {
-        Ok(Some(Ok(_))) => {}
-        Ok(Some(Err(err))) => {
-            tracing::warn!(error = %err, alert = %id, "alert not published on MQTT");
-        }
-        _ => tracing::warn!(alert = %id, "alert not published on MQTT: the client is busy"),
+    if outbox.0.try_send(message).is_err() {
+        tracing::warn!(alert = %id, "alert relay queue full: not published on MQTT");
     }
 }

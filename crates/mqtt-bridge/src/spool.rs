@@ -538,11 +538,17 @@ impl Spool {
                 "spool has room again; acknowledging messages"
             );
         }
+        // Never given up, not even at a stop: returning would acknowledge a message that is
+        // not on disk. (At a stop the goodbye then cannot be sent; the broker publishes the
+        // last will instead.)
         while let Err(err) = self.write_record(&mut state, &record) {
             if state.write_error.is_none() {
                 tracing::error!(error = %err, "spool write failed: not acknowledging MQTT messages until it succeeds (the broker keeps them)");
             }
             state.write_error = Some(err.to_string());
+            // Everything may be stored already, and no commit will come to free it.
+            let checkpoint = state.checkpoint;
+            self.free_drained_active(&mut state, checkpoint);
             drop(state);
             std::thread::sleep(Duration::from_millis(500));
             state = self.lock();
@@ -682,6 +688,12 @@ impl Spool {
         if fs::remove_file(&path).is_ok() {
             let freed = state.sizes.remove(&drained).unwrap_or(0);
             state.total_bytes -= freed;
+            // In memory only: the checkpoint on disk names the deleted segment, which the
+            // next start reads as "everything before the oldest segment is stored".
+            state.checkpoint = Position {
+                segment: state.active,
+                offset: 0,
+            };
             tracing::info!(
                 freed_bytes = freed,
                 "spool: stored segment deleted to make room"

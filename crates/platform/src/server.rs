@@ -275,13 +275,15 @@ impl Application {
         let budget = self.drain_timeout;
         let stop_requested = std::sync::Arc::new(std::sync::OnceLock::<Instant>::new());
         let requested = stop_requested.clone();
+        let finished = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let watched = finished.clone();
         tokio::spawn(async move {
             tokio::select! {
                 () = crate::shutdown::signal() => {},
                 () = token.cancelled() => {},
             }
             let _ = requested.set(Instant::now());
-            exit_if_stuck(service, budget + STUCK_GRACE);
+            exit_if_stuck(service, budget + STUCK_GRACE, watched);
             tracing::info!(service = service.as_str(), "draining in-flight requests");
             token.cancel();
             handle.stop(true).await;
@@ -299,6 +301,7 @@ impl Application {
                 "background tasks did not finish in time"
             );
         }
+        finished.store(true, std::sync::atomic::Ordering::Relaxed);
         tracing::info!(service = service.as_str(), "stopped");
         if self.failed.load(std::sync::atomic::Ordering::Relaxed) {
             return Err(std::io::Error::other("an essential task failed"));
@@ -310,18 +313,27 @@ impl Application {
 /// Past the shutdown budget, how long a stuck stop may take before the process exits anyway.
 const STUCK_GRACE: Duration = Duration::from_secs(3);
 
-/// A watchdog thread: ends the process `after` from now, should it still be running.
-fn exit_if_stuck(service: ServiceName, after: Duration) {
+/// A watchdog thread: ends the process `after` from now unless the drain has `finished`
+/// (a service run inside a test process must not take the process with it).
+fn exit_if_stuck(
+    service: ServiceName,
+    after: Duration,
+    finished: std::sync::Arc<std::sync::atomic::AtomicBool>,
+) {
     let spawned = std::thread::Builder::new()
         .name("shutdown-watchdog".into())
         .spawn(move || {
             std::thread::sleep(after);
+            if finished.load(std::sync::atomic::Ordering::Relaxed) {
+                return;
+            }
+            // No telemetry flush: an exporter stuck on a silent collector is one of the
+            // things this exit is for.
             tracing::error!(
                 service = service.as_str(),
                 waited_secs = after.as_secs(),
                 "shutdown did not finish in time; exiting"
             );
-            crate::telemetry::flush();
             std::process::exit(1);
         });
     if let Err(err) = spawned {
@@ -476,7 +488,7 @@ where
             1
         }
     };
-    crate::telemetry::flush();
+    crate::telemetry::flush_within(Duration::from_secs(2));
     // Not a return: dropping the runtime would wait for any blocking call still stuck in a
     // dependency (a silent socket), and everything worth finishing has finished.
     std::process::exit(code)

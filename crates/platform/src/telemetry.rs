@@ -61,6 +61,20 @@ where
     Some(tracing_opentelemetry::layer().with_tracer(tracer))
 }
 
+/// [`flush`], waiting at most `limit`: a silent collector must not hold up an exit.
+pub fn flush_within(limit: std::time::Duration) {
+    let (done, finished) = std::sync::mpsc::channel();
+    let flushing = std::thread::Builder::new()
+        .name("telemetry-flush".into())
+        .spawn(move || {
+            flush();
+            let _ = done.send(());
+        });
+    if flushing.is_ok() && finished.recv_timeout(limit).is_err() {
+        eprintln!("tracing: spans not flushed within {} ms", limit.as_millis());
+    }
+}
+
 /// Sends the spans still buffered (at shutdown).
 pub fn flush() {
     if let Some(provider) = TRACER_PROVIDER.get()

@@ -1,7 +1,8 @@
 //! The spool's checkpoint: the position up to which everything is stored. It is rewritten in
 //! place, in one of two preallocated slots, so moving it needs no new disk space — a full
 //! disk must still let the spool free its segments — and a write torn by a crash spoils only
-//! the slot being written, never the other.
+//! the slot being written, never the other. (On copy-on-write filesystems such as btrfs or
+//! ZFS even an overwrite needs a free block: give the spool an ext4 or XFS volume.)
 //!
 //! Slot (32 bytes): `sequence: u64 LE | segment: u64 LE | offset: u64 LE | crc32: u32 LE | 0u32`;
 //! the intact slot with the higher sequence wins. Earlier versions wrote `"{segment} {offset}\n"`
@@ -95,15 +96,13 @@ impl Checkpoint {
         };
         if bytes.len() != 2 * SLOT || found.is_none() {
             // New, of the old format, or unreadable: both slots written now, so that every
-            // later move overwrites bytes the file already owns.
+            // later move overwrites bytes the file already owns; over the old bytes before
+            // the file is cut to size, so there is no moment without a readable checkpoint.
             let both = [encode(sequence, position), encode(sequence, position)].concat();
             checkpoint
                 .file
-                .set_len(0)
-                .map_err(io_error(&checkpoint.path))?;
-            checkpoint
-                .file
                 .write_all_at(&both, 0)
+                .and_then(|()| checkpoint.file.set_len(2 * SLOT as u64))
                 .and_then(|()| checkpoint.file.sync_all())
                 .map_err(io_error(&checkpoint.path))?;
             if !existed {

@@ -34,6 +34,20 @@ impl Drop for SmallDisk {
     }
 }
 
+/// Writes zeros to `path` until the disk is full; how many bytes it took.
+fn fill(path: &Path) -> u64 {
+    use std::io::Write;
+    let Ok(mut file) = std::fs::File::create(path) else {
+        return 0;
+    };
+    let chunk = [0u8; 4096];
+    let mut written = 0;
+    while file.write_all(&chunk).is_ok() {
+        written += chunk.len() as u64;
+    }
+    written
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn s14_the_spool_disk_fills_up_and_frees_itself() {
     // Segments of 64 KiB and a cap far above the disk: the disk is what runs out.
@@ -99,6 +113,18 @@ async fn s14_the_spool_disk_fills_up_and_frees_itself() {
     summary.check(
         report["dependencies"]["spool"]["status"] == "up",
         format!("/readyz is well again: {}", report["dependencies"]["spool"]),
+    );
+
+    // Something else fills the disk while the bridge has stored everything: no commit is
+    // coming to free a segment, so the failing write itself must free the stored one.
+    let filled = fill(&disk.0.join("filler"));
+    device.publish(20).await;
+    let resumed = device.all_stored(&influx, Duration::from_secs(30)).await;
+    summary.check(
+        resumed,
+        format!(
+            "another file took the last {filled} bytes while the spool was stored and idle: the 20 messages published then are stored too"
+        ),
     );
     stack
         .check_stored(&mut summary, "MQTT", &device.machine, &device.acked, true)
