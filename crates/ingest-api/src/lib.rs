@@ -4,6 +4,7 @@
 //! (`telemetry-writer`). It must not write to a store by any other road.
 
 mod body;
+mod influx_compat;
 mod metrics;
 mod rate_limit;
 pub mod routes;
@@ -24,6 +25,8 @@ pub(crate) struct IngestState {
     pub metrics: metrics::IngestMetrics,
     /// The whole request, retries included, must finish within this.
     pub deadline: Duration,
+    /// The telemetry database: the only `db`/`bucket` InfluxDB-compatible writes may name.
+    pub database: String,
 }
 
 /// Builds the service from configuration.
@@ -47,6 +50,7 @@ pub async fn build(settings: &Settings) -> Result<Application, StartupError> {
             settings: worker_shared.settings.clone(),
             metrics: ingest_metrics.clone(),
             deadline: worker_settings.influx.timeout(),
+            database: worker_settings.influx.database.clone(),
         })
     };
     // Fail at start, not in a worker, if anything about them is wrong.

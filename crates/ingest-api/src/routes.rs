@@ -1,7 +1,9 @@
-//! `POST /api/v1/data/ingest`
+//! `POST /api/v1/data/ingest`, and the InfluxDB-compatible routes (`influx_compat`) on the
+//! same write path.
 
 use crate::IngestState;
 use crate::body::{self, Format};
+use crate::influx_compat;
 use crate::rate_limit::RateWindow;
 use actix_web::http::StatusCode;
 use actix_web::{HttpRequest, HttpResponse, web};
@@ -29,6 +31,9 @@ pub const MAX_RAW_BODY: usize = 16 * 1024 * 1024;
 platform::http_routes! {
     service: platform::ServiceName::IngestApi;
     "/api/v1/data/ingest" => { post: ingest },
+    "/write" => { post: influx_compat::write_v1 },
+    "/api/v2/write" => { post: influx_compat::write_v2 },
+    "/ping" => { get: influx_compat::ping, head: influx_compat::ping_head },
 }
 
 /// A gateway's batch (documentation of the JSON body; parsing is `domain::ingest`).
@@ -234,17 +239,43 @@ async fn ingest(
     req: HttpRequest,
     raw: web::Bytes,
 ) -> Result<HttpResponse, ApiError> {
-    let deadline = Instant::now() + state.deadline;
-    let window = RateWindow::current(state.writer.redis(), &caller.subject);
-    let mut parsed = parse(&state, &req, raw, &caller.username)?;
-
-    let Registered { known, open_alerts } = check_registry(&state, &mut parsed, &window).await?;
-    log_label_mismatches(&parsed, &known);
-    if parsed.valid_readings() == 0 {
+    let format = body::format(&req)?;
+    let Stored { parsed, stored } = store_batch(&state, &caller, format, &req, raw).await?;
+    if stored == 0 {
         return Err(ApiError::validation(
             "no valid readings in the request; nothing was stored",
             field_errors(&parsed.violations),
         ));
+    }
+    Ok(answer(&parsed, &caller.username, stored))
+}
+
+/// What became of a batch: the parsed batch (with every refused reading among its
+/// violations) and how many readings are stored.
+pub(crate) struct Stored {
+    pub parsed: ParsedBatch,
+    pub stored: usize,
+}
+
+/// The write path every ingest endpoint shares: decode and validate, ask the registry (and
+/// the caller's rate window), write what is valid, then latest values and alerts within the
+/// deadline. `stored` is 0, with nothing written, when no reading was valid; an error only
+/// for what refuses the batch whole.
+pub(crate) async fn store_batch(
+    state: &IngestState,
+    caller: &platform::auth::Principal,
+    format: Format,
+    req: &HttpRequest,
+    raw: web::Bytes,
+) -> Result<Stored, ApiError> {
+    let deadline = Instant::now() + state.deadline;
+    let window = RateWindow::current(state.writer.redis(), &caller.subject);
+    let mut parsed = parse(state, req, format, raw, &caller.username)?;
+
+    let Registered { known, open_alerts } = check_registry(state, &mut parsed, &window).await?;
+    log_label_mismatches(&parsed, &known);
+    if parsed.valid_readings() == 0 {
+        return Ok(Stored { parsed, stored: 0 });
     }
 
     // The batch's machines that are written, by their index in `parsed`.
@@ -256,9 +287,9 @@ async fn ingest(
         .filter(|(_, m)| m.machine_id.is_some_and(|id| known.contains_key(&id)))
         .map(|(index, _)| index)
         .collect();
-    let refused = store(&state, &written_of(&parsed, &known, &owners), deadline).await?;
+    let refused = store(state, &written_of(&parsed, &known, &owners), deadline).await?;
     if !refused.is_empty() {
-        reject_refused(&state, &mut parsed, &owners, refused);
+        reject_refused(state, &mut parsed, &owners, refused);
     }
     let stored = parsed.valid_readings();
     if stored == 0 {
@@ -268,7 +299,7 @@ async fn ingest(
         )
         .with_errors(field_errors(&parsed.violations)));
     }
-    count_stored(&state, stored);
+    count_stored(state, stored);
     let written = written_of(&parsed, &known, &owners);
     // The readings are stored: latest values and alerts must not hold the answer past the
     // deadline when Redis or PostgreSQL hang (they are best effort either way).
@@ -286,7 +317,7 @@ async fn ingest(
         );
     }
 
-    Ok(answer(&parsed, &caller.username, stored))
+    Ok(Stored { parsed, stored })
 }
 
 /// Decodes the body and validates it reading by reading: JSON (optionally gzip) or line
@@ -294,10 +325,10 @@ async fn ingest(
 fn parse(
     state: &IngestState,
     req: &HttpRequest,
+    format: Format,
     raw: web::Bytes,
     caller: &str,
 ) -> Result<ParsedBatch, ApiError> {
-    let format = body::format(req)?;
     let (rules, limits) = (
         state.settings.reading_rules(),
         state.settings.batch_limits(),

@@ -308,6 +308,16 @@ impl ApiError {
         &self.errors
     }
 
+    /// The sentence for a human.
+    pub fn message(&self) -> &str {
+        &self.message
+    }
+
+    /// `Retry-After`, when the caller should come back.
+    pub fn retry_after_secs(&self) -> Option<u64> {
+        self.retry_after_secs
+    }
+
     pub(crate) fn body_json(&self) -> String {
         serde_json::to_string(&ErrorBody {
             status: "error",

@@ -82,7 +82,9 @@ fn bearer(req: &HttpRequest) -> Result<&str, AuthError> {
     let (scheme, token) = value
         .split_once(' ')
         .ok_or_else(|| AuthError::Invalid("expected `Bearer <token>`".to_owned()))?;
-    if !scheme.eq_ignore_ascii_case("bearer") || token.trim().is_empty() {
+    // `Token` is how InfluxDB's 2.x clients send theirs; the token is the same either way.
+    let known = scheme.eq_ignore_ascii_case("bearer") || scheme.eq_ignore_ascii_case("token");
+    if !known || token.trim().is_empty() {
         return Err(AuthError::Invalid("expected `Bearer <token>`".to_owned()));
     }
     Ok(token.trim())

@@ -10,6 +10,7 @@ mod fuzz_api;
 mod health;
 mod history;
 mod hostile;
+mod influx_compat;
 mod influx_roundtrip;
 mod influx_schema;
 mod ingest;
