@@ -11,7 +11,6 @@
 //! them: they are held in memory until it can (see `DeadLetterOutbox::put`).
 
 use crate::broker::off_runtime;
-use crate::metrics::BridgeMetrics;
 use crate::spool::{Next, Position, Record, Spool, SpoolReader};
 use base64::Engine;
 use domain::reading::Violation;
@@ -229,14 +228,10 @@ pub async fn courier(
     journal: Spool,
     client: paho_mqtt::AsyncClient,
     connected: Arc<AtomicBool>,
-    metrics: BridgeMetrics,
     shutdown: CancellationToken,
 ) {
     let mut failures = 0u32;
     loop {
-        metrics
-            .dead_letters_pending
-            .set(journal.stats().pending_messages as i64);
         let (round, end) = next_round(&mut reader);
         let Some(end) = end else {
             tokio::select! {
@@ -260,9 +255,6 @@ pub async fn courier(
                     }
                 }
             }
-            metrics
-                .dead_letters_pending
-                .set(journal.stats().pending_messages as i64);
             failures = (failures + 1).min(6);
             tokio::select! {
                 () = shutdown.cancelled() => return,

@@ -89,7 +89,6 @@ pub async fn build(settings: &Settings) -> Result<Application, StartupError> {
         journal.clone(),
         broker.client(),
         broker.connected_flag(),
-        bridge_metrics.clone(),
         shutdown.clone(),
     ));
     app.spawn_background(keep_spool(
@@ -207,7 +206,7 @@ fn journal_dependency(journal: Spool) -> Dependency {
 const JOURNAL_BACKLOG: u64 = 10_000;
 
 /// The `interval` fsync policy's tick (for the spool and the dead-letter journal), and the
-/// spool gauges.
+/// gauges of both.
 async fn keep_spool(
     spools: [Spool; 2],
     metrics: metrics::BridgeMetrics,
@@ -231,5 +230,8 @@ async fn keep_spool(
             }
         }
         metrics.spool(spools[0].stats());
+        metrics
+            .dead_letters_pending
+            .set(spools[1].stats().pending_messages as i64);
     }
 }

@@ -190,10 +190,7 @@ async fn s9_postgres_down_longer_than_the_registry_cache() {
     .await;
     summary.check(current, "once PostgreSQL is back, no entry is served stale");
     stack
-        .check_stored(&mut summary, "HTTP", &machine, &feeder.acked, true)
-        .await;
-    stack
-        .check_stored(&mut summary, "MQTT", &device.machine, &device.acked, true)
+        .check_both_stored(&mut summary, (&machine, &feeder.acked), &device)
         .await;
     summary.finish();
 }

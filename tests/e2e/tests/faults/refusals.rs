@@ -95,10 +95,7 @@ async fn s8_influxdb_answering_401_holds_every_reading() {
         format!("/readyz no longer reports the writes failing: {writing}"),
     );
     stack
-        .check_stored(&mut summary, "HTTP", &machine, &feeder.acked, true)
-        .await;
-    stack
-        .check_stored(&mut summary, "MQTT", &device.machine, &device.acked, true)
+        .check_both_stored(&mut summary, (&machine, &feeder.acked), &device)
         .await;
     summary.finish();
 }
@@ -198,10 +195,7 @@ async fn s10_a_partial_write_stores_the_good_points_and_names_the_bad() {
         ),
     );
     stack
-        .check_stored(&mut summary, "HTTP", &machine, &feeder.acked, true)
-        .await;
-    stack
-        .check_stored(&mut summary, "MQTT", &device.machine, &device.acked, true)
+        .check_both_stored(&mut summary, (&machine, &feeder.acked), &device)
         .await;
     summary.finish();
 }

@@ -339,6 +339,20 @@ impl Stack {
         summary.reconciled(path, &result, exact);
     }
 
+    /// [`check_stored`](Self::check_stored) for both paths of a scenario: the HTTP feeder's
+    /// machine and the MQTT device's, each exact.
+    pub async fn check_both_stored(
+        &self,
+        summary: &mut Summary,
+        (machine, http_acked): (&uuid::Uuid, &[plantline_e2e::load::Sample]),
+        device: &Device,
+    ) {
+        self.check_stored(summary, "HTTP", machine, http_acked, true)
+            .await;
+        self.check_stored(summary, "MQTT", &device.machine, &device.acked, true)
+            .await;
+    }
+
     /// An MQTT device of a new active machine.
     pub async fn device(&self) -> Device {
         let machine = self.ctx.create_machine(domain::MachineStatus::Active).await;
