@@ -2,12 +2,9 @@
 //! bounded password-hashing pool. The only service that holds the signing key and can mint
 //! tokens; every other service only verifies them.
 
-mod hashing;
 pub mod revoker;
 pub mod routes;
-mod throttle;
 pub mod tokens;
-mod verified;
 
 use platform::auth::{PublicKey, SigningKey, Verification};
 use platform::health::{Dependency, Probe, Readiness};
@@ -16,25 +13,24 @@ use platform::postgres::PgPool;
 use platform::redis::RedisClient;
 use platform::{Application, ServiceName, ServiceParts, Settings, StartupError};
 use revoker::Revoker;
-use secrecy::SecretString;
 use std::path::Path;
 use std::time::Duration;
-use storage::secrets::hash_secret;
+use storage::credentials::{GatewayCredentials, SecretChecker};
+use storage::hashing::HashPool;
+use storage::throttle::LoginThrottle;
 
 /// What the handlers share.
 pub(crate) struct AuthState {
     pub pg: PgPool,
     pub signer: tokens::TokenSigner,
     pub revoker: Revoker,
-    pub throttle: throttle::LoginThrottle,
+    pub throttle: LoginThrottle,
     pub refresh_ttl: chrono::Duration,
-    /// Verified against when the account does not exist, so unknown and known usernames
-    /// take the same time to refuse.
-    pub dummy_hash: String,
     /// Where every password and secret is hashed or checked, a bounded number at a time.
-    pub hashing: hashing::HashPool,
-    /// Gateway credentials verified lately: gateways get tokens while PostgreSQL is away.
-    pub verified_gateways: verified::VerifiedGateways,
+    pub secrets: SecretChecker,
+    /// Gateway credentials, remembered once verified: gateways get tokens while PostgreSQL
+    /// is away.
+    pub gateways: GatewayCredentials,
 }
 
 /// Builds the service from configuration.
@@ -58,18 +54,21 @@ pub async fn build(settings: &Settings) -> Result<Application, StartupError> {
         "argon2 hashes and verifications run (logins, gateway tokens, new secrets)",
     )?;
     metrics.register(Box::new(checks.clone()));
-    let hashing = hashing::HashPool::for_this_machine(checks)?;
+    let secrets = SecretChecker::new(HashPool::for_this_machine(checks)?)?;
+    let throttle = LoginThrottle::new(redis.clone(), &settings.auth);
     let state = actix_web::web::Data::new(AuthState {
         pg: pg.clone(),
         signer: tokens::TokenSigner::new(&signing, &extra_keys, &settings.auth)?,
         revoker: Revoker::new(redis.clone(), keep_secs),
-        throttle: throttle::LoginThrottle::new(redis.clone(), &settings.auth),
+        throttle: throttle.clone(),
         refresh_ttl: chrono::Duration::seconds(settings.auth.refresh_ttl_secs as i64),
-        dummy_hash: hash_secret(&SecretString::from("not-a-real-password".to_owned()))?,
-        hashing,
-        verified_gateways: verified::VerifiedGateways::new(Duration::from_secs(
-            settings.auth.verified_gateway_ttl_secs,
-        )),
+        gateways: GatewayCredentials::new(
+            pg.clone(),
+            secrets.clone(),
+            throttle,
+            Duration::from_secs(settings.auth.verified_gateway_ttl_secs),
+        ),
+        secrets,
     });
 
     let readiness = Readiness::new(

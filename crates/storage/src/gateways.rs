@@ -118,7 +118,21 @@ pub async fn update(
         .await
 }
 
-/// Records a token issue.
+/// Replaces the secret's hash (rotation); `None` when there is no such gateway.
+pub async fn set_secret_hash(
+    conn: &mut AsyncPgConnection,
+    id: Uuid,
+    secret_hash: &str,
+) -> QueryResult<Option<Gateway>> {
+    diesel::update(gateway_clients::table.find(id))
+        .set(gateway_clients::secret_hash.eq(secret_hash))
+        .returning(Gateway::as_returning())
+        .get_result(conn)
+        .await
+        .optional()
+}
+
+/// Records a token issue or a verified secret.
 pub async fn touch_last_used(conn: &mut AsyncPgConnection, id: Uuid) -> QueryResult<()> {
     diesel::update(gateway_clients::table.find(id))
         .set(gateway_clients::last_used_at.eq(diesel::dsl::now))

@@ -10,7 +10,7 @@ use platform::auth::{Authenticated, require};
 use platform::error::FieldError;
 use platform::openapi::Success;
 use platform::postgres::connection;
-use secrecy::ExposeSecret;
+use secrecy::{ExposeSecret, SecretString};
 use serde::{Deserialize, Serialize};
 use storage::audit::{self, Actor, Change};
 use storage::gateways;
@@ -71,6 +71,22 @@ fn not_found() -> ApiError {
     ApiError::not_found("no such gateway")
 }
 
+/// A new client secret and its argon2id hash.
+async fn new_secret(state: &AuthState) -> Result<(SecretString, String), ApiError> {
+    let secret = generate_secret(40);
+    let to_hash = secret.clone();
+    let hash = state
+        .secrets
+        .hashing()
+        .run(move |scratch| hash_secret_with(&to_hash, scratch))
+        .await?
+        .map_err(|err| {
+            tracing::error!(error = %err, "secret hashing failed");
+            ApiError::internal()
+        })?;
+    Ok((secret, hash))
+}
+
 /// Every gateway client.
 #[utoipa::path(get, path = "/api/v1/gateways", tag = "gateways", security(("bearer" = [])),  
     responses(
@@ -120,16 +136,7 @@ pub async fn create(
     check_name(&body.name, &mut errors);
     reject_if_any(errors)?;
 
-    let secret = generate_secret(40);
-    let to_hash = secret.clone();
-    let hash = state
-        .hashing
-        .run(move |scratch| hash_secret_with(&to_hash, scratch))
-        .await?
-        .map_err(|err| {
-            tracing::error!(error = %err, "secret hashing failed");
-            ApiError::internal()
-        })?;
+    let (secret, hash) = new_secret(&state).await?;
     let actor = Actor::from_request(&caller, &req);
     let mut conn = connection(&state.pg).await?;
     let gateway = conn
@@ -208,7 +215,7 @@ pub async fn update(
             Ok(after)
         })
         .await?;
-    state.verified_gateways.forget(id);
+    state.gateways.forget(id);
     Ok(HttpResponse::Ok().json(GatewayAnswer {
         status: Success::Success,
         gateway: gateway.view(),
@@ -244,6 +251,49 @@ pub async fn delete(
         Ok(())
     })
     .await?;
-    state.verified_gateways.forget(id);
+    state.gateways.forget(id);
     Ok(HttpResponse::NoContent().finish())
+}
+
+/// Gives a gateway client a new secret (audited), shown in this answer only. The old secret
+/// stops working at once, in every service, and so do the tokens issued until now.
+#[utoipa::path(post, path = "/api/v1/gateways/{id}/secret", tag = "gateways", security(("bearer" = [])), params(("id" = uuid::Uuid, Path, description = "The gateway client")),
+    responses(
+        (status = 200, body = GatewayCreated, description = "The new secret, in this answer only"),
+        (status = 403, description = "Not write:users", body = platform::openapi::ErrorResponse),
+        (status = 404, description = "Unknown gateway", body = platform::openapi::ErrorResponse)))]
+pub async fn rotate_secret(
+    state: web::Data<AuthState>,
+    caller: Authenticated<require::WriteUsers>,
+    req: HttpRequest,
+    id: web::Path<domain::GatewayId>,
+) -> Result<HttpResponse, ApiError> {
+    let id = *id.into_inner().as_uuid();
+    let (secret, hash) = new_secret(&state).await?;
+    let actor = Actor::from_request(&caller, &req);
+    let revoker = state.revoker.clone();
+    let mut conn = connection(&state.pg).await?;
+    let gateway = conn
+        .transaction::<_, ApiError, _>(async move |conn| {
+            let gateway = gateways::set_secret_hash(conn, id, &hash)
+                .await?
+                .ok_or_else(not_found)?;
+            audit::record(
+                conn,
+                &actor,
+                Change::of("gateway.rotate_secret", "gateway", id).after(gateway.view()),
+            )
+            .await?;
+            // Every service drops the old secret (and this gateway's tokens) on this.
+            revoker.revoke_subject(&id).await?;
+            Ok(gateway)
+        })
+        .await?;
+    state.gateways.forget(id);
+    Ok(HttpResponse::Ok().json(GatewayCreated {
+        status: Success::Success,
+        gateway: gateway.view(),
+        client_secret: secret.expose_secret(),
+        note: "store the client_secret now: it is not shown again",
+    }))
 }

@@ -21,6 +21,7 @@ platform::http_routes! {
     "/api/v1/users/{id}" => { get: users::get, patch: users::update, delete: users::delete },
     "/api/v1/gateways" => { get: gateways::list, post: gateways::create },
     "/api/v1/gateways/{id}" => { patch: gateways::update, delete: gateways::delete },
+    "/api/v1/gateways/{id}/secret" => { post: gateways::rotate_secret },
 }
 
 /// One user (never the password hash).

@@ -3,22 +3,21 @@
 use super::{UserAnswer, reject_if_any};
 use crate::AuthState;
 use crate::tokens::{IssuedToken, new_refresh_token, refresh_token_hash};
-use crate::verified::VerifiedGateway;
 use actix_web::http::header;
 use actix_web::{HttpRequest, HttpResponse, web};
 use diesel_async::AsyncConnection;
 use domain::Role;
 use platform::ApiError;
-use platform::auth::{Authenticated, require};
+use platform::auth::{Authenticated, Principal, require};
 use platform::error::ErrorCode;
 use platform::error::FieldError;
 use platform::openapi::Success;
 use platform::postgres::connection;
 use platform::server::client_ip;
-use secrecy::SecretString;
 use serde::{Deserialize, Serialize};
+use std::time::Duration;
+use storage::credentials::Source;
 use storage::gateways::GatewayView;
-use storage::secrets::verify_secret_with;
 use storage::users::UserView;
 use storage::{gateways, refresh_tokens as refresh, users};
 use uuid::Uuid;
@@ -104,54 +103,7 @@ async fn check_password(
     let mut conn = connection(&state.pg).await?;
     let user = users::find_by_username(&mut conn, username).await?;
     drop(conn);
-    verify_account(state, user, password, BAD_CREDENTIALS).await
-}
-
-/// What a credential check needs of an account: its stored hash and whether it may log in.
-trait Account {
-    fn secret_hash(&self) -> &str;
-    fn is_active(&self) -> bool;
-}
-
-impl Account for users::User {
-    fn secret_hash(&self) -> &str {
-        &self.password_hash
-    }
-    fn is_active(&self) -> bool {
-        self.is_active
-    }
-}
-
-impl Account for gateways::Gateway {
-    fn secret_hash(&self) -> &str {
-        &self.secret_hash
-    }
-    fn is_active(&self) -> bool {
-        self.is_active
-    }
-}
-
-/// `account` when `secret` matches its hash and it is active; 401 with `refusal` otherwise.
-/// An unknown account is checked against a dummy hash: same work, same answer, no
-/// enumeration.
-async fn verify_account<A: Account>(
-    state: &AuthState,
-    account: Option<A>,
-    secret: String,
-    refusal: &'static str,
-) -> Result<A, ApiError> {
-    let hash = account
-        .as_ref()
-        .map_or_else(|| state.dummy_hash.clone(), |a| a.secret_hash().to_owned());
-    let secret = SecretString::from(secret);
-    let matches = state
-        .hashing
-        .run(move |scratch| verify_secret_with(&secret, &hash, scratch))
-        .await?;
-    match account {
-        Some(account) if matches && account.is_active() => Ok(account),
-        _ => Err(ApiError::unauthorized(refusal)),
-    }
+    state.secrets.verify(user, password, BAD_CREDENTIALS).await
 }
 
 fn sign_error(err: crate::tokens::SignError) -> ApiError {
@@ -382,15 +334,18 @@ pub async fn client_credentials(
     body: web::Bytes,
 ) -> Result<HttpResponse, ApiError> {
     let (client_id, secret) = credentials(&req, &body)?;
-    let ip = client_ip(&req);
-    let account = format!("gateway:{client_id}");
-    let (gateway, from_postgres) = state
-        .throttle
-        .run_counted(&account, &ip, check_secret(&state, &client_id, secret))
+    // Every token request is checked against PostgreSQL; the pairs verified lately answer
+    // only while it is away, and then only if the gateway was not revoked since.
+    let checked = state
+        .gateways
+        .check(&client_id, &secret, &client_ip(&req), Duration::ZERO)
         .await?;
-    if from_postgres {
-        let mut conn = connection(&state.pg).await?;
-        gateways::touch_last_used(&mut conn, gateway.id).await?;
+    let gateway = checked.gateway;
+    if checked.source == Source::Cache {
+        let since = Principal::gateway(gateway.id, &gateway.client_id, checked.verified_at, 0);
+        platform::auth::admit(&req, since, None).inspect_err(|_| {
+            state.gateways.forget_pair(&client_id, &secret);
+        })?;
     }
     let access = state
         .signer
@@ -468,53 +423,6 @@ fn credentials(req: &HttpRequest, body: &[u8]) -> Result<(String, String), ApiEr
         return Err(ApiError::unauthorized("invalid client credentials"));
     }
     Ok((client_id, secret))
-}
-
-/// How long a gateway's token request waits for PostgreSQL before its verified credentials
-/// are used.
-const GATEWAY_LOOKUP_DEADLINE: std::time::Duration = std::time::Duration::from_secs(2);
-
-/// The active gateway client with this id and secret (and whether PostgreSQL said so);
-/// 401 for anything else. While PostgreSQL cannot be reached, a pair verified lately.
-async fn check_secret(
-    state: &AuthState,
-    client_id: &str,
-    secret: String,
-) -> Result<(VerifiedGateway, bool), ApiError> {
-    // Within a deadline of our own: on a silent PostgreSQL the pool alone may wait longer
-    // than a gateway, and the credentials verified lately are there to answer instead.
-    let looked_up = platform::postgres::within(GATEWAY_LOOKUP_DEADLINE, async {
-        let mut conn = connection(&state.pg).await?;
-        gateways::find_by_client_id(&mut conn, client_id)
-            .await
-            .map_err(platform::postgres::DbError::Query)
-    })
-    .await;
-    let gateway = match looked_up {
-        Ok(gateway) => gateway,
-        Err(err) => {
-            return match state.verified_gateways.recall(client_id, &secret) {
-                Some(known) => {
-                    tracing::warn!(error = %err, client_id, "PostgreSQL unreachable: token issued on credentials verified lately");
-                    Ok((known, false))
-                }
-                None => Err(err.into()),
-            };
-        }
-    };
-    let verified = verify_account(state, gateway, secret.clone(), "invalid client credentials")
-        .await
-        .inspect_err(|err| {
-            if err.status() == actix_web::http::StatusCode::UNAUTHORIZED {
-                state.verified_gateways.forget_pair(client_id, &secret);
-            }
-        })?;
-    let gateway = VerifiedGateway {
-        id: verified.id,
-        client_id: verified.client_id,
-    };
-    state.verified_gateways.remember(&gateway, &secret);
-    Ok((gateway, true))
 }
 
 /// The public keys that verify access tokens (RFC 7517), for anyone who verifies tokens.

@@ -77,7 +77,8 @@ fn parse_password(raw: &str, username: &str, errors: &mut Vec<FieldError>) -> Op
 async fn hash_password(state: &AuthState, password: NewPassword) -> Result<String, ApiError> {
     let secret = SecretString::from(password.expose().to_owned());
     state
-        .hashing
+        .secrets
+        .hashing()
         .run(move |scratch| hash_secret_with(&secret, scratch))
         .await?
         .map_err(|err| {

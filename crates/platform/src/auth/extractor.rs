@@ -91,17 +91,31 @@ fn bearer(req: &HttpRequest) -> Result<&str, AuthError> {
 }
 
 fn authenticate(req: &HttpRequest, permission: Option<Permission>) -> Result<Principal, ApiError> {
-    let verifier = req
-        .app_data::<web::Data<TokenVerifier>>()
+    let verifier = verifier_of(req)?;
+    let principal = bearer(req)
+        .and_then(|token| verifier.verify(token))
+        .map_err(|err| ApiError::unauthorized(err.to_string()))?;
+    admit(req, principal, permission)
+}
+
+fn verifier_of(req: &HttpRequest) -> Result<Arc<TokenVerifier>, ApiError> {
+    req.app_data::<web::Data<TokenVerifier>>()
         .map(|data| Arc::clone(&data.clone().into_inner()))
         .ok_or_else(|| {
             tracing::error!("route needs authentication but no TokenVerifier is registered");
             ApiError::internal()
-        })?;
-    let principal = bearer(req)
-        .and_then(|token| verifier.verify(token))
-        .map_err(|err| ApiError::unauthorized(err.to_string()))?;
-    match verifier.check_revocation(&principal) {
+        })
+}
+
+/// Lets `principal` in if it is not revoked and holds `permission`: the rules every caller
+/// passes, whether it showed a token or credentials checked another way (a gateway's id and
+/// secret, whose `issued_at` is when they were verified).
+pub fn admit(
+    req: &HttpRequest,
+    principal: Principal,
+    permission: Option<Permission>,
+) -> Result<Principal, ApiError> {
+    match verifier_of(req)?.check_revocation(&principal) {
         Ok(()) => {}
         Err(AuthError::RevocationsUnavailable) => {
             // Redis outage policy: administration fails closed, the plant's data flow and
@@ -119,6 +133,14 @@ fn authenticate(req: &HttpRequest, permission: Option<Permission>) -> Result<Pri
         }
         Err(err) => return Err(ApiError::unauthorized(err.to_string())),
     }
+    permitted(principal, permission)
+}
+
+/// `principal` if it holds `permission`; 403 naming it otherwise.
+pub fn permitted(
+    principal: Principal,
+    permission: Option<Permission>,
+) -> Result<Principal, ApiError> {
     if let Some(permission) = permission
         && !principal.can(permission)
     {

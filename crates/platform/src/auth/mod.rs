@@ -7,7 +7,7 @@ pub mod keys;
 pub mod revocation;
 pub mod verifier;
 
-pub use extractor::{Authenticated, RequiredPermission, require};
+pub use extractor::{Authenticated, RequiredPermission, admit, permitted, require};
 pub use keys::{Jwk, Jwks, PublicKey, SigningKey};
 pub use revocation::RevocationCache;
 pub use verifier::{AccessClaims, AuthError, Principal, TokenVerifier};

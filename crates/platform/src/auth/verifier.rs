@@ -52,6 +52,23 @@ pub struct Principal {
 }
 
 impl Principal {
+    /// A gateway that showed its client id and secret rather than a token: the gateway
+    /// role's permissions, "issued" when the secret was verified (so revoking the gateway
+    /// refuses it as it refuses the tokens issued until then), valid for `valid_for`.
+    pub fn gateway(id: Uuid, client_id: &str, verified_at: i64, valid_for: i64) -> Self {
+        Self {
+            subject: id,
+            username: client_id.to_owned(),
+            role: Role::Gateway,
+            permissions: Role::Gateway.permissions().iter().copied().collect(),
+            jti: String::new(),
+            issued_at: verified_at,
+            expires_at: verified_at + valid_for,
+            not_before: verified_at,
+            session: None,
+        }
+    }
+
     /// Whether the token grants `permission`.
     pub fn can(&self, permission: Permission) -> bool {
         self.permissions.contains(permission)

@@ -1,6 +1,8 @@
-//! Login throttling per username and per client address, counted in Redis. When Redis is
-//! away, logins are not throttled (logged): people must still be able to log in during a
-//! cache outage, and argon2 already makes each guess expensive.
+//! Login throttling per account (username, or `gateway:<client id>`) and per client
+//! address, counted in Redis. Every place a secret is checked goes through it: logins, gateway
+//! tokens, and gateway credentials on the InfluxDB-compatible writes. When Redis is away,
+//! checks are not throttled (logged): people must still be able to log in during a cache
+//! outage, and argon2 already makes each guess expensive.
 
 use deadpool_redis::redis;
 use platform::ApiError;

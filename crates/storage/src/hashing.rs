@@ -3,11 +3,15 @@
 //! from 144 MiB to 1.5 GiB. Here a fixed set of threads (one per core), each with its own
 //! reused working memory, takes checks from a short queue; when the queue is full the caller
 //! gets 503 with `Retry-After` at once instead of waiting without limit.
+//!
+//! `auth` checks a secret at every login and keeps each thread's memory; `ingest-api` checks
+//! one only when a gateway's credentials are not in its cache, on one thread that hands the
+//! memory back after each check.
 
+use crate::secrets::Scratch;
 use platform::ApiError;
 use std::sync::mpsc::{self, Receiver, SyncSender, TrySendError};
 use std::sync::{Arc, Mutex};
-use storage::secrets::Scratch;
 
 type Job = Box<dyn FnOnce(&mut Scratch) + Send>;
 
@@ -22,10 +26,12 @@ pub struct HashPool {
 }
 
 impl HashPool {
-    /// `threads` hashing threads (at least one) and room for `queue` waiting checks.
+    /// `threads` hashing threads (at least one) and room for `queue` waiting checks. With
+    /// `keep_memory` each thread keeps its 19 MiB between checks; without, it frees them.
     pub fn start(
         threads: usize,
         queue: usize,
+        keep_memory: bool,
         checks: prometheus::IntCounter,
     ) -> std::io::Result<Self> {
         let (jobs, receiver) = mpsc::sync_channel::<Job>(queue);
@@ -34,7 +40,7 @@ impl HashPool {
             let receiver = receiver.clone();
             std::thread::Builder::new()
                 .name(format!("argon2-{n}"))
-                .spawn(move || work(&receiver))?;
+                .spawn(move || work(&receiver, keep_memory))?;
         }
         Ok(Self { jobs, checks })
     }
@@ -44,7 +50,13 @@ impl HashPool {
     /// running checks do.
     pub fn for_this_machine(checks: prometheus::IntCounter) -> std::io::Result<Self> {
         let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
-        Self::start(cores, 16 * cores, checks)
+        Self::start(cores, 16 * cores, true, checks)
+    }
+
+    /// For checks that are rare (a cache answers the rest): one thread, 16 waiting, the
+    /// memory freed after each.
+    pub fn occasional(checks: prometheus::IntCounter) -> std::io::Result<Self> {
+        Self::start(1, 16, false, checks)
     }
 
     /// Runs `work` on a hashing thread; 503 when the queue is full.
@@ -87,7 +99,7 @@ impl HashPool {
     }
 }
 
-fn work(receiver: &Mutex<Receiver<Job>>) {
+fn work(receiver: &Mutex<Receiver<Job>>, keep_memory: bool) {
     let mut scratch = Scratch::default();
     loop {
         // The lock is held only while waiting for the next job, never while hashing.
@@ -96,7 +108,12 @@ fn work(receiver: &Mutex<Receiver<Job>>) {
             Err(poisoned) => poisoned.into_inner().recv(),
         };
         match job {
-            Ok(job) => job(&mut scratch),
+            Ok(job) => {
+                job(&mut scratch);
+                if !keep_memory {
+                    scratch = Scratch::default();
+                }
+            }
             Err(_) => return,
         }
     }
@@ -109,7 +126,7 @@ mod tests {
     #[tokio::test]
     async fn beyond_the_queue_callers_get_503_at_once() {
         let counter = prometheus::IntCounter::new("t", "t").unwrap();
-        let pool = HashPool::start(1, 1, counter.clone()).unwrap();
+        let pool = HashPool::start(1, 1, true, counter.clone()).unwrap();
         let (started, running) = std::sync::mpsc::channel::<()>();
         let (release, gate) = std::sync::mpsc::channel::<()>();
         // One job runs (held at the gate), one waits in the queue, the third is refused.

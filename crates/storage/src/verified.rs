@@ -1,8 +1,8 @@
-//! Gateway credentials this process verified lately, so that gateways keep getting tokens
-//! while PostgreSQL cannot be reached. Keyed by SHA-256 of id and secret: the secret itself
-//! is never kept, and a key only matches the exact pair that passed argon2. Consulted only
-//! when PostgreSQL is away: while it answers, every request is checked against it, and a
-//! refusal there (disabled, deleted, secret rotated) drops the entry.
+//! Gateway credentials this process verified lately. Keyed by SHA-256 of id and secret: the
+//! secret itself is never kept, and a key only matches the exact pair that passed argon2.
+//! Each entry remembers when it was verified, so a caller can hold it against the
+//! revocations written since (disabled, deleted, secret rotated: `auth` revokes the
+//! gateway as a subject) and decide how old an entry it trusts.
 
 use sha2::{Digest, Sha256};
 use std::collections::HashMap;
@@ -20,13 +20,30 @@ pub struct VerifiedGateway {
 /// Entries beyond this are pruned of the expired ones (a process sees few gateways).
 const PRUNE_ABOVE: usize = 10_000;
 
-/// Verified gateway credentials, each good for `ttl` after it was last verified.
+/// A remembered pair: whose, and when it passed argon2.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Recalled {
+    pub gateway: VerifiedGateway,
+    /// Unix seconds of the verification: revocations of the gateway from then on drop it.
+    pub verified_at: i64,
+    /// How long ago, on the monotonic clock.
+    pub age: Duration,
+}
+
+/// Verified gateway credentials, each kept for `ttl` after it was last verified.
 pub struct VerifiedGateways {
-    entries: Mutex<HashMap<[u8; 32], (VerifiedGateway, Instant)>>,
+    entries: Mutex<HashMap<[u8; 32], Entry>>,
     ttl: Duration,
 }
 
-fn key(client_id: &str, secret: &str) -> [u8; 32] {
+struct Entry {
+    gateway: VerifiedGateway,
+    verified_at: i64,
+    at: Instant,
+}
+
+/// The cache's key of a pair: SHA-256 of id, a zero byte, and secret.
+pub(crate) fn pair_key(client_id: &str, secret: &str) -> [u8; 32] {
     let mut hasher = Sha256::new();
     hasher.update(client_id.as_bytes());
     hasher.update([0u8]);
@@ -49,34 +66,42 @@ impl VerifiedGateways {
         };
         if entries.len() >= PRUNE_ABOVE {
             let ttl = self.ttl;
-            entries.retain(|_, (_, at)| at.elapsed() <= ttl);
+            entries.retain(|_, entry| entry.at.elapsed() <= ttl);
         }
         entries.insert(
-            key(&gateway.client_id, secret),
-            (gateway.clone(), Instant::now()),
+            pair_key(&gateway.client_id, secret),
+            Entry {
+                gateway: gateway.clone(),
+                verified_at: chrono::Utc::now().timestamp(),
+                at: Instant::now(),
+            },
         );
     }
 
     /// The gateway, if this exact pair was verified within the lifetime.
-    pub fn recall(&self, client_id: &str, secret: &str) -> Option<VerifiedGateway> {
+    pub fn recall(&self, client_id: &str, secret: &str) -> Option<Recalled> {
         let entries = self.entries.lock().ok()?;
         entries
-            .get(&key(client_id, secret))
-            .filter(|(_, at)| at.elapsed() <= self.ttl)
-            .map(|(gateway, _)| gateway.clone())
+            .get(&pair_key(client_id, secret))
+            .map(|entry| Recalled {
+                gateway: entry.gateway.clone(),
+                verified_at: entry.verified_at,
+                age: entry.at.elapsed(),
+            })
+            .filter(|recalled| recalled.age <= self.ttl)
     }
 
     /// Drops every entry of the gateway `id` (disabled, deleted, refused).
     pub fn forget(&self, id: Uuid) {
         if let Ok(mut entries) = self.entries.lock() {
-            entries.retain(|_, (gateway, _)| gateway.id != id);
+            entries.retain(|_, entry| entry.gateway.id != id);
         }
     }
 
     /// Drops the entry of this pair (PostgreSQL refused it).
     pub fn forget_pair(&self, client_id: &str, secret: &str) {
         if let Ok(mut entries) = self.entries.lock() {
-            entries.remove(&key(client_id, secret));
+            entries.remove(&pair_key(client_id, secret));
         }
     }
 }
@@ -93,7 +118,9 @@ mod tests {
             client_id: "line-1".into(),
         };
         cache.remember(&gateway, "s3cret");
-        assert_eq!(cache.recall("line-1", "s3cret"), Some(gateway.clone()));
+        let recalled = cache.recall("line-1", "s3cret").expect("the exact pair");
+        assert_eq!(recalled.gateway, gateway);
+        assert!((recalled.verified_at - chrono::Utc::now().timestamp()).abs() <= 1);
         assert_eq!(cache.recall("line-1", "s3cret "), None);
         assert_eq!(cache.recall("line-2", "s3cret"), None);
         cache.forget(gateway.id);
