@@ -123,6 +123,32 @@ impl Precision {
     }
 }
 
+/// How a body's lines are read: their timestamps' precision, and which measurements besides
+/// `sensor_readings` are taken as readings (a deployment's allow-list, for tools that cannot
+/// rename what they send).
+#[derive(Debug, Clone, Copy)]
+pub struct LineFormat<'a> {
+    pub precision: Precision,
+    /// Measurement names read as `sensor_readings`.
+    pub aliases: &'a [String],
+}
+
+impl LineFormat<'static> {
+    /// `sensor_readings` only.
+    pub fn plain(precision: Precision) -> Self {
+        Self {
+            precision,
+            aliases: &[],
+        }
+    }
+}
+
+impl LineFormat<'_> {
+    fn accepts(&self, measurement: &str) -> bool {
+        measurement == MEASUREMENT || self.aliases.iter().any(|alias| alias == measurement)
+    }
+}
+
 /// Splits the field set at unescaped `separator`s outside double quotes; `\x` escapes are
 /// resolved.
 fn split_unescaped(text: &str, separator: char) -> Vec<String> {
@@ -252,12 +278,12 @@ struct Line {
 fn parse_line(
     line: &str,
     path: &str,
-    precision: Precision,
+    format: &LineFormat<'_>,
     now: Timestamp,
     violations: &mut Vec<Violation>,
 ) -> Option<Line> {
     // The first problem refuses the line: one error per line keeps the answer bounded.
-    read_line(line, path, precision, now)
+    read_line(line, path, format, now)
         .map_err(|violation| violations.push(violation))
         .ok()
 }
@@ -265,15 +291,15 @@ fn parse_line(
 fn read_line(
     line: &str,
     path: &str,
-    precision: Precision,
+    format: &LineFormat<'_>,
     now: Timestamp,
 ) -> Result<Line, Violation> {
     let parts = line_sections(line, path)?;
-    let machine = machine_tag(parts[0], path)?;
+    let machine = machine_tag(parts[0], path, format)?;
     let pairs = field_pairs(parts[1], path)?;
     let timestamp = match parts.get(2) {
         None => Ok(now),
-        Some(text) => line_timestamp(text, path, precision),
+        Some(text) => line_timestamp(text, path, format.precision),
     };
     Ok(Line {
         machine,
@@ -327,13 +353,19 @@ fn line_sections<'a>(line: &'a str, path: &str) -> Result<Vec<&'a str>, Violatio
 }
 
 /// The `machine_id` tag of the measurement-and-tags section.
-fn machine_tag(series: &str, path: &str) -> Result<String, Violation> {
+fn machine_tag(series: &str, path: &str, format: &LineFormat<'_>) -> Result<String, Violation> {
     let series = split_unescaped_by_influx_rules(series, b',');
-    if unescape_series(series[0]) != MEASUREMENT {
+    let measurement = unescape_series(series[0]);
+    if !format.accepts(&measurement) {
+        let expected = if format.aliases.is_empty() {
+            "must be sensor_readings".to_owned()
+        } else {
+            format!("must be sensor_readings or {}", format.aliases.join(", "))
+        };
         return Err(Violation::new(
             format!("{path}.measurement"),
-            "must be sensor_readings",
-            Some(Value::from(unescape_series(series[0]))),
+            expected,
+            Some(Value::from(measurement)),
         ));
     }
     let mut machine = None;
@@ -403,10 +435,12 @@ fn line_timestamp(text: &str, path: &str, precision: Precision) -> Result<Timest
 }
 
 /// Parses and validates a line-protocol body with the same rules as the JSON batch.
-/// Lines without a timestamp take the server's time, as InfluxDB does.
+/// Lines without a timestamp take the server's time, as InfluxDB does: `rules.now`, one
+/// instant for the whole body, so two such lines of a machine are one point (InfluxDB merges
+/// their fields) and the write path's own retries of the body overwrite rather than add.
 pub fn parse(
     body: &str,
-    precision: Precision,
+    format: &LineFormat<'_>,
     rules: &ReadingRules,
     limits: &BatchLimits,
 ) -> Result<ParsedBatch, BatchError> {
@@ -416,7 +450,7 @@ pub fn parse(
     let mut unattributed = 0;
     for (i, line) in lines {
         let path = format!("line[{i}]");
-        let Some(parsed) = parse_line(line, &path, precision, rules.now, &mut violations) else {
+        let Some(parsed) = parse_line(line, &path, format, rules.now, &mut violations) else {
             unattributed += 1;
             continue;
         };
@@ -541,7 +575,7 @@ pub fn decode_reading(line: &str) -> Option<(String, Reading)> {
     let parsed = parse_line(
         line.trim(),
         "line",
-        Precision::Nanoseconds,
+        &LineFormat::plain(Precision::Nanoseconds),
         Timestamp::from_nanos(0),
         &mut violations,
     )?;
@@ -647,7 +681,13 @@ mod tests {
              cpu,host=x usage=3 1736937003\n\
              sensor_readings,machine_id={M1} status=\"ok\" 1736937004\n"
         );
-        let parsed = parse(&body, Precision::Seconds, &rules(), &LIMITS).unwrap();
+        let parsed = parse(
+            &body,
+            &LineFormat::plain(Precision::Seconds),
+            &rules(),
+            &LIMITS,
+        )
+        .unwrap();
         assert_eq!(parsed.valid_readings(), 1);
         assert_eq!(
             parsed.machines[0].readings[0].value(Field::Speed),
@@ -668,6 +708,29 @@ mod tests {
             ]
         );
         assert_eq!(parsed.rejected_readings(), 4);
+        assert_eq!(
+            parsed.violations[2].value,
+            Some(Value::from("cpu")),
+            "the refused measurement is named"
+        );
+
+        // A deployment's allow-list takes other names as readings.
+        let aliases = ["modbus".to_owned(), "plc temps".to_owned()];
+        let format = LineFormat {
+            precision: Precision::Seconds,
+            aliases: &aliases,
+        };
+        let body = format!(
+            "modbus,machine_id={M1} temperature=70 1736937000\n\
+             plc\\ temps,machine_id={M1} speed=5 1736937001\n\
+             cpu,machine_id={M1} speed=5 1736937002\n"
+        );
+        let parsed = parse(&body, &format, &rules(), &LIMITS).unwrap();
+        assert_eq!(parsed.valid_readings(), 2, "{:?}", parsed.violations);
+        assert_eq!(
+            parsed.violations[0].message,
+            "must be sensor_readings or modbus, plc temps"
+        );
     }
 
     #[test]
@@ -675,12 +738,18 @@ mod tests {
         assert_eq!(Precision::parse("ms"), Some(Precision::Milliseconds));
         assert_eq!(Precision::parse("h"), None);
         let parsed = parse(
-            &format!("sensor_readings,machine_id={M1} speed=3"),
-            Precision::Nanoseconds,
+            &format!(
+                "sensor_readings,machine_id={M1} speed=3\n\
+                 sensor_readings,machine_id={M1} temperature=60\n"
+            ),
+            &LineFormat::plain(Precision::Nanoseconds),
             &rules(),
             &LIMITS,
         )
         .unwrap();
-        assert_eq!(parsed.machines[0].readings[0].timestamp(), rules().now);
+        // One receive time for the whole body.
+        let readings = &parsed.machines[0].readings;
+        assert_eq!(readings[0].timestamp(), rules().now);
+        assert_eq!(readings[1].timestamp(), rules().now);
     }
 }

@@ -48,7 +48,12 @@ fn parse_everything(bytes: &[u8]) {
             Precision::Milliseconds,
             Precision::Seconds,
         ] {
-            let _ = line_protocol::parse(text, precision, &rules(), &limits());
+            let _ = line_protocol::parse(
+                text,
+                &line_protocol::LineFormat::plain(precision),
+                &rules(),
+                &limits(),
+            );
         }
         let _ = line_protocol::decode_reading(text);
         let _ = TelemetryTopic::parse(text, "");
@@ -184,7 +189,7 @@ proptest! {
         let (_, decoded) = line_protocol::decode_reading(&line).expect("our own line parses");
         prop_assert_eq!(decoded, original, "line: {}", line);
         // And the ingest parser accepts what the encoder wrote.
-        let parsed = line_protocol::parse(&line, Precision::Nanoseconds, &rules(), &limits()).expect("accepted");
+        let parsed = line_protocol::parse(&line, &line_protocol::LineFormat::plain(Precision::Nanoseconds), &rules(), &limits()).expect("accepted");
         prop_assert!(parsed.violations.is_empty(), "{:?} for {}", parsed.violations, line);
     }
 

@@ -8,12 +8,12 @@
 
 use crate::IngestState;
 use crate::body::Format;
+use crate::influx_auth;
 use crate::routes::{Stored, store_batch};
 use actix_web::http::StatusCode;
 use actix_web::{HttpRequest, HttpResponse, web};
 use domain::line_protocol::Precision;
 use platform::ApiError;
-use platform::auth::{Authenticated, require};
 use serde::Deserialize;
 
 /// What `/ping` says it is: tools check for the header, not the number.
@@ -22,7 +22,7 @@ pub const VERSION: &str = concat!("1.8.10-plantline-", env!("CARGO_PKG_VERSION")
 /// Bad lines named in a partial write's answer; the rest are counted.
 const NAMED_AT_MOST: usize = 10;
 
-/// `/write`'s query (InfluxDB 1.x). `rp`, `u` and `p` are accepted and not used here.
+/// `/write`'s query (InfluxDB 1.x). `rp` is accepted and not used.
 #[derive(Deserialize, utoipa::IntoParams)]
 #[into_params(parameter_in = Query)]
 pub struct WriteV1Query {
@@ -33,6 +33,10 @@ pub struct WriteV1Query {
     rp: Option<String>,
     /// Timestamp precision: `n`/`ns` (default), `u`/`us`, `ms`, `s`.
     precision: Option<String>,
+    /// A gateway's client id (with `p`); HTTP Basic is the better place for it.
+    u: Option<String>,
+    /// The gateway's client secret (with `u`).
+    p: Option<String>,
 }
 
 /// `/api/v2/write`'s query (InfluxDB 2.x). `org` is accepted and not used.
@@ -121,20 +125,31 @@ fn written(stored: &Stored) -> HttpResponse {
     influx_error(StatusCode::BAD_REQUEST, &message, None)
 }
 
-/// The shared body of both writes: the database, the precision, then the write path.
+/// What a write names besides its body.
+struct WriteParams<'a> {
+    /// The route, as readings are counted under it.
+    endpoint: &'static str,
+    /// `database` (1.x) or `bucket` (2.x), and its value.
+    database: (&'static str, Option<&'a str>),
+    precision: Option<&'a str>,
+    /// `u` and `p` (1.x only).
+    user: Option<&'a str>,
+    password: Option<&'a str>,
+}
+
+/// The shared body of both writes: who writes, the database, the precision, then the write
+/// path.
 async fn write(
     state: &IngestState,
-    caller: Result<Authenticated<require::WriteSensorData>, ApiError>,
-    database: (&str, Option<&str>),
-    precision: Option<&str>,
+    params: WriteParams<'_>,
     req: &HttpRequest,
     raw: web::Bytes,
 ) -> HttpResponse {
-    let caller = match caller {
+    let caller = match influx_auth::writer(state, req, params.user, params.password).await {
         Ok(caller) => caller,
         Err(err) => return from_api_error(&err),
     };
-    let (parameter, database) = database;
+    let (parameter, database) = params.database;
     match database {
         None => {
             return influx_error(
@@ -152,7 +167,7 @@ async fn write(
         }
         Some(_) => {}
     }
-    let precision = match precision.map(Precision::parse) {
+    let precision = match params.precision.map(Precision::parse) {
         None => Precision::Nanoseconds,
         Some(Some(precision)) => precision,
         Some(None) => {
@@ -163,22 +178,25 @@ async fn write(
             );
         }
     };
-    match store_batch(state, &caller, Format::LineProtocol(precision), req, raw).await {
+    let format = Format::LineProtocol(precision);
+    match store_batch(state, &caller, params.endpoint, format, req, raw).await {
         Ok(stored) => written(&stored),
         Err(err) => from_api_error(&err),
     }
 }
 
 /// Writes line protocol as InfluxDB 1.x does (`sensor_readings` points, tag `machine_id`).
+/// A gateway authenticates with its client id and secret (HTTP Basic, or `u`/`p`), or any
+/// caller with an access token.
 #[utoipa::path(post, path = "/write", tag = "influxdb-compatible",
-    security(("bearer" = [])),
+    security(("bearer" = []), ("gateway_basic" = [])),
     params(WriteV1Query),
     request_body(content = String, content_type = "text/plain",
         example = "sensor_readings,machine_id=0b6f1c3e-8a51-4c7e-9a01-000000000001 temperature=72.5,speed=1200i 1763807400"),
     responses(
         (status = 204, description = "Every line stored"),
         (status = 400, description = "Bad lines (the good ones are stored and the answer names the bad ones: `partial write: ...`), no database, or a bad precision; `{\"error\": ...}` and `X-Influxdb-Error`"),
-        (status = 401, description = "No valid token"),
+        (status = 401, description = "No valid token or gateway credentials"),
         (status = 403, description = "Not write:sensor_data"),
         (status = 404, description = "Another database than the telemetry one"),
         (status = 413, description = "Body too large"),
@@ -186,33 +204,31 @@ async fn write(
         (status = 503, description = "InfluxDB unavailable: nothing stored, retry after Retry-After")))]
 pub async fn write_v1(
     state: web::Data<IngestState>,
-    caller: Result<Authenticated<require::WriteSensorData>, ApiError>,
     query: web::Query<WriteV1Query>,
     req: HttpRequest,
     raw: web::Bytes,
 ) -> HttpResponse {
-    let query = query.into_inner();
-    write(
-        &state,
-        caller,
-        ("database", query.db.as_deref()),
-        query.precision.as_deref(),
-        &req,
-        raw,
-    )
-    .await
+    let params = WriteParams {
+        endpoint: "/write",
+        database: ("database", query.db.as_deref()),
+        precision: query.precision.as_deref(),
+        user: query.u.as_deref(),
+        password: query.p.as_deref(),
+    };
+    write(&state, params, &req, raw).await
 }
 
-/// Writes line protocol as InfluxDB 2.x does (`Authorization: Token <access token>`).
+/// Writes line protocol as InfluxDB 2.x does: `Authorization: Token <client_id>:<secret>`
+/// for a gateway, or `Token`/`Bearer` with an access token.
 #[utoipa::path(post, path = "/api/v2/write", tag = "influxdb-compatible",
-    security(("bearer" = [])),
+    security(("bearer" = []), ("gateway_token" = [])),
     params(WriteV2Query),
     request_body(content = String, content_type = "text/plain",
         example = "sensor_readings,machine_id=0b6f1c3e-8a51-4c7e-9a01-000000000001 temperature=72.5 1763807400000000000"),
     responses(
         (status = 204, description = "Every line stored"),
         (status = 400, description = "Bad lines (the good ones are stored; the answer names the bad ones), no bucket, or a bad precision"),
-        (status = 401, description = "No valid token"),
+        (status = 401, description = "No valid token or gateway credentials"),
         (status = 403, description = "Not write:sensor_data"),
         (status = 404, description = "Another bucket than the telemetry database"),
         (status = 413, description = "Body too large"),
@@ -220,21 +236,18 @@ pub async fn write_v1(
         (status = 503, description = "InfluxDB unavailable: nothing stored, retry after Retry-After")))]
 pub async fn write_v2(
     state: web::Data<IngestState>,
-    caller: Result<Authenticated<require::WriteSensorData>, ApiError>,
     query: web::Query<WriteV2Query>,
     req: HttpRequest,
     raw: web::Bytes,
 ) -> HttpResponse {
-    let query = query.into_inner();
-    write(
-        &state,
-        caller,
-        ("bucket", query.bucket.as_deref()),
-        query.precision.as_deref(),
-        &req,
-        raw,
-    )
-    .await
+    let params = WriteParams {
+        endpoint: "/api/v2/write",
+        database: ("bucket", query.bucket.as_deref()),
+        precision: query.precision.as_deref(),
+        user: None,
+        password: None,
+    };
+    write(&state, params, &req, raw).await
 }
 
 /// InfluxDB's liveness probe, which tools call before they write.

@@ -4,6 +4,7 @@
 //! (`telemetry-writer`). It must not write to a store by any other road.
 
 mod body;
+mod influx_auth;
 mod influx_compat;
 mod metrics;
 mod rate_limit;
@@ -14,8 +15,12 @@ use platform::clients::Backends;
 use platform::health::{Dependency, Probe, Readiness};
 use platform::metrics::Metrics;
 use platform::{Application, ServiceName, ServiceParts, Settings, StartupError};
+use std::sync::Arc;
 use std::time::Duration;
+use storage::credentials::{GatewayCredentials, SecretChecker};
+use storage::hashing::HashPool;
 use storage::settings::LiveSettings;
+use storage::throttle::LoginThrottle;
 use telemetry_writer::WritePathParts;
 
 /// What the handler shares.
@@ -27,6 +32,13 @@ pub(crate) struct IngestState {
     pub deadline: Duration,
     /// The telemetry database: the only `db`/`bucket` InfluxDB-compatible writes may name.
     pub database: String,
+    /// Gateway ids and secrets sent with InfluxDB-compatible writes, verified once and then
+    /// remembered (one cache for the process, shared by the workers).
+    pub gateways: Arc<GatewayCredentials>,
+    /// How long a verified secret is trusted before it is checked again.
+    pub trust_secret_for: Duration,
+    /// Measurements line protocol may name instead of `sensor_readings`.
+    pub measurement_aliases: Arc<[String]>,
 }
 
 /// Builds the service from configuration.
@@ -38,6 +50,7 @@ pub async fn build(settings: &Settings) -> Result<Application, StartupError> {
     let shared = WritePathParts::start(settings, &backends.pg, &backends.redis).await;
     let ingest_metrics = metrics::IngestMetrics::register(&metrics)?;
     metrics.register(Box::new(shared.stale_registry_gauge()));
+    let gateways = Arc::new(gateway_credentials(settings, &backends, &metrics)?);
     let worker_settings = settings.clone();
     let worker_shared = shared.clone();
     // Each actix worker (one thread, one runtime) gets its own connection pools, so the
@@ -51,6 +64,9 @@ pub async fn build(settings: &Settings) -> Result<Application, StartupError> {
             metrics: ingest_metrics.clone(),
             deadline: worker_settings.influx.timeout(),
             database: worker_settings.influx.database.clone(),
+            gateways: gateways.clone(),
+            trust_secret_for: Duration::from_secs(worker_settings.auth.gateway_secret_trust_secs),
+            measurement_aliases: worker_settings.influx.measurement_aliases().into(),
         })
     };
     // Fail at start, not in a worker, if anything about them is wrong.
@@ -85,4 +101,25 @@ pub async fn build(settings: &Settings) -> Result<Application, StartupError> {
         backends.redis.clone(),
     );
     Ok(app)
+}
+
+/// The gateway credential checks of the InfluxDB-compatible writes: rare (a verified secret
+/// is remembered), so one hashing thread that gives its memory back, and the same throttle
+/// as `auth`'s token endpoint, so guessing a secret here is no cheaper than there.
+fn gateway_credentials(
+    settings: &Settings,
+    backends: &Backends,
+    metrics: &Metrics,
+) -> Result<GatewayCredentials, StartupError> {
+    let checks = prometheus::IntCounter::new(
+        "password_checks_total",
+        "argon2 verifications run (gateway secrets sent with InfluxDB-compatible writes)",
+    )?;
+    metrics.register(Box::new(checks.clone()));
+    Ok(GatewayCredentials::new(
+        backends.pg.clone(),
+        SecretChecker::new(HashPool::occasional(checks)?)?,
+        LoginThrottle::new(backends.redis.clone(), &settings.auth),
+        Duration::from_secs(settings.auth.verified_gateway_ttl_secs),
+    ))
 }

@@ -3,10 +3,11 @@
 use platform::metrics::Metrics;
 use prometheus::{Histogram, HistogramOpts, IntCounterVec, Opts};
 
-/// Readings by outcome, write latency, batch sizes.
+/// Readings by endpoint and outcome, write latency, batch sizes.
 #[derive(Clone)]
 pub struct IngestMetrics {
-    /// Readings accepted (`outcome="stored"`) or rejected (`outcome="rejected"`, by reason).
+    /// Readings accepted (`outcome="stored"`) or rejected (`outcome="rejected"`, by reason),
+    /// by the endpoint they came through (`/api/v1/data/ingest`, `/write`, `/api/v2/write`).
     pub readings: IntCounterVec,
     /// Latency of the InfluxDB write (retries included).
     pub write_seconds: Histogram,
@@ -20,9 +21,9 @@ impl IngestMetrics {
         let readings = IntCounterVec::new(
             Opts::new(
                 "ingest_readings_total",
-                "Readings by outcome and rejection reason",
+                "Readings by endpoint, outcome and rejection reason",
             ),
-            &["outcome", "reason"],
+            &["endpoint", "outcome", "reason"],
         )?;
         let write_seconds = Histogram::with_opts(
             HistogramOpts::new(
@@ -50,12 +51,20 @@ impl IngestMetrics {
         })
     }
 
-    /// Counts rejected readings under `reason`.
-    pub fn rejected(&self, reason: &str, count: usize) {
+    /// Counts readings of `endpoint` rejected under `reason`.
+    pub fn rejected(&self, endpoint: &str, reason: &str, count: usize) {
         if count > 0 {
             self.readings
-                .with_label_values(&["rejected", reason])
+                .with_label_values(&[endpoint, "rejected", reason])
                 .inc_by(count as u64);
         }
+    }
+
+    /// Counts readings of `endpoint` that InfluxDB acknowledged.
+    pub fn stored(&self, endpoint: &str, count: usize) {
+        self.readings
+            .with_label_values(&[endpoint, "stored", ""])
+            .inc_by(count as u64);
+        self.batch_readings.observe(count as f64);
     }
 }

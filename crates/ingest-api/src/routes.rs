@@ -28,6 +28,9 @@ const AFTER_STORE_AT_LEAST: std::time::Duration = std::time::Duration::from_mill
 /// decides what is accepted, after decompression.
 pub const MAX_RAW_BODY: usize = 16 * 1024 * 1024;
 
+/// The JSON (and line protocol) endpoint, as readings are counted under it.
+const INGEST_PATH: &str = "/api/v1/data/ingest";
+
 platform::http_routes! {
     service: platform::ServiceName::IngestApi;
     "/api/v1/data/ingest" => { post: ingest },
@@ -163,6 +166,7 @@ struct Registered {
 /// The caller's rate window is checked in the same Redis round trip.
 async fn check_registry(
     state: &IngestState,
+    endpoint: &str,
     parsed: &mut ParsedBatch,
     window: &RateWindow,
 ) -> Result<Registered, ApiError> {
@@ -208,7 +212,7 @@ async fn check_registry(
     }
     for (index, refusal) in refused {
         let count = parsed.machines[index].readings.len();
-        state.metrics.rejected(refusal.code(), count);
+        state.metrics.rejected(endpoint, refusal.code(), count);
         parsed.reject_machine(index, refusal.reason());
     }
     Ok(Registered { known, open_alerts })
@@ -240,7 +244,8 @@ async fn ingest(
     raw: web::Bytes,
 ) -> Result<HttpResponse, ApiError> {
     let format = body::format(&req)?;
-    let Stored { parsed, stored } = store_batch(&state, &caller, format, &req, raw).await?;
+    let Stored { parsed, stored } =
+        store_batch(&state, &caller, INGEST_PATH, format, &req, raw).await?;
     if stored == 0 {
         return Err(ApiError::validation(
             "no valid readings in the request; nothing was stored",
@@ -260,19 +265,22 @@ pub(crate) struct Stored {
 /// The write path every ingest endpoint shares: decode and validate, ask the registry (and
 /// the caller's rate window), write what is valid, then latest values and alerts within the
 /// deadline. `stored` is 0, with nothing written, when no reading was valid; an error only
-/// for what refuses the batch whole.
+/// for what refuses the batch whole. Readings are counted under `endpoint`, the route they
+/// came through.
 pub(crate) async fn store_batch(
     state: &IngestState,
     caller: &platform::auth::Principal,
+    endpoint: &'static str,
     format: Format,
     req: &HttpRequest,
     raw: web::Bytes,
 ) -> Result<Stored, ApiError> {
     let deadline = Instant::now() + state.deadline;
     let window = RateWindow::current(state.writer.redis(), &caller.subject);
-    let mut parsed = parse(state, req, format, raw, &caller.username)?;
+    let mut parsed = parse(state, endpoint, req, format, raw, &caller.username)?;
 
-    let Registered { known, open_alerts } = check_registry(state, &mut parsed, &window).await?;
+    let Registered { known, open_alerts } =
+        check_registry(state, endpoint, &mut parsed, &window).await?;
     log_label_mismatches(&parsed, &known);
     if parsed.valid_readings() == 0 {
         return Ok(Stored { parsed, stored: 0 });
@@ -287,9 +295,15 @@ pub(crate) async fn store_batch(
         .filter(|(_, m)| m.machine_id.is_some_and(|id| known.contains_key(&id)))
         .map(|(index, _)| index)
         .collect();
-    let refused = store(state, &written_of(&parsed, &known, &owners), deadline).await?;
+    let refused = store(
+        state,
+        endpoint,
+        &written_of(&parsed, &known, &owners),
+        deadline,
+    )
+    .await?;
     if !refused.is_empty() {
-        reject_refused(state, &mut parsed, &owners, refused);
+        reject_refused(state, endpoint, &mut parsed, &owners, refused);
     }
     let stored = parsed.valid_readings();
     if stored == 0 {
@@ -299,7 +313,7 @@ pub(crate) async fn store_batch(
         )
         .with_errors(field_errors(&parsed.violations)));
     }
-    count_stored(state, stored);
+    state.metrics.stored(endpoint, stored);
     let written = written_of(&parsed, &known, &owners);
     // The readings are stored: latest values and alerts must not hold the answer past the
     // deadline when Redis or PostgreSQL hang (they are best effort either way).
@@ -324,6 +338,7 @@ pub(crate) async fn store_batch(
 /// protocol. Refuses it whole only when it is malformed or too large.
 fn parse(
     state: &IngestState,
+    endpoint: &str,
     req: &HttpRequest,
     format: Format,
     raw: web::Bytes,
@@ -345,7 +360,13 @@ fn parse(
             domain::ingest::parse_json(&body, &rules, &limits)
         }
         Format::LineProtocol(precision) => match std::str::from_utf8(&body) {
-            Ok(text) => line_protocol::parse(text, precision, &rules, &limits),
+            Ok(text) => {
+                let format = line_protocol::LineFormat {
+                    precision,
+                    aliases: &state.measurement_aliases,
+                };
+                line_protocol::parse(text, &format, &rules, &limits)
+            }
             Err(_) => return Err(ApiError::malformed_body("line protocol must be UTF-8")),
         },
     };
@@ -364,8 +385,9 @@ fn parse(
     };
     state
         .metrics
-        .rejected("validation", parsed.rejected_readings());
+        .rejected(endpoint, "validation", parsed.rejected_readings());
     tracing::debug!(
+        endpoint,
         gateway_id = parsed.gateway_id.as_deref().unwrap_or(caller),
         machines = parsed.machines.len(),
         readings = parsed.valid_readings(),
@@ -394,6 +416,7 @@ fn written_of<'a>(
 /// for their own sake (the rest are stored), by line.
 async fn store(
     state: &IngestState,
+    endpoint: &str,
     written: &[(&MachineInfo, &[domain::reading::Reading])],
     deadline: Instant,
 ) -> Result<Vec<telemetry_writer::Refused>, ApiError> {
@@ -406,9 +429,12 @@ async fn store(
         .write_seconds
         .observe(write_started.elapsed().as_secs_f64());
     outcome.map_err(|err| {
-        state.metrics.rejected("store_unavailable", readings);
+        state
+            .metrics
+            .rejected(endpoint, "store_unavailable", readings);
         tracing::error!(
             error = %err,
+            endpoint,
             readings,
             attempts = 3,
             "InfluxDB write failed after the final attempt; nothing acknowledged"
@@ -424,11 +450,14 @@ async fn store(
 /// each machine's readings in order) out of the batch, with InfluxDB's reasons.
 fn reject_refused(
     state: &IngestState,
+    endpoint: &str,
     parsed: &mut ParsedBatch,
     owners: &[usize],
     refused: Vec<telemetry_writer::Refused>,
 ) {
-    state.metrics.rejected("store_refused", refused.len());
+    state
+        .metrics
+        .rejected(endpoint, "store_refused", refused.len());
     let mut per_machine: HashMap<usize, Vec<(usize, String)>> = HashMap::new();
     let mut refused = refused.into_iter().peekable();
     let mut first_line = 0;
@@ -446,16 +475,6 @@ fn reject_refused(
     for (index, points) in per_machine {
         parsed.reject_refused(index, points);
     }
-}
-
-/// Counts readings InfluxDB acknowledged.
-fn count_stored(state: &IngestState, stored: usize) {
-    state
-        .metrics
-        .readings
-        .with_label_values(&["stored", ""])
-        .inc_by(stored as u64);
-    state.metrics.batch_readings.observe(stored as f64);
 }
 
 /// Logs where a gateway names a machine's sensors differently from the registry: the

@@ -102,9 +102,12 @@ pub struct AuthSettings {
     /// Failed logins per client address within the window before 429.
     pub login_max_failures_per_ip: u32,
     pub login_window_secs: u64,
-    /// While PostgreSQL cannot be reached, a gateway whose exact credentials auth verified
-    /// within this long still gets tokens.
+    /// While PostgreSQL cannot be reached, a gateway whose exact credentials were verified
+    /// within this long still gets tokens (auth) or writes (ingest-api).
     pub verified_gateway_ttl_secs: u64,
+    /// How long ingest-api trusts a gateway id and secret it verified, before it checks them
+    /// against PostgreSQL and argon2 again (a revocation of the gateway drops them sooner).
+    pub gateway_secret_trust_secs: u64,
 }
 
 impl AuthSettings {
@@ -198,6 +201,9 @@ pub struct InfluxSettings {
     /// How long raw readings are kept (the `raw` retention policy); older readings are
     /// refused at ingest, since InfluxDB would drop them.
     pub raw_retention_weeks: u32,
+    /// Comma-separated measurement names that line-protocol writes may use instead of
+    /// `sensor_readings` (for tools that cannot rename theirs); stored as `sensor_readings`.
+    pub measurement_aliases: String,
 }
 
 /// MQTT broker connection (mqtt-bridge).
@@ -394,7 +400,27 @@ impl StreamSettings {
 }
 
 impl InfluxSettings {
+    /// The names of `measurement_aliases`, trimmed, empty ones left out.
+    pub fn measurement_aliases(&self) -> Vec<String> {
+        self.measurement_aliases
+            .split(',')
+            .map(str::trim)
+            .filter(|name| !name.is_empty())
+            .map(str::to_owned)
+            .collect()
+    }
+
     fn validate(&self) -> Result<(), ConfigError> {
+        if self
+            .measurement_aliases()
+            .iter()
+            .any(|name| name.len() > 255 || name.chars().any(char::is_control))
+        {
+            return Err(invalid(
+                "influx.measurement_aliases",
+                "must be comma-separated names of at most 255 characters, without control characters",
+            ));
+        }
         if !(1..=5200).contains(&self.raw_retention_weeks) {
             return Err(invalid(
                 "influx.raw_retention_weeks",

@@ -5,7 +5,7 @@
 //! merged copy (checked against the generated one by a test).
 
 use crate::ServiceName;
-use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
+use utoipa::openapi::security::{ApiKey, ApiKeyValue, HttpAuthScheme, HttpBuilder, SecurityScheme};
 use utoipa::openapi::{InfoBuilder, LicenseBuilder, OpenApi as Document};
 use utoipa::{OpenApi, ToSchema};
 
@@ -75,7 +75,7 @@ pub fn document(service: ServiceName, routes: Document) -> Document {
         ))
         .license(Some(LicenseBuilder::new().name("Apache-2.0").build()))
         .build();
-    add_bearer_scheme(&mut doc);
+    add_security_schemes(&mut doc);
     name_operations(&mut doc);
     doc
 }
@@ -98,7 +98,7 @@ pub fn merged(documents: Vec<Document>) -> Document {
         ))
         .license(Some(LicenseBuilder::new().name("Apache-2.0").build()))
         .build();
-    add_bearer_scheme(&mut merged);
+    add_security_schemes(&mut merged);
     name_operations(&mut merged);
     merged
 }
@@ -135,7 +135,9 @@ fn operation_id(method: &str, path: &str) -> String {
     }
 }
 
-fn add_bearer_scheme(doc: &mut Document) {
+/// Access tokens everywhere; for the InfluxDB-compatible writes also a gateway's client id
+/// and secret, as InfluxDB's tools send them.
+fn add_security_schemes(doc: &mut Document) {
     let components = doc.components.get_or_insert_with(Default::default);
     components.add_security_scheme(
         "bearer",
@@ -145,6 +147,24 @@ fn add_bearer_scheme(doc: &mut Document) {
                 .bearer_format("JWT (EdDSA), from POST /api/v1/auth/login or /api/v1/auth/token")
                 .build(),
         ),
+    );
+    components.add_security_scheme(
+        "gateway_basic",
+        SecurityScheme::Http(
+            HttpBuilder::new()
+                .scheme(HttpAuthScheme::Basic)
+                .description(Some(
+                    "A gateway client's client_id and client_secret (InfluxDB 1.x tools; `u`/`p` work too)",
+                ))
+                .build(),
+        ),
+    );
+    components.add_security_scheme(
+        "gateway_token",
+        SecurityScheme::ApiKey(ApiKey::Header(ApiKeyValue::with_description(
+            "Authorization",
+            "`Token <client_id>:<client_secret>` (InfluxDB 2.x tools), or `Token <access token>`",
+        ))),
     );
 }
 

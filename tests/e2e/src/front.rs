@@ -25,6 +25,11 @@ pub struct Upstreams<'a> {
 }
 
 impl Front {
+    /// What nginx logged of the requests so far.
+    pub fn access_log(&self) -> String {
+        std::fs::read_to_string(self.dir.join("access.log")).unwrap_or_default()
+    }
+
     /// Renders the template and starts nginx; returns once it answers `/healthz`.
     pub async fn start(upstreams: Upstreams<'_>) -> Self {
         let port = closed_port();
