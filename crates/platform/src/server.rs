@@ -208,6 +208,7 @@ impl Application {
                 })
         })
         .disable_signals()
+        .keep_alive(IDLE_KEEP_ALIVE)
         .shutdown_timeout(settings.http.shutdown_timeout_secs)
         .workers(worker_count(settings.http.workers))
         .listen(listener)?
@@ -434,6 +435,11 @@ impl RequestLog {
         Ok(response)
     }
 }
+
+/// How long an idle connection stays open: longer than nginx keeps its idle upstream
+/// connections (`keepalive_timeout 60s`), so nginx never sends a request on a connection we
+/// are closing. With actix's default of 5 s it did, and answered that POST 502.
+const IDLE_KEEP_ALIVE: Duration = Duration::from_secs(75);
 
 /// Error type service builders return; startup failures are reported and end the process.
 pub type StartupError = Box<dyn std::error::Error + Send + Sync>;
