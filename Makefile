@@ -8,7 +8,7 @@ export PROFILE
 # CI runs the nextest profile that never stops at the first failure.
 NEXTEST_PROFILE := $(if $(filter true,$(CI)),ci,default)
 
-.PHONY: help run up down status test faults fault-scenarios lint fmt services clean-test-dbs bench simulate soak dashboard browser-deps static-checks compose-env openapi
+.PHONY: help run up down status test faults fault-scenarios lint fmt services clean-test-dbs bench simulate soak dashboard browser-deps node-red-deps static-checks compose-env openapi
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
@@ -43,7 +43,10 @@ dashboard: ## build the dashboard query-api serves (npm ci, uPlot vendored into 
 browser-deps: ## Chromium and playwright-core for the dashboard's browser test
 	@deploy/local/browser.sh
 
-test: services clean-test-dbs $(PYTHON_READY) dashboard browser-deps static-checks ## run every test against the real services, then the fault scenarios
+node-red-deps: ## Node-RED and node-red-contrib-influxdb for the documented flow's test
+	@deploy/local/node_red.sh
+
+test: services clean-test-dbs $(PYTHON_READY) dashboard browser-deps node-red-deps static-checks ## run every test against the real services, then the fault scenarios
 	@export PLANTLINE_TEST_PYTHON=$(CURDIR)/$(PYTHON_VENV)/bin/python; \
 	status=0; cargo build --workspace --bins --quiet && \
 	  cargo nextest run --workspace --profile $(NEXTEST_PROFILE) -E 'not binary(faults)' || status=$$?; \

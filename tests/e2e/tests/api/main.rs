@@ -17,6 +17,7 @@ mod ingest;
 mod latest;
 mod machines;
 mod mqtt_bridge;
+mod node_red;
 mod openapi;
 mod postgres_schema;
 mod rbac;
