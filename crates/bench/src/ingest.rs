@@ -34,8 +34,13 @@ fn bodies() -> Result<(Bodies, Bodies), String> {
     bodies_of(BATCH, BATCHES, 0)
 }
 
-/// `batches` batches of `size` readings, ending `offset_min` minutes further back.
-fn bodies_of(size: usize, batches: usize, offset_min: i64) -> Result<(Bodies, Bodies), String> {
+/// `batches` batches of `size` readings, ending `offset_min` minutes further back: as JSON
+/// batches and as line protocol with the registry's tags.
+pub(crate) fn bodies_of(
+    size: usize,
+    batches: usize,
+    offset_min: i64,
+) -> Result<(Bodies, Bodies), String> {
     let mut machines = SimMachine::demo_fleet();
     let tags: std::collections::HashMap<&str, (&str, &str, &str)> = admin::demo::MACHINES
         .iter()
@@ -92,10 +97,10 @@ fn bodies_of(size: usize, batches: usize, offset_min: i64) -> Result<(Bodies, Bo
     Ok((json_bodies, line_bodies))
 }
 
-/// Where bodies go: line protocol straight to InfluxDB (the baseline), or JSON batches to
-/// Plantline through nginx.
+/// Where bodies go: line protocol straight to InfluxDB (the baseline), JSON batches to
+/// Plantline through nginx, or line protocol to Plantline's InfluxDB-compatible `/write`.
 #[derive(Clone)]
-enum Sink {
+pub(crate) enum Sink {
     Influx {
         client: reqwest::Client,
         url: String,
@@ -104,6 +109,13 @@ enum Sink {
         client: reqwest::Client,
         url: String,
         bearer: String,
+    },
+    /// `/write` as Telegraf sends it: the gateway's id and secret as HTTP Basic.
+    WriteApi {
+        client: reqwest::Client,
+        url: String,
+        client_id: String,
+        secret: String,
     },
 }
 
@@ -119,6 +131,26 @@ impl Sink {
                     .map_err(|e| e.to_string())?;
                 if response.status().as_u16() != 204 {
                     return Err(format!("InfluxDB answered {}", response.status()));
+                }
+                Ok(())
+            }
+            Self::WriteApi {
+                client,
+                url,
+                client_id,
+                secret,
+            } => {
+                let response = client
+                    .post(url)
+                    .basic_auth(client_id, Some(secret))
+                    .body(body)
+                    .send()
+                    .await
+                    .map_err(|e| e.to_string())?;
+                let status = response.status().as_u16();
+                let answer = response.text().await.unwrap_or_default();
+                if status != 204 {
+                    return Err(format!("/write answered {status}: {answer}"));
                 }
                 Ok(())
             }
@@ -152,11 +184,21 @@ async fn blast(
     what: &str,
     sink: &Sink,
 ) -> Result<(Duration, Vec<Duration>), String> {
+    blast_with(bodies, what, sink, CONCURRENCY).await
+}
+
+/// Sends every body with `senders` workers; returns elapsed time and per-request latencies.
+pub(crate) async fn blast_with(
+    bodies: Vec<Vec<u8>>,
+    what: &str,
+    sink: &Sink,
+    senders: usize,
+) -> Result<(Duration, Vec<Duration>), String> {
     let progress = progress(bodies.len() as u64, what);
     let queue = Arc::new(Mutex::new(bodies));
     let started = Instant::now();
     let mut workers = Vec::new();
-    for _ in 0..CONCURRENCY {
+    for _ in 0..senders {
         let (queue, sink, progress) = (queue.clone(), sink.clone(), progress.clone());
         workers.push(tokio::spawn(async move {
             let mut latencies = Vec::new();
@@ -181,7 +223,8 @@ async fn blast(
     Ok((elapsed, latencies))
 }
 
-async fn set_rate_limit(
+/// Sets `gateway_rate_limit_per_minute` as the demo manager; returns the previous value.
+pub(crate) async fn set_rate_limit(
     target: &Target,
     http: &reqwest::Client,
     value: i64,

@@ -9,6 +9,7 @@ mod report;
 mod soak;
 mod stats;
 mod stream;
+mod write_api;
 
 use std::process::ExitCode;
 
@@ -57,7 +58,7 @@ struct Cli {
     #[arg(long, default_value = ".plantline/demo.env")]
     demo_env: String,
     /// Run only this section.
-    #[arg(long, value_parser = ["auth", "ingest", "query", "mqtt", "stream"])]
+    #[arg(long, value_parser = ["auth", "ingest", "write-api", "query", "mqtt", "stream"])]
     only: Option<String>,
     #[command(subcommand)]
     soak: Option<Soak>,
@@ -122,13 +123,14 @@ async fn main() -> ExitCode {
     let mut report = report::Report::new();
     let wanted = |section: &str| target.only.as_deref().is_none_or(|only| only == section);
     // MQTT last: it reuses the machines the query section registers.
-    for section in ["auth", "ingest", "query", "mqtt", "stream"] {
+    for section in ["auth", "ingest", "write-api", "query", "mqtt", "stream"] {
         if !wanted(section) {
             continue;
         }
         let outcome = match section {
             "auth" => auth::run(&target, &mut report).await,
             "ingest" => ingest::run(&target, &mut report).await,
+            "write-api" => write_api::run(&target, &mut report).await,
             "query" => query::run(&target, &mut report).await,
             "mqtt" => mqtt::run(&target, &mut report).await,
             _ => stream::run(&target, &mut report).await,
