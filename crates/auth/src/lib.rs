@@ -48,7 +48,14 @@ pub async fn build(settings: &Settings) -> Result<Application, StartupError> {
         .public_key_paths()
         .map(|path| PublicKey::from_pem_file(Path::new(path)))
         .collect::<Result<Vec<_>, _>>()?;
-    let keep_secs = (settings.auth.access_ttl_secs + settings.auth.leeway_secs) as i64;
+    // A revocation must outlive whatever it revokes: access tokens, and the gateway secrets
+    // services remember (trusted, or kept for a PostgreSQL outage).
+    let revoked_things_live = settings
+        .auth
+        .access_ttl_secs
+        .max(settings.auth.verified_gateway_ttl_secs)
+        .max(settings.auth.gateway_secret_trust_secs);
+    let keep_secs = (revoked_things_live + settings.auth.leeway_secs) as i64;
     let checks = prometheus::IntCounter::new(
         "password_checks_total",
         "argon2 hashes and verifications run (logins, gateway tokens, new secrets)",

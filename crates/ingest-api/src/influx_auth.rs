@@ -9,11 +9,14 @@
 //! access token only: their passwords are never accepted here.
 
 use crate::IngestState;
+use actix_web::http::StatusCode;
 use actix_web::{FromRequest, HttpRequest};
 use base64::Engine;
+use domain::Permission;
 use platform::ApiError;
 use platform::auth::{Authenticated, Principal, require};
-use storage::credentials::{CheckedGateway, Source};
+use std::time::Duration;
+use storage::credentials::Source;
 
 /// How the caller identifies itself.
 #[derive(Debug, PartialEq, Eq)]
@@ -92,52 +95,44 @@ pub async fn writer(
     }
 }
 
-/// A gateway by its client id and secret. A pair answered from memory is held against the
-/// revocations written since it was verified; a revoked one is checked again, once.
+/// A gateway by its client id and secret, held against the revocations written since it
+/// was verified. A remembered pair that was revoked is forgotten and checked against
+/// PostgreSQL once more (the gateway may have a new secret, or be enabled again); only a
+/// refusal of that second check, or of a fresh one, is the answer.
 async fn gateway(
     state: &IngestState,
     req: &HttpRequest,
     client_id: &str,
     secret: &str,
 ) -> Result<Principal, ApiError> {
-    for trust_for in [state.trust_secret_for, std::time::Duration::ZERO] {
+    let client_ip = platform::server::client_ip(req);
+    let mut trust_for = state.trust_secret_for;
+    loop {
         let checked = state
             .gateways
-            .check(
-                client_id,
-                secret,
-                &platform::server::client_ip(req),
-                trust_for,
-            )
+            .check(client_id, secret, &client_ip, trust_for)
             .await?;
-        let source = checked.source;
-        let principal = principal_of(&checked, trust_for);
-        if source == Source::Postgres {
-            // Just verified against PostgreSQL: nothing written earlier can revoke it.
-            return platform::auth::permitted(principal, Some(domain::Permission::WriteSensorData));
-        }
-        match platform::auth::admit(req, principal, Some(domain::Permission::WriteSensorData)) {
-            Ok(principal) => return Ok(principal),
-            Err(err) if err.status() == actix_web::http::StatusCode::UNAUTHORIZED => {
+        let principal = Principal::gateway(
+            checked.gateway.id,
+            &checked.gateway.client_id,
+            checked.verified_at,
+        );
+        match platform::auth::admit(req, principal, Some(Permission::WriteSensorData)) {
+            Err(err)
+                if err.status() == StatusCode::UNAUTHORIZED
+                    && checked.source != Source::Postgres
+                    && !trust_for.is_zero() =>
+            {
                 tracing::info!(
                     client_id,
                     "gateway revoked since its secret was verified; checking again"
                 );
                 state.gateways.forget_pair(client_id, secret);
+                trust_for = Duration::ZERO;
             }
-            Err(err) => return Err(err),
+            answer => return answer,
         }
     }
-    Err(refused("invalid client credentials"))
-}
-
-fn principal_of(checked: &CheckedGateway, trusted_for: std::time::Duration) -> Principal {
-    Principal::gateway(
-        checked.gateway.id,
-        &checked.gateway.client_id,
-        checked.verified_at,
-        trusted_for.as_secs() as i64,
-    )
 }
 
 #[cfg(test)]

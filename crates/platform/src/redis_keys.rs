@@ -49,6 +49,12 @@ pub fn login_failures_from_ip(ip: impl Display) -> String {
     format!("login:fail:ip:{ip}")
 }
 
+/// A credential pair (a hex digest, never the secret) already counted as one failed attempt
+/// in the window: the same wrong pair again is no new guess and is not counted again.
+pub fn login_attempt_seen(digest: &str) -> String {
+    format!("login:fail:seen:{digest}")
+}
+
 /// Ingest requests of one caller in one minute (unix minutes).
 pub fn ingest_rate(caller: impl Display, minute: i64) -> String {
     format!("ratelimit:ingest:{caller}:{minute}")

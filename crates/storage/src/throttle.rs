@@ -50,47 +50,92 @@ impl LoginThrottle {
 
     /// Counts an attempt against the account and the address *before* the secret is
     /// checked, so a burst of concurrent guesses cannot outrun the limit. `Ok(true)` when it
-    /// was counted, `Ok(false)` when Redis is away (not throttled, logged); 429 with
+    /// was counted, `Ok(false)` when Redis is away (not throttled, logged) or when `seen` (a
+    /// digest of the exact credentials) was already counted in this window; 429 with
     /// `Retry-After` once either counter is over its limit (that attempt is not kept: a
     /// locked account does not use up its neighbours' address budget).
-    async fn attempt(&self, account: &str, ip: &str) -> Result<bool, ApiError> {
+    async fn attempt(&self, account: &str, ip: &str, seen: Option<&str>) -> Result<bool, ApiError> {
         let (account_key, ip_key) = self.keys(account, ip);
+        let counting = match seen {
+            None => true,
+            Some(digest) => match self.first_sight(digest).await {
+                Ok(first) => first,
+                Err(err) => {
+                    tracing::warn!(error = %err, "Redis lost: login throttling skipped; retrying on the next login");
+                    return Ok(false);
+                }
+            },
+        };
         let mut pipe = redis::pipe();
         for key in [&account_key, &ip_key] {
-            pipe.cmd("INCR")
-                .arg(key)
-                .cmd("EXPIRE")
-                .arg(key)
-                .arg(self.window_secs)
-                .arg("NX")
-                .ignore()
-                .cmd("TTL")
-                .arg(key);
+            if counting {
+                pipe.cmd("INCR")
+                    .arg(key)
+                    .cmd("EXPIRE")
+                    .arg(key)
+                    .arg(self.window_secs)
+                    .arg("NX")
+                    .ignore();
+            } else {
+                // Only read: the limit still holds for credentials seen before.
+                pipe.cmd("GET").arg(key);
+            }
+            pipe.cmd("TTL").arg(key);
         }
-        let counts: (u32, i64, u32, i64) = match self.redis.query_pipeline(&pipe).await {
+        let counts: (Option<u32>, i64, Option<u32>, i64) = match self
+            .redis
+            .query_pipeline(&pipe)
+            .await
+        {
             Ok(counts) => counts,
             Err(err) => {
                 tracing::warn!(error = %err, "Redis lost: login throttling skipped; retrying on the next login");
                 return Ok(false);
             }
         };
-        let retry_after = if counts.0 > self.max_per_user {
+        let retry_after = if counts.0.unwrap_or(0) > self.max_per_user {
             Some(counts.1)
-        } else if counts.2 > self.max_per_ip {
+        } else if counts.2.unwrap_or(0) > self.max_per_ip {
             Some(counts.3)
         } else {
             None
         };
         match retry_after {
             Some(ttl) => {
-                self.give_back(&[&account_key, &ip_key]).await;
+                if counting {
+                    self.give_back(&[&account_key, &ip_key]).await;
+                }
                 Err(ApiError::new(
                     ErrorCode::TooManyAttempts,
                     "too many failed logins; wait before trying again",
                 )
                 .with_retry_after(ttl.max(1) as u64))
             }
-            None => Ok(true),
+            None => Ok(counting),
+        }
+    }
+
+    /// Whether these exact credentials are new in this window (and marks them seen).
+    async fn first_sight(&self, digest: &str) -> Result<bool, platform::redis::RedisError> {
+        let set: Option<String> = self
+            .redis
+            .query(
+                redis::cmd("SET")
+                    .arg(self.redis.key(&redis_keys::login_attempt_seen(digest)))
+                    .arg(1)
+                    .arg("NX")
+                    .arg("EX")
+                    .arg(self.window_secs),
+            )
+            .await?;
+        Ok(set.is_some())
+    }
+
+    /// Forgets that these credentials were counted (they passed, or were not judged).
+    async fn unsee(&self, digest: &str) {
+        let key = self.redis.key(&redis_keys::login_attempt_seen(digest));
+        if let Err(err) = self.redis.query::<i64>(redis::cmd("DEL").arg(key)).await {
+            tracing::warn!(error = %err, "Redis lost: credentials' seen mark not cleared");
         }
     }
 
@@ -103,7 +148,30 @@ impl LoginThrottle {
         ip: &str,
         check: impl Future<Output = Result<T, ApiError>>,
     ) -> Result<T, ApiError> {
-        let counted = self.attempt(account, ip).await?;
+        self.run(account, ip, None, check).await
+    }
+
+    /// [`run_counted`](Self::run_counted), but the same wrong credentials (`digest`, a hash
+    /// of them) count once per window: a client stuck on an old secret is one failure, not
+    /// one per request, so it cannot lock out the account's current secret or its address.
+    pub async fn run_counted_once<T>(
+        &self,
+        account: &str,
+        ip: &str,
+        digest: &str,
+        check: impl Future<Output = Result<T, ApiError>>,
+    ) -> Result<T, ApiError> {
+        self.run(account, ip, Some(digest), check).await
+    }
+
+    async fn run<T>(
+        &self,
+        account: &str,
+        ip: &str,
+        digest: Option<&str>,
+        check: impl Future<Output = Result<T, ApiError>>,
+    ) -> Result<T, ApiError> {
+        let counted = self.attempt(account, ip, digest).await?;
         let outcome = check.await;
         let refused = outcome
             .as_ref()
@@ -118,6 +186,11 @@ impl LoginThrottle {
                 (Err(_), false) => self.give_back(&[&account_key, &ip_key]).await,
                 (Err(_), true) => {}
             }
+        }
+        if let Some(digest) = digest
+            && !refused
+        {
+            self.unsee(digest).await;
         }
         outcome
     }

@@ -43,7 +43,7 @@ struct Entry {
 }
 
 /// The cache's key of a pair: SHA-256 of id, a zero byte, and secret.
-pub(crate) fn pair_key(client_id: &str, secret: &str) -> [u8; 32] {
+pub fn pair_key(client_id: &str, secret: &str) -> [u8; 32] {
     let mut hasher = Sha256::new();
     hasher.update(client_id.as_bytes());
     hasher.update([0u8]);
@@ -59,8 +59,9 @@ impl VerifiedGateways {
         }
     }
 
-    /// `secret` just passed argon2 for `gateway`.
-    pub fn remember(&self, gateway: &VerifiedGateway, secret: &str) {
+    /// `secret` passed argon2 for `gateway`, checked against the row read at `verified_at`
+    /// (unix seconds).
+    pub fn remember(&self, gateway: &VerifiedGateway, secret: &str, verified_at: i64) {
         let Ok(mut entries) = self.entries.lock() else {
             return;
         };
@@ -72,7 +73,7 @@ impl VerifiedGateways {
             pair_key(&gateway.client_id, secret),
             Entry {
                 gateway: gateway.clone(),
-                verified_at: chrono::Utc::now().timestamp(),
+                verified_at,
                 at: Instant::now(),
             },
         );
@@ -117,7 +118,7 @@ mod tests {
             id: Uuid::new_v4(),
             client_id: "line-1".into(),
         };
-        cache.remember(&gateway, "s3cret");
+        cache.remember(&gateway, "s3cret", chrono::Utc::now().timestamp());
         let recalled = cache.recall("line-1", "s3cret").expect("the exact pair");
         assert_eq!(recalled.gateway, gateway);
         assert!((recalled.verified_at - chrono::Utc::now().timestamp()).abs() <= 1);
@@ -127,7 +128,7 @@ mod tests {
         assert_eq!(cache.recall("line-1", "s3cret"), None);
 
         let expired = VerifiedGateways::new(Duration::ZERO);
-        expired.remember(&gateway, "s3cret");
+        expired.remember(&gateway, "s3cret", 0);
         std::thread::sleep(Duration::from_millis(2));
         assert_eq!(expired.recall("line-1", "s3cret"), None);
     }

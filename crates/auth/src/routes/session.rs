@@ -16,7 +16,6 @@ use platform::postgres::connection;
 use platform::server::client_ip;
 use serde::{Deserialize, Serialize};
 use std::time::Duration;
-use storage::credentials::Source;
 use storage::gateways::GatewayView;
 use storage::users::UserView;
 use storage::{gateways, refresh_tokens as refresh, users};
@@ -335,18 +334,16 @@ pub async fn client_credentials(
 ) -> Result<HttpResponse, ApiError> {
     let (client_id, secret) = credentials(&req, &body)?;
     // Every token request is checked against PostgreSQL; the pairs verified lately answer
-    // only while it is away, and then only if the gateway was not revoked since.
+    // only while it is away. Either way the gateway must not be revoked since.
     let checked = state
         .gateways
         .check(&client_id, &secret, &client_ip(&req), Duration::ZERO)
         .await?;
     let gateway = checked.gateway;
-    if checked.source == Source::Cache {
-        let since = Principal::gateway(gateway.id, &gateway.client_id, checked.verified_at, 0);
-        platform::auth::admit(&req, since, None).inspect_err(|_| {
-            state.gateways.forget_pair(&client_id, &secret);
-        })?;
-    }
+    let since = Principal::gateway(gateway.id, &gateway.client_id, checked.verified_at);
+    platform::auth::admit(&req, since, None).inspect_err(|_| {
+        state.gateways.forget_pair(&client_id, &secret);
+    })?;
     let access = state
         .signer
         .issue(gateway.id, &gateway.client_id, Role::Gateway, None)

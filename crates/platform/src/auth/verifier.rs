@@ -53,9 +53,10 @@ pub struct Principal {
 
 impl Principal {
     /// A gateway that showed its client id and secret rather than a token: the gateway
-    /// role's permissions, "issued" when the secret was verified (so revoking the gateway
-    /// refuses it as it refuses the tokens issued until then), valid for `valid_for`.
-    pub fn gateway(id: Uuid, client_id: &str, verified_at: i64, valid_for: i64) -> Self {
+    /// role's permissions, "issued" when the secret was verified, so revoking the gateway
+    /// refuses it as it refuses the tokens issued until then. No token, no `jti`; the time
+    /// fields say when it was verified and are not checked.
+    pub fn gateway(id: Uuid, client_id: &str, verified_at: i64) -> Self {
         Self {
             subject: id,
             username: client_id.to_owned(),
@@ -63,7 +64,7 @@ impl Principal {
             permissions: Role::Gateway.permissions().iter().copied().collect(),
             jti: String::new(),
             issued_at: verified_at,
-            expires_at: verified_at + valid_for,
+            expires_at: verified_at,
             not_before: verified_at,
             session: None,
         }

@@ -24,5 +24,6 @@ mod rbac;
 mod seed_conformance;
 mod server;
 mod stream;
+mod throttle;
 mod traces;
 mod users_admin;
