@@ -143,9 +143,18 @@ pub struct MachineBatch {
     pub rejected: usize,
     /// The request's path prefix for this machine's machine-level errors.
     pub path: String,
-    /// The sensor label the gateway claimed; the registry's label wins, a mismatch is only
-    /// logged (gateways name sensors their own way).
-    pub claimed_sensor_type: Option<String>,
+    /// The tags the gateway claimed for the machine; the registry's values are written, a
+    /// mismatch is only logged (gateways name things their own way).
+    pub claimed: ClaimedTags,
+}
+
+/// What a gateway said about a machine besides its id: a JSON batch's `sensor_type` and
+/// `location`, a line's `sensor_type`, `location` and `factory_id` tags (its first line's).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ClaimedTags {
+    pub sensor_type: Option<String>,
+    pub location: Option<String>,
+    pub factory_id: Option<String>,
 }
 
 /// A validated request: the good readings grouped by machine, and every violation.
@@ -403,8 +412,11 @@ fn parse_machine(
             Some(item.machine_id.echo()),
         ));
     }
-    let claimed_sensor_type = claimed_sensor_type(item.sensor_type.as_ref(), &path, violations);
-    check_location(item.location.as_ref(), &path, violations);
+    let claimed = ClaimedTags {
+        sensor_type: claimed_sensor_type(item.sensor_type.as_ref(), &path, violations),
+        location: claimed_location(item.location.as_ref(), &path, violations),
+        factory_id: None,
+    };
     if item.readings.is_empty() {
         violations.push(Violation::new(
             format!("{path}.readings"),
@@ -429,7 +441,7 @@ fn parse_machine(
         readings,
         rejected,
         path,
-        claimed_sensor_type,
+        claimed,
     }
 }
 
@@ -462,15 +474,24 @@ fn claimed_sensor_type(
     }
 }
 
-fn check_location(value: Option<&Lenient<'_>>, path: &str, violations: &mut Vec<Violation>) {
+fn claimed_location(
+    value: Option<&Lenient<'_>>,
+    path: &str,
+    violations: &mut Vec<Violation>,
+) -> Option<String> {
     match value {
-        None | Some(Lenient::Other(Value::Null)) => {}
-        Some(Lenient::Text(l)) if !l.trim().is_empty() && crate::text::check(l, 255).is_ok() => {}
-        Some(other) => violations.push(Violation::new(
-            format!("{path}.location"),
-            "must be 1 to 255 characters without control characters",
-            Some(other.echo()),
-        )),
+        None | Some(Lenient::Other(Value::Null)) => None,
+        Some(Lenient::Text(l)) if !l.trim().is_empty() && crate::text::check(l, 255).is_ok() => {
+            Some(l.to_string())
+        }
+        Some(other) => {
+            violations.push(Violation::new(
+                format!("{path}.location"),
+                "must be 1 to 255 characters without control characters",
+                Some(other.echo()),
+            ));
+            None
+        }
     }
 }
 
@@ -678,7 +699,8 @@ mod tests {
         .unwrap();
         assert!(parsed.violations.is_empty(), "{:?}", parsed.violations);
         let machine = &parsed.machines[0];
-        assert_eq!(machine.claimed_sensor_type.as_deref(), Some("Vibration"));
+        assert_eq!(machine.claimed.sensor_type.as_deref(), Some("Vibration"));
+        assert_eq!(machine.claimed.location.as_deref(), Some("Test Floor"));
         assert_eq!(machine.readings[0].value(Field::Speed), Some(1400.0));
     }
 

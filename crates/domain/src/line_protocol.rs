@@ -4,7 +4,7 @@
 //! `sensor_readings,factory_id=A,location=Hall\ 1,machine_id=<uuid>,sensor_type=multi temperature=72.5,speed=1500 1736937000000000000`
 
 use crate::ids::MachineId;
-use crate::ingest::{BatchError, BatchLimits, MachineBatch, ParsedBatch, values_from};
+use crate::ingest::{BatchError, BatchLimits, ClaimedTags, MachineBatch, ParsedBatch, values_from};
 use crate::reading::{Field, Reading, ReadingRules, Timestamp, Violation};
 use serde_json::Value;
 use std::collections::HashMap;
@@ -271,6 +271,7 @@ pub const MAX_FIELDS: usize = 16;
 
 struct Line {
     machine: String,
+    claimed: ClaimedTags,
     timestamp: Result<Timestamp, Violation>,
     values: [Option<f64>; 3],
 }
@@ -295,7 +296,7 @@ fn read_line(
     now: Timestamp,
 ) -> Result<Line, Violation> {
     let parts = line_sections(line, path)?;
-    let machine = machine_tag(parts[0], path, format)?;
+    let (machine, claimed) = machine_tags(parts[0], path, format)?;
     let pairs = field_pairs(parts[1], path)?;
     let timestamp = match parts.get(2) {
         None => Ok(now),
@@ -303,6 +304,7 @@ fn read_line(
     };
     Ok(Line {
         machine,
+        claimed,
         timestamp,
         values: values_from(&pairs),
     })
@@ -352,8 +354,13 @@ fn line_sections<'a>(line: &'a str, path: &str) -> Result<Vec<&'a str>, Violatio
     Ok(parts)
 }
 
-/// The `machine_id` tag of the measurement-and-tags section.
-fn machine_tag(series: &str, path: &str, format: &LineFormat<'_>) -> Result<String, Violation> {
+/// The `machine_id` tag of the measurement-and-tags section, and the tags that describe the
+/// machine (compared with the registry, never written as sent).
+fn machine_tags(
+    series: &str,
+    path: &str,
+    format: &LineFormat<'_>,
+) -> Result<(String, ClaimedTags), Violation> {
     let series = split_unescaped_by_influx_rules(series, b',');
     let measurement = unescape_series(series[0]);
     if !format.accepts(&measurement) {
@@ -369,14 +376,21 @@ fn machine_tag(series: &str, path: &str, format: &LineFormat<'_>) -> Result<Stri
         ));
     }
     let mut machine = None;
+    let mut claimed = ClaimedTags::default();
     for tag in &series[1..] {
         let pair = split_unescaped_by_influx_rules(tag, b'=');
         match pair.as_slice() {
-            [key, value] if unescape_series(key) == "machine_id" => {
-                machine = Some(unescape_series(value));
+            [key, value] => {
+                let slot = match unescape_series(key).as_str() {
+                    "machine_id" => &mut machine,
+                    "sensor_type" => &mut claimed.sensor_type,
+                    "location" => &mut claimed.location,
+                    "factory_id" => &mut claimed.factory_id,
+                    // Any other (a Telegraf `host`) is not ours to keep.
+                    _ => continue,
+                };
+                *slot = Some(unescape_series(value));
             }
-            // factory_id, sensor_type, location (and a Telegraf `host`) come from the registry.
-            [_, _] => {}
             _ => {
                 return Err(Violation::new(
                     format!("{path}.tags"),
@@ -386,13 +400,14 @@ fn machine_tag(series: &str, path: &str, format: &LineFormat<'_>) -> Result<Stri
             }
         }
     }
-    machine.ok_or_else(|| {
+    let machine = machine.ok_or_else(|| {
         Violation::new(
             format!("{path}.machine_id"),
             "tag machine_id is required",
             None,
         )
-    })
+    })?;
+    Ok((machine, claimed))
 }
 
 fn field_pairs(fields: &str, path: &str) -> Result<Vec<(Field, f64)>, Violation> {
@@ -455,6 +470,9 @@ pub fn parse(
             continue;
         };
         let machine = machines.slot(&parsed.machine, &path, limits, &mut violations)?;
+        if machine.claimed == ClaimedTags::default() {
+            machine.claimed = parsed.claimed;
+        }
         match rules.reading(
             || path.clone(),
             parsed.timestamp,
@@ -475,7 +493,7 @@ pub fn parse(
             readings: Vec::new(),
             rejected: unattributed,
             path: "body".to_owned(),
-            claimed_sensor_type: None,
+            claimed: ClaimedTags::default(),
         });
     }
     Ok(ParsedBatch {
@@ -563,7 +581,7 @@ impl Machines {
             readings: Vec::new(),
             rejected: 0,
             path: path.to_owned(),
-            claimed_sensor_type: None,
+            claimed: ClaimedTags::default(),
         });
         Ok(&mut self.list[slot])
     }
@@ -731,6 +749,31 @@ mod tests {
             parsed.violations[0].message,
             "must be sensor_readings or modbus, plc temps"
         );
+    }
+
+    #[test]
+    fn the_tags_a_line_claims_are_kept_apart_from_what_is_written() {
+        let body = format!(
+            "sensor_readings,factory_id=B,host=gw1,location=Hall\\ 9,machine_id={M1},sensor_type=temp speed=3 1736937000\n\
+             sensor_readings,location=elsewhere,machine_id={M1} speed=4 1736937001\n"
+        );
+        let parsed = parse(
+            &body,
+            &LineFormat::plain(Precision::Seconds),
+            &rules(),
+            &LIMITS,
+        )
+        .unwrap();
+        assert_eq!(
+            parsed.machines[0].claimed,
+            ClaimedTags {
+                sensor_type: Some("temp".to_owned()),
+                location: Some("Hall 9".to_owned()),
+                factory_id: Some("B".to_owned()),
+            },
+            "the first line's claims"
+        );
+        assert_eq!(parsed.valid_readings(), 2);
     }
 
     #[test]

@@ -477,23 +477,33 @@ fn reject_refused(
     }
 }
 
-/// Logs where a gateway names a machine's sensors differently from the registry: the
-/// registry's label is written, the batch is never refused for it.
+/// Logs where a gateway describes a machine differently from the registry (sensor type,
+/// location, factory): the registry's values are written, the batch is never refused for it.
 fn log_label_mismatches(parsed: &ParsedBatch, known: &HashMap<MachineId, MachineInfo>) {
     for machine in &parsed.machines {
-        let (Some(claimed), Some(info)) = (
-            &machine.claimed_sensor_type,
-            machine.machine_id.and_then(|id| known.get(&id)),
-        ) else {
+        let Some(info) = machine.machine_id.and_then(|id| known.get(&id)) else {
             continue;
         };
-        let registered = domain::SensorType::parse(&info.sensor_type);
-        if !registered.is_ok_and(|label| label.matches(claimed)) {
+        let claimed = &machine.claimed;
+        let sensor_differs = claimed.sensor_type.as_deref().is_some_and(|sent| {
+            !domain::SensorType::parse(&info.sensor_type).is_ok_and(|label| label.matches(sent))
+        });
+        let differs = |sent: &Option<String>, registered: &str| {
+            sent.as_deref().is_some_and(|sent| sent != registered)
+        };
+        if sensor_differs
+            || differs(&claimed.location, &info.location)
+            || differs(&claimed.factory_id, &info.factory_id)
+        {
             tracing::info!(
                 machine_id = %machine.raw_machine_id,
-                sent = %claimed,
-                registered = %info.sensor_type,
-                "sensor_type differs from the registry; the registry's label is stored"
+                sent_sensor_type = claimed.sensor_type.as_deref(),
+                sent_location = claimed.location.as_deref(),
+                sent_factory_id = claimed.factory_id.as_deref(),
+                sensor_type = %info.sensor_type,
+                location = %info.location,
+                factory_id = %info.factory_id,
+                "the gateway describes the machine differently from the registry; the registry's tags are stored"
             );
         }
     }
