@@ -624,6 +624,17 @@ mod tests {
         ReadingRules::defaults(Timestamp::parse_rfc3339("2025-01-15T12:00:00Z").unwrap())
     }
 
+    /// `body` at precision s, `sensor_readings` only.
+    fn parse_seconds(body: &str) -> ParsedBatch {
+        parse(
+            body,
+            &LineFormat::plain(Precision::Seconds),
+            &rules(),
+            &LIMITS,
+        )
+        .unwrap()
+    }
+
     const LIMITS: BatchLimits = BatchLimits {
         max_machines: 10,
         max_readings: 100,
@@ -699,13 +710,7 @@ mod tests {
              cpu,host=x usage=3 1736937003\n\
              sensor_readings,machine_id={M1} status=\"ok\" 1736937004\n"
         );
-        let parsed = parse(
-            &body,
-            &LineFormat::plain(Precision::Seconds),
-            &rules(),
-            &LIMITS,
-        )
-        .unwrap();
+        let parsed = parse_seconds(&body);
         assert_eq!(parsed.valid_readings(), 1);
         assert_eq!(
             parsed.machines[0].readings[0].value(Field::Speed),
@@ -757,13 +762,7 @@ mod tests {
             "sensor_readings,factory_id=B,host=gw1,location=Hall\\ 9,machine_id={M1},sensor_type=temp speed=3 1736937000\n\
              sensor_readings,location=elsewhere,machine_id={M1} speed=4 1736937001\n"
         );
-        let parsed = parse(
-            &body,
-            &LineFormat::plain(Precision::Seconds),
-            &rules(),
-            &LIMITS,
-        )
-        .unwrap();
+        let parsed = parse_seconds(&body);
         assert_eq!(
             parsed.machines[0].claimed,
             ClaimedTags {
