@@ -60,12 +60,14 @@ pub struct BrokerSession {
     connected: Arc<AtomicBool>,
     /// Connected at the socket level (subscribed or not).
     socket_up: Arc<AtomicBool>,
-    subscription: String,
+    /// The JSON telemetry filter (shared when configured) and the Sparkplug groups'.
+    subscriptions: Vec<String>,
     status_topic: String,
     events: tokio::sync::mpsc::UnboundedReceiver<()>,
 }
 
-fn create_options(settings: &MqttSettings) -> mqtt::CreateOptions {
+/// The client of a connection named `client_id`.
+pub(crate) fn create_options(settings: &MqttSettings, client_id: &str) -> mqtt::CreateOptions {
     let version = if settings.is_v5() {
         mqtt::MQTT_VERSION_5
     } else {
@@ -73,7 +75,7 @@ fn create_options(settings: &MqttSettings) -> mqtt::CreateOptions {
     };
     mqtt::CreateOptionsBuilder::new()
         .server_uri(settings.url.replace("mqtt://", "tcp://"))
-        .client_id(&settings.client_id)
+        .client_id(client_id)
         .mqtt_version(version)
         // Outgoing dead letters and status messages are kept in memory while the broker is
         // away, up to this many; incoming messages are the spool's business.
@@ -83,31 +85,37 @@ fn create_options(settings: &MqttSettings) -> mqtt::CreateOptions {
         .finalize()
 }
 
-fn connect_options(
+/// How to connect: a persistent session (the bridge's, whose QoS 1 messages the broker keeps
+/// while it is away) or a clean one, with `will`.
+pub(crate) fn connect_options(
     settings: &MqttSettings,
-    status_topic: &str,
+    will: mqtt::Message,
+    persistent: bool,
 ) -> Result<mqtt::ConnectOptions, BrokerError> {
-    let will = mqtt::Message::new_retained(status_topic, "offline", 1);
     let mut options = if settings.is_v5() {
         let mut options = mqtt::ConnectOptionsBuilder::new_v5();
         let mut properties = mqtt::Properties::new();
-        properties.push_u32(
-            mqtt::PropertyCode::SessionExpiryInterval,
-            settings.session_expiry_secs,
-        )?;
-        // A persistent session: the broker queues QoS 1 messages while we are away.
-        options.clean_start(false).properties(properties);
+        let expiry = if persistent {
+            settings.session_expiry_secs
+        } else {
+            0
+        };
+        properties.push_u32(mqtt::PropertyCode::SessionExpiryInterval, expiry)?;
+        options.clean_start(!persistent).properties(properties);
         options
     } else {
         let mut options = mqtt::ConnectOptionsBuilder::new();
-        options.clean_session(false);
+        options.clean_session(!persistent);
         options
     };
     options
         .keep_alive_interval(Duration::from_secs(settings.keep_alive_secs))
         .connect_timeout(Duration::from_secs(5))
-        .automatic_reconnect(Duration::from_millis(250), Duration::from_secs(10))
         .will_message(will);
+    // A clean session's owner reconnects itself (it has more to do on each connect).
+    if persistent {
+        options.automatic_reconnect(Duration::from_millis(250), Duration::from_secs(10));
+    }
     if let Some(user) = &settings.username {
         options.user_name(user);
     }
@@ -146,9 +154,10 @@ impl BrokerSession {
         spool: Spool,
         metrics: BridgeMetrics,
     ) -> Result<Self, BrokerError> {
-        let client = mqtt::AsyncClient::new(create_options(settings))?;
+        let client = mqtt::AsyncClient::new(create_options(settings, &settings.client_id))?;
         let status_topic = status_topic(&settings.topic_prefix, &settings.client_id);
-        let connect_options = connect_options(settings, &status_topic)?;
+        let will = mqtt::Message::new_retained(status_topic.as_str(), "offline", 1);
+        let connect_options = connect_options(settings, will, true)?;
         let connected = Arc::new(AtomicBool::new(false));
         let (events_tx, events) = tokio::sync::mpsc::unbounded_channel();
         // paho calls this after every (re)connect; the session task subscribes and announces.
@@ -189,7 +198,7 @@ impl BrokerSession {
             connect_options,
             connected,
             socket_up,
-            subscription: settings.subscription(),
+            subscriptions: settings.subscriptions(),
             status_topic,
             events,
         })
@@ -288,23 +297,25 @@ impl BrokerSession {
     async fn on_connected(&self) {
         // The broker may have lost the session (restarted without persistence): subscribe
         // every time. With the session intact this is a harmless repeat.
-        let subscription = self.subscription.clone();
+        let filters = self.subscriptions.clone();
         let subscribing = async {
-            match off_runtime(&self.client, move |c| c.subscribe(subscription.as_str(), 1)).await {
+            let qos = vec![1; filters.len()];
+            match off_runtime(&self.client, move |c| c.subscribe_many(&filters, &qos)).await {
                 Some(token) => token.await.map(|_| ()),
                 None => Err(mqtt::Error::General("subscribe thread failed")),
             }
         };
+        let subscriptions = self.subscriptions.join(", ");
         match tokio::time::timeout(Duration::from_secs(5), subscribing)
             .await
             .unwrap_or(Err(mqtt::Error::Timeout))
         {
             Ok(()) => {
                 self.connected.store(true, Ordering::Relaxed);
-                tracing::info!(subscription = %self.subscription, "connected to the MQTT broker and subscribed");
+                tracing::info!(%subscriptions, "connected to the MQTT broker and subscribed");
             }
             Err(err) => {
-                tracing::error!(error = %err, subscription = %self.subscription, "subscription refused; reconnecting");
+                tracing::error!(error = %err, %subscriptions, "subscription refused; reconnecting");
                 off_runtime(&self.client, |c| c.reconnect()).await;
                 return;
             }

@@ -30,6 +30,8 @@ pub enum Reason {
     NotJson,
     /// JSON, but not one reading or `{"readings": [...]}`.
     BadShape,
+    /// On a Sparkplug B topic, but not a Sparkplug B payload (protobuf) or topic.
+    NotSparkplug,
     /// One or more readings failed validation (the valid ones of the message were stored).
     InvalidReading,
     /// The machine is not in the registry.
@@ -50,6 +52,7 @@ impl Reason {
             Self::TooLarge => "too_large",
             Self::NotJson => "not_json",
             Self::BadShape => "bad_shape",
+            Self::NotSparkplug => "not_sparkplug",
             Self::InvalidReading => "invalid_reading",
             Self::UnknownMachine => "unknown_machine",
             Self::InactiveMachine => "inactive_machine",

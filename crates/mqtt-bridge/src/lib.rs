@@ -10,8 +10,10 @@
 pub mod broker;
 pub mod dead_letter;
 pub mod metrics;
+pub mod names;
 pub mod pipeline;
 pub mod relay;
+pub mod sparkplug;
 pub mod spool;
 
 /// The bridge's HTTP side: only the probes and its OpenAPI document.
@@ -41,6 +43,7 @@ pub async fn build(settings: &Settings) -> Result<Application, StartupError> {
     let broker = broker::BrokerSession::new(&settings.mqtt, spool.clone(), bridge_metrics.clone())?;
     let shared = WritePathParts::start(settings, &pg, &redis).await;
     let store_outage = pipeline::StoreOutage::default();
+    let (sparkplug, rebirth_requests) = sparkplug_input(settings, &bridge_metrics)?;
     metrics.register(Box::new(shared.stale_registry_gauge()));
     let pipeline = pipeline::Pipeline {
         reader,
@@ -58,6 +61,8 @@ pub async fn build(settings: &Settings) -> Result<Application, StartupError> {
         batch_max_bytes: settings.bridge.batch_max_bytes,
         store_outage: store_outage.clone(),
         linger: Duration::from_millis(settings.bridge.batch_linger_ms),
+        sparkplug,
+        names: names::MachineNames::new(pg.clone()),
     };
     let readiness = readiness(
         &broker,
@@ -98,11 +103,63 @@ pub async fn build(settings: &Settings) -> Result<Application, StartupError> {
             .then(|| Duration::from_millis(settings.bridge.fsync_interval_ms)),
         shutdown.clone(),
     ));
+    if let Some(requests) = rebirth_requests {
+        run_sparkplug(&app, settings, &broker, requests);
+    }
     app.spawn_essential("broker session", async move {
         broker.run(spool, shutdown).await;
         journal.close();
     });
     Ok(app)
+}
+
+/// The pipeline's Sparkplug side and where its rebirth requests go, when the bridge is a
+/// host for any group; its births are kept beside the spool.
+fn sparkplug_input(
+    settings: &Settings,
+    metrics: &metrics::BridgeMetrics,
+) -> Result<
+    (
+        Option<sparkplug::SparkplugInput>,
+        Option<tokio::sync::mpsc::Receiver<sparkplug::host::NodeKey>>,
+    ),
+    StartupError,
+> {
+    if settings.mqtt.sparkplug_groups().is_empty() {
+        return Ok((None, None));
+    }
+    let births = sparkplug::births::Births::open(
+        std::path::Path::new(&settings.bridge.spool_dir).join("sparkplug-births"),
+    )?;
+    let (requests, receiver) = tokio::sync::mpsc::channel(256);
+    let rebirths = sparkplug::commands::Rebirths::new(requests, metrics.sparkplug_metrics.clone());
+    let input = sparkplug::SparkplugInput::new(
+        settings.mqtt.topic_prefix.clone(),
+        rebirths,
+        births,
+        metrics.clone(),
+    );
+    Ok((Some(input), Some(receiver)))
+}
+
+/// The Sparkplug host's tasks: rebirth requests out, and STATE.
+fn run_sparkplug(
+    app: &Application,
+    settings: &Settings,
+    broker: &broker::BrokerSession,
+    requests: tokio::sync::mpsc::Receiver<sparkplug::host::NodeKey>,
+) {
+    app.spawn_background(sparkplug::commands::publish(
+        broker.client(),
+        settings.mqtt.topic_prefix.clone(),
+        requests,
+        app.shutdown_token(),
+    ));
+    app.spawn_background(sparkplug::state::run(
+        settings.mqtt.clone(),
+        broker.connected_flag(),
+        app.shutdown_token(),
+    ));
 }
 
 /// A spool's writing and reading sides.

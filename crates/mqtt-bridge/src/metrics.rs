@@ -28,6 +28,19 @@ pub struct BridgeMetrics {
     spool_damaged: IntGauge,
     /// Dead letters on disk that the broker has not acknowledged yet.
     pub dead_letters_pending: IntGauge,
+    /// Sparkplug B: metrics that could not be named (`unnamed`) or are not readings
+    /// (`ignored`), and rebirths asked for (`rebirth_requested`).
+    pub sparkplug_metrics: IntCounterVec,
+}
+
+fn sparkplug_counter() -> prometheus::Result<IntCounterVec> {
+    IntCounterVec::new(
+        Opts::new(
+            "bridge_sparkplug_total",
+            "Sparkplug B metrics not stored (unnamed: an unknown alias; ignored: not a reading) and rebirths requested",
+        ),
+        &["what"],
+    )
 }
 
 impl BridgeMetrics {
@@ -93,7 +106,9 @@ impl BridgeMetrics {
                 "bridge_dead_letters_pending",
                 "Dead letters kept on disk until the broker acknowledges them",
             )?,
+            sparkplug_metrics: sparkplug_counter()?,
         };
+        metrics.register(Box::new(this.sparkplug_metrics.clone()));
         metrics.register(Box::new(this.dead_letters_pending.clone()));
         metrics.register(Box::new(this.messages.clone()));
         metrics.register(Box::new(this.dead_letters.clone()));

@@ -6,10 +6,13 @@
 
 use crate::dead_letter::{DeadLetter, DeadLetterOutbox, Reason};
 use crate::metrics::BridgeMetrics;
+use crate::names::MachineNames;
+use crate::sparkplug::host::Subject;
+use crate::sparkplug::{Decoded, SparkplugInput};
 use crate::spool::{Next, Position, Record, Spool, SpoolReader};
-use domain::MachineId;
 use domain::mqtt::TelemetryTopic;
 use domain::reading::{Reading, ReadingRules};
+use domain::{FactoryId, MachineId};
 use platform::influx::InfluxError;
 use std::time::{Duration, Instant};
 use storage::registry::{Found, MachineInfo};
@@ -40,6 +43,10 @@ pub struct Pipeline {
     pub store_outage: StoreOutage,
     /// How long a partial batch waits.
     pub linger: Duration,
+    /// Sparkplug B host state, when the bridge is a host for any group.
+    pub sparkplug: Option<SparkplugInput>,
+    /// Machines Sparkplug devices name by their registered name.
+    pub names: MachineNames,
 }
 
 /// Why InfluxDB is not taking the bridge's writes, while it is not; shared with `/readyz`.
@@ -67,14 +74,56 @@ enum Item {
         problems: Option<DeadLetter>,
         record: Record,
     },
+    /// A Sparkplug device's (or edge node's) readings; `machine` once its name is resolved.
+    Sparkplug {
+        factory: FactoryId,
+        subject: Subject,
+        machine: Option<MachineId>,
+        readings: Vec<Reading>,
+        problems: Option<DeadLetter>,
+        record: Record,
+    },
+    /// Handled, nothing to store (Sparkplug deaths, commands, STATE).
+    Done(Record),
     Dead(DeadLetter, Record),
 }
 
 impl Item {
     fn record(&self) -> &Record {
         match self {
-            Self::Telemetry { record, .. } | Self::Dead(_, record) => record,
+            Self::Telemetry { record, .. }
+            | Self::Sparkplug { record, .. }
+            | Self::Done(record)
+            | Self::Dead(_, record) => record,
         }
+    }
+
+    fn readings(&self) -> usize {
+        match self {
+            Self::Telemetry { readings, .. } | Self::Sparkplug { readings, .. } => readings.len(),
+            Self::Done(_) | Self::Dead(..) => 0,
+        }
+    }
+}
+
+/// A Sparkplug message's item.
+fn sparkplug_item(decoded: Decoded, record: Record) -> Item {
+    match decoded {
+        Decoded::Readings {
+            factory,
+            subject,
+            readings,
+            problems,
+        } => Item::Sparkplug {
+            machine: subject.name.parse().ok(),
+            factory,
+            subject,
+            readings,
+            problems,
+            record,
+        },
+        Decoded::Nothing => Item::Done(record),
+        Decoded::Dead(letter) => Item::Dead(letter, record),
     }
 }
 
@@ -155,10 +204,18 @@ impl Pipeline {
             match self.reader.next_record() {
                 Ok(Next::Record(record, end)) => {
                     batch.bytes += record.payload.len();
-                    let item = decode(record, &self.topic_prefix, &rules, max_readings);
-                    if let Item::Telemetry { readings, .. } = &item {
-                        batch.readings += readings.len();
-                    }
+                    let item = match &mut self.sparkplug {
+                        Some(sparkplug)
+                            if crate::sparkplug::topic::is_sparkplug(
+                                &record.topic,
+                                &self.topic_prefix,
+                            ) =>
+                        {
+                            sparkplug_item(sparkplug.decode(&record, &rules), record)
+                        }
+                        _ => decode(record, &self.topic_prefix, &rules, max_readings),
+                    };
+                    batch.readings += item.readings();
                     batch.items.push(item);
                     batch.end = end;
                     started.get_or_insert_with(Instant::now);
@@ -216,7 +273,10 @@ impl Pipeline {
         self.store_in(batch, shutdown).instrument(span).await
     }
 
-    async fn store_in(&mut self, batch: Batch, shutdown: &CancellationToken) -> bool {
+    async fn store_in(&mut self, mut batch: Batch, shutdown: &CancellationToken) -> bool {
+        if !self.resolve_names(&mut batch, shutdown).await {
+            return false;
+        }
         let Some(machines) = self.machines(&batch, shutdown).await else {
             return false;
         };
@@ -272,6 +332,10 @@ impl Pipeline {
 
     /// Frees the spool up to `end`; `false` only when shutdown came first.
     async fn commit(&mut self, end: Position, messages: u64, shutdown: &CancellationToken) -> bool {
+        // The host state a replay from `end` starts with.
+        if let Some(sparkplug) = &mut self.sparkplug {
+            sparkplug.keep_births();
+        }
         let mut failures = 0;
         while let Err(err) = self.spool.commit(end, messages) {
             // Not committing only means replaying (InfluxDB overwrites identical points).
@@ -286,6 +350,42 @@ impl Pipeline {
         true
     }
 
+    /// Sparkplug devices named by their registered name get their machine id, retried while
+    /// PostgreSQL is away; `false` on shutdown.
+    async fn resolve_names(&mut self, batch: &mut Batch, shutdown: &CancellationToken) -> bool {
+        let mut failures = 0;
+        for item in &mut batch.items {
+            let Item::Sparkplug {
+                factory,
+                subject,
+                machine: machine @ None,
+                ..
+            } = item
+            else {
+                continue;
+            };
+            loop {
+                match self.names.resolve(factory.as_ref(), &subject.name).await {
+                    Ok(found) => {
+                        *machine = found;
+                        break;
+                    }
+                    Err(err) => {
+                        failures += 1;
+                        if failures == 1 {
+                            tracing::warn!(error = %err, "machine names unavailable; messages wait in the spool");
+                        }
+                    }
+                }
+                tokio::select! {
+                    () = shutdown.cancelled() => return false,
+                    () = tokio::time::sleep(backoff(failures)) => {}
+                }
+            }
+        }
+        true
+    }
+
     /// The registry entries of the batch's machines, retried while Redis and Postgres are
     /// both away (the messages wait in the spool meanwhile).
     async fn machines(&self, batch: &Batch, shutdown: &CancellationToken) -> Option<Found> {
@@ -294,7 +394,8 @@ impl Pipeline {
             .iter()
             .filter_map(|item| match item {
                 Item::Telemetry { topic, .. } => Some(topic.machine_id),
-                Item::Dead(..) => None,
+                Item::Sparkplug { machine, .. } => *machine,
+                Item::Done(_) | Item::Dead(..) => None,
             })
             .collect();
         ids.sort_unstable();
@@ -438,7 +539,8 @@ fn admit_items(items: Vec<Item>, machines: &Found) -> Admitted {
     let mut letters = Vec::new();
     let mut stored = Vec::new();
     for item in items {
-        let (topic, readings, problems, record) = match item {
+        let (machine, factory, readings, problems, record) = match item {
+            Item::Done(_) => continue,
             Item::Dead(letter, record) => {
                 letters.push((letter, record));
                 continue;
@@ -448,15 +550,43 @@ fn admit_items(items: Vec<Item>, machines: &Found) -> Admitted {
                 readings,
                 problems,
                 record,
-            } => (topic, readings, problems, record),
+            } => (
+                topic.machine_id,
+                topic.factory_id,
+                readings,
+                problems,
+                record,
+            ),
+            Item::Sparkplug {
+                machine: Some(machine),
+                factory,
+                readings,
+                problems,
+                record,
+                ..
+            } => (machine, factory, readings, problems, record),
+            Item::Sparkplug {
+                machine: None,
+                factory,
+                subject,
+                record,
+                ..
+            } => {
+                // An edge node's own metrics are someone's only when a machine bears its id.
+                if !subject.own {
+                    let detail = format!(
+                        "no machine named {:?} (or with that id) in factory {factory}",
+                        subject.name
+                    );
+                    letters.push((DeadLetter::new(Reason::UnknownMachine, detail), record));
+                }
+                continue;
+            }
         };
-        let entry = machines.get(&topic.machine_id).and_then(Option::as_ref);
-        match admit(entry, Some(topic.factory_id.as_ref())) {
+        let entry = machines.get(&machine).and_then(Option::as_ref);
+        match admit(entry, Some(factory.as_ref())) {
             Err(refusal) => letters.push((
-                DeadLetter::new(
-                    Reason::of_refusal(&refusal),
-                    refusal.describe(&topic.machine_id),
-                ),
+                DeadLetter::new(Reason::of_refusal(&refusal), refusal.describe(&machine)),
                 record,
             )),
             Ok(info) => {
@@ -492,7 +622,10 @@ mod tests {
     fn reason(item: &Item) -> Option<&'static str> {
         match item {
             Item::Dead(letter, _) => Some(letter.reason.as_str()),
-            Item::Telemetry { problems, .. } => problems.as_ref().map(|l| l.reason.as_str()),
+            Item::Telemetry { problems, .. } | Item::Sparkplug { problems, .. } => {
+                problems.as_ref().map(|l| l.reason.as_str())
+            }
+            Item::Done(_) => None,
         }
     }
 

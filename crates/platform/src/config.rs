@@ -230,6 +230,12 @@ pub struct MqttSettings {
     pub session_expiry_secs: u32,
     /// Larger telemetry messages are dead-lettered without being parsed.
     pub max_payload_bytes: usize,
+    /// Sparkplug B groups (factories) the bridge is the host application for,
+    /// comma-separated; `+` for every group, empty for none. Not shared between replicas:
+    /// one edge node's messages must all reach the same host.
+    pub sparkplug_groups: String,
+    /// The Sparkplug host id: STATE is published on `spBv1.0/STATE/{host_id}`.
+    pub sparkplug_host_id: String,
 }
 
 impl MqttSettings {
@@ -244,6 +250,27 @@ impl MqttSettings {
             .as_deref()
             .map(str::trim)
             .filter(|g| !g.is_empty())
+    }
+
+    /// The Sparkplug groups, trimmed, empty ones left out.
+    pub fn sparkplug_groups(&self) -> Vec<&str> {
+        self.sparkplug_groups
+            .split(',')
+            .map(str::trim)
+            .filter(|g| !g.is_empty())
+            .collect()
+    }
+
+    /// Every filter the bridge subscribes to: the telemetry filter, then one per Sparkplug
+    /// group (`{prefix}spBv1.0/{group}/#`, never shared).
+    pub fn subscriptions(&self) -> Vec<String> {
+        let mut filters = vec![self.subscription()];
+        filters.extend(
+            self.sparkplug_groups()
+                .into_iter()
+                .map(|group| format!("{}spBv1.0/{group}/#", self.topic_prefix)),
+        );
+        filters
     }
 
     /// The subscription: the prefixed filter, inside `$share/<group>/` when shared.
@@ -472,6 +499,22 @@ impl MqttSettings {
             return Err(invalid(
                 "mqtt.shared_group",
                 "must not contain '/', '+' or '#'",
+            ));
+        }
+        if self
+            .sparkplug_groups()
+            .iter()
+            .any(|g| g.contains(['/', '#']) || (g.contains('+') && *g != "+"))
+        {
+            return Err(invalid(
+                "mqtt.sparkplug_groups",
+                "must be group ids without '/', '+' or '#', or a single '+' for every group",
+            ));
+        }
+        if self.sparkplug_host_id.is_empty() || self.sparkplug_host_id.contains(['/', '+', '#']) {
+            return Err(invalid(
+                "mqtt.sparkplug_host_id",
+                "must be non-empty, without '/', '+' or '#'",
             ));
         }
         Ok(())

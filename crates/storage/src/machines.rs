@@ -151,6 +151,21 @@ pub async fn find(conn: &mut AsyncPgConnection, id: Uuid) -> QueryResult<Option<
         .optional()
 }
 
+/// The id of the machine named `name` in `factory` (names are unique within a factory).
+pub async fn id_by_name(
+    conn: &mut AsyncPgConnection,
+    factory: &str,
+    name: &str,
+) -> QueryResult<Option<Uuid>> {
+    machine_metadata::table
+        .filter(machine_metadata::factory_id.eq(factory))
+        .filter(machine_metadata::name.eq(name))
+        .select(machine_metadata::id)
+        .first(conn)
+        .await
+        .optional()
+}
+
 /// A new machine's columns.
 #[derive(Insertable)]
 #[diesel(table_name = machine_metadata)]

@@ -613,6 +613,17 @@ impl TestApp {
 impl TestContext {
     /// Registers a machine with `status` in factory `A`; returns its id.
     pub async fn create_machine(&self, status: domain::MachineStatus) -> uuid::Uuid {
+        let name = format!("Machine {}", uuid::Uuid::new_v4().simple());
+        self.create_named_machine("A", &name, status).await
+    }
+
+    /// Registers a machine named `name` in `factory`; returns its id.
+    pub async fn create_named_machine(
+        &self,
+        factory: &str,
+        name: &str,
+        status: domain::MachineStatus,
+    ) -> uuid::Uuid {
         use diesel::ExpressionMethods;
         use storage::schema::machine_metadata;
         let pool = self.pg_pool();
@@ -621,11 +632,11 @@ impl TestContext {
             .expect("test connection");
         diesel::insert_into(machine_metadata::table)
             .values((
-                machine_metadata::name.eq(format!("Machine {}", uuid::Uuid::new_v4().simple())),
+                machine_metadata::name.eq(name),
                 machine_metadata::location.eq("Hall 1"),
                 machine_metadata::sensor_type.eq("multi"),
                 machine_metadata::status.eq(status.as_str()),
-                machine_metadata::factory_id.eq("A"),
+                machine_metadata::factory_id.eq(factory),
             ))
             .returning(machine_metadata::id)
             .get_result(&mut conn)

@@ -53,6 +53,14 @@ impl MqttTestClient {
             .expect("broker acknowledges the publish");
     }
 
+    /// Publishes a retained message (an empty one clears the topic's) with QoS 1.
+    pub async fn publish_retained(&self, topic: &str, payload: impl Into<Vec<u8>>) {
+        self.client
+            .publish(mqtt::Message::new_retained(topic, payload.into(), 1))
+            .await
+            .expect("broker acknowledges the publish");
+    }
+
     /// The next message received, or `None` after `timeout`.
     pub async fn next(&self, timeout: Duration) -> Option<mqtt::Message> {
         match tokio::time::timeout(timeout, self.received.recv()).await {

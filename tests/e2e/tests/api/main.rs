@@ -23,6 +23,7 @@ mod postgres_schema;
 mod rbac;
 mod seed_conformance;
 mod server;
+mod sparkplug;
 mod stream;
 mod throttle;
 mod traces;

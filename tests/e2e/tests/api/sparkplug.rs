@@ -1,0 +1,174 @@
+//! Sparkplug B through the bridge, with a third-party edge node: `pysparkplug` (its client,
+//! topics and protobuf encoding, unchanged) driven by `tests/interop/sparkplug_edge.py`,
+//! against the real Mosquitto and InfluxDB.
+
+use domain::MachineStatus;
+use plantline_e2e::mqtt::MqttTestClient;
+use plantline_e2e::{TestApp, TestContext, eventually};
+use platform::{ServiceName, Settings};
+use serde_json::Value;
+use std::time::Duration;
+
+/// The value of `name{…label…}` on a service's metrics page.
+async fn metric(app: &TestApp, name: &str, label: &str) -> f64 {
+    let text = app.get("/metrics").await.text().await.expect("metrics");
+    text.lines()
+        .find(|line| line.starts_with(&format!("{name}{{")) && line.contains(label))
+        .and_then(|line| line.rsplit(' ').next())
+        .and_then(|value| value.parse().ok())
+        .unwrap_or(0.0)
+}
+
+/// A bridge that is the Sparkplug host for `group` only, as `host_id`. pysparkplug cannot
+/// put its topics under a prefix, so the test's own group (and host id) isolate it instead.
+fn host_settings(ctx: &TestContext, group: &str, host_id: &str) -> Settings {
+    let mut settings = ctx.bridge_settings(1);
+    settings.mqtt.topic_prefix = String::new();
+    settings.mqtt.sparkplug_groups = group.to_owned();
+    settings.mqtt.sparkplug_host_id = host_id.to_owned();
+    settings
+}
+
+fn run_edge(args: Vec<String>) -> Value {
+    let python = std::env::var("PLANTLINE_TEST_PYTHON").expect(
+        "PLANTLINE_TEST_PYTHON names the test venv's Python (with pysparkplug); run the tests through `make test`",
+    );
+    let script = plantline_e2e::workspace_root().join("tests/interop/sparkplug_edge.py");
+    let output = std::process::Command::new(python)
+        .arg(script)
+        .args(args)
+        .output()
+        .expect("run the Sparkplug edge node");
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    serde_json::from_slice(&output.stdout).expect("the edge node's JSON")
+}
+
+#[tokio::test]
+async fn a_pysparkplug_edge_node_reports_by_name_and_alias_and_gets_rebirths_when_needed() {
+    let ctx = TestContext::new().await;
+    let group = format!("sp{}", &uuid::Uuid::new_v4().simple().to_string()[..12]);
+    let host_id = format!("plantline-{group}");
+    let press = ctx
+        .create_named_machine(&group, "press-7", MachineStatus::Active)
+        .await;
+    let pump = ctx
+        .create_named_machine(&group, "pump-2", MachineStatus::Active)
+        .await;
+    let bridge = ctx
+        .spawn_with(
+            ServiceName::MqttBridge,
+            host_settings(&ctx, &group, &host_id),
+        )
+        .await;
+    let (host, port) = ctx
+        .settings
+        .mqtt
+        .url
+        .trim_start_matches("tcp://")
+        .split_once(':')
+        .map(|(h, p)| (h.to_owned(), p.to_owned()))
+        .expect("host:port");
+    let t0 = (chrono::Utc::now().timestamp() - 120) * 1000;
+    let args = vec![
+        host,
+        port,
+        group.clone(),
+        host_id.clone(),
+        "press-7".to_owned(),
+        pump.to_string(),
+        t0.to_string(),
+    ];
+    let seen = tokio::task::spawn_blocking(move || run_edge(args))
+        .await
+        .expect("edge node thread");
+
+    assert_eq!(seen["state_seen"], true, "{seen}");
+    assert_eq!(seen["state"]["online"], true, "{seen}");
+    assert_eq!(seen["state_later"]["online"], true, "{seen}");
+    assert_eq!(seen["state_later"]["retain"], true, "STATE is retained: {seen}");
+    assert_eq!(seen["rebirth_after_gap"], true, "{seen}");
+    assert_eq!(seen["rebirth_after_unknown_alias"], true, "{seen}");
+
+    // Rows: time, factory_id, location, machine_id, sensor_type, temperature, pressure, speed.
+    let ns = |ms: i64| Value::from(ms * 1_000_000);
+    let expected = 7;
+    let points = eventually(Duration::from_secs(20), "the Sparkplug readings", || {
+        let ctx = &ctx;
+        async move {
+            let points = ctx.influx_points().await;
+            let ours = points
+                .iter()
+                .filter(|p| p[3] == press.to_string() || p[3] == pump.to_string())
+                .count();
+            (ours >= expected).then_some(points)
+        }
+    })
+    .await;
+    let of = |machine: uuid::Uuid| -> Vec<&Value> {
+        points
+            .iter()
+            .filter(|p| p[3] == machine.to_string())
+            .collect()
+    };
+    let press_points = of(press);
+    let pump_points = of(pump);
+    assert_eq!(press_points.len(), 5, "{press_points:?}");
+    assert_eq!(pump_points.len(), 2, "{pump_points:?}");
+    let at = |rows: &[&Value], ms: i64| -> Value {
+        rows.iter()
+            .find(|p| p[0] == ns(ms))
+            .map(|p| (*p).clone())
+            .unwrap_or(Value::Null)
+    };
+    // The birth's values, by name; then by name; then by alias; after the gap; at the end.
+    assert_eq!(at(&press_points, t0)[5], 61.5);
+    assert_eq!(at(&press_points, t0)[7], 1200.0);
+    assert_eq!(at(&press_points, t0 + 1000)[5], 62.25);
+    assert_eq!(at(&press_points, t0 + 2000)[5], 63.5);
+    assert_eq!(at(&press_points, t0 + 2000)[7], 1250.0);
+    assert_eq!(at(&press_points, t0 + 3000)[5], 64.0);
+    assert_eq!(at(&press_points, t0 + 5000)[5], 65.0);
+    assert_eq!(at(&pump_points, t0)[6], 101.5);
+    assert_eq!(at(&pump_points, t0 + 2000)[6], 102.75);
+    assert!(
+        press_points
+            .iter()
+            .all(|p| p[1] == group.as_str() && p[2] == "Hall 1"),
+        "the registry's tags: {press_points:?}"
+    );
+    assert!(
+        !points.iter().any(|p| p[5] == 11.25),
+        "what could not be named, or belongs to no machine, is not stored"
+    );
+    // The unknown device is a dead letter; the bridge went on.
+    assert!(
+        metric(
+            &bridge,
+            "plantline_bridge_dead_letters_total",
+            r#"reason="unknown_machine""#
+        )
+        .await
+            >= 1.0
+    );
+    assert!(
+        metric(
+            &bridge,
+            "plantline_bridge_sparkplug_total",
+            r#"what="rebirth_requested""#
+        )
+        .await
+            >= 2.0
+    );
+
+    bridge.stop().await.expect("bridge stops");
+    // Leave no retained STATE behind.
+    let cleaner = MqttTestClient::connect(&ctx.settings.mqtt.url, &[]).await;
+    cleaner
+        .publish_retained(&format!("spBv1.0/STATE/{host_id}"), Vec::new())
+        .await;
+    cleaner.disconnect().await;
+}
