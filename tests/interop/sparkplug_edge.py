@@ -2,6 +2,12 @@
 unchanged), acting out a scenario against Plantline's bridge.
 
 Usage: sparkplug_edge.py <host> <port> <group> <host_id> <named_device> <uuid_device> <t0_ms>
+       sparkplug_edge.py births <host> <port> <group> <device> <t0_ms>
+       sparkplug_edge.py data <host> <port> <group> <device> <t0_ms> <first_seq> <count>
+
+The second form publishes E1's births and one aliased reading at t0; the third, `count`
+alias-only readings of the device at t0 + 1 s + i ms (temperature 20 + i / 100), continuing
+the sequence at `first_seq`, each acknowledged by the broker (QoS 1) before the next.
 
 Edge node E1 carries the two registered devices; E2 carries an unknown device and sends an
 alias no birth defined. Values Plantline must store are at t0 + 0..5 s; values it must not
@@ -67,7 +73,33 @@ class Edge:
         ], seq=0)
 
 
+def phase(mode, host, port, group, device, t0, *rest):
+    """The births, or a run of aliased data, of a kill test (see the module's usage)."""
+    t0 = int(t0)
+    client = psp.Client(client_id=f"edge-{group}-{mode}")
+    client.connect(host, port=int(port), blocking=False)
+    time.sleep(0.5)
+    edge = Edge(client, group, "E1")
+    if mode == "births":
+        edge.node_birth()
+        edge.send(psp.MessageType.DBIRTH, psp.DBirth,
+                  [metric("Temperature", 19.5, DT.DOUBLE, alias=1, ts=t0)], device)
+        print(json.dumps({"next_seq": edge.seq}))
+    else:
+        first_seq, count = int(rest[0]), int(rest[1])
+        edge.seq = first_seq
+        for i in range(count):
+            edge.send(psp.MessageType.DDATA, psp.DData,
+                      [by_alias(1, 20 + i / 100, DT.DOUBLE, t0 + 1000 + i)], device)
+        print(json.dumps({"sent": count}))
+    time.sleep(0.5)
+    client.disconnect()
+
+
 def main():
+    if sys.argv[1] in ("births", "data"):
+        phase(*sys.argv[1:])
+        return
     host, port, group, host_id, named, by_id, t0 = sys.argv[1:8]
     t0 = int(t0)
     seen = {}

@@ -297,6 +297,7 @@ impl Pipeline {
         }
         self.count_stored(&kept);
         self.after_store(&kept).await;
+        self.record_presence().await;
         // Journaled before the commit: a crash between the two dead-letters the batch's
         // messages again at replay rather than never.
         self.dead_letter(&letters);
@@ -514,6 +515,31 @@ impl Pipeline {
                 () = shutdown.cancelled() => return None,
                 () = tokio::time::sleep(backoff(failures)) => {}
             }
+        }
+    }
+
+    /// Sparkplug births and deaths: which machines are online, recorded and announced (best
+    /// effort, like latest values: logged when PostgreSQL or Redis are away).
+    async fn record_presence(&mut self) {
+        let Some(sparkplug) = &mut self.sparkplug else {
+            return;
+        };
+        for (subject, online, at_ms) in sparkplug.take_presence() {
+            let machine = match subject.name.parse::<MachineId>() {
+                Ok(id) => Some(id),
+                Err(_) => match self.names.resolve(&subject.group, &subject.name).await {
+                    Ok(found) => found,
+                    Err(err) => {
+                        tracing::warn!(error = %err, device = %subject.name, "presence not recorded: machine names unavailable");
+                        None
+                    }
+                },
+            };
+            let Some(machine) = machine else { continue };
+            let since = chrono::DateTime::from_timestamp_millis(at_ms).unwrap_or_default();
+            self.writer
+                .record_presence(machine, storage::presence::Presence { online, since })
+                .await;
         }
     }
 

@@ -75,3 +75,6 @@ pub const LIVE_READINGS_CHANNEL: &str = "live:readings";
 
 /// Channel: alert changes (opened, updated, acknowledged, closed).
 pub const ALERTS_CHANNEL: &str = "alerts";
+
+/// Channel: a machine came online or went offline (`storage::presence::PresenceEvent`).
+pub const PRESENCE_CHANNEL: &str = "presence";

@@ -19,7 +19,7 @@ pub const BACKLOG: usize = 512;
 pub struct LiveEvent {
     /// Sequence number (the SSE `id`).
     pub id: u64,
-    /// `reading` or `alert`.
+    /// `reading`, `alert` or `presence`.
     pub kind: &'static str,
     /// The machine it is about.
     pub machine_id: String,
@@ -149,7 +149,18 @@ impl LiveHub {
         shutdown: CancellationToken,
     ) {
         let alerts = [redis.key(platform::redis_keys::ALERTS_CHANNEL)];
+        let presence = [redis.key(platform::redis_keys::PRESENCE_CHANNEL)];
         let readings = [redis.key(platform::redis_keys::LIVE_READINGS_CHANNEL)];
+        let relay_presence = redis.for_each_message(
+            &presence,
+            "live presence",
+            shutdown.clone(),
+            None,
+            |_, payload| {
+                self.on_presence(payload);
+                std::future::ready(())
+            },
+        );
         let relay_alerts = redis.for_each_message(
             &alerts,
             "live alerts",
@@ -194,7 +205,7 @@ impl LiveHub {
                 }
             }
         };
-        tokio::join!(relay_alerts, relay_readings);
+        tokio::join!(relay_alerts, relay_presence, relay_readings);
     }
 
     fn on_reading(&self, payload: String) {
@@ -208,6 +219,19 @@ impl LiveHub {
             message.location,
         );
         self.publish("reading", tags, payload);
+    }
+
+    fn on_presence(&self, payload: String) {
+        let Ok(event) = serde_json::from_str::<storage::presence::PresenceEvent>(&payload) else {
+            tracing::warn!("a presence event of another shape; skipped");
+            return;
+        };
+        let tags = (
+            event.machine_id.to_string(),
+            event.factory_id,
+            event.location,
+        );
+        self.publish("presence", tags, payload);
     }
 
     async fn on_alert(&self, payload: String, registry: &MachineRegistry) {

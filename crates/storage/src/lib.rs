@@ -14,6 +14,7 @@ pub mod gateways;
 pub mod hashing;
 pub mod latest;
 pub mod machines;
+pub mod presence;
 pub mod refresh_tokens;
 pub mod registry;
 pub mod rollups;

@@ -100,7 +100,17 @@ diesel::table! {
     }
 }
 
+diesel::table! {
+    machine_presence (machine_id) {
+        machine_id -> Uuid,
+        online -> Bool,
+        since -> Timestamptz,
+        updated_at -> Timestamptz,
+    }
+}
+
 diesel::joinable!(refresh_tokens -> users (user_id));
+diesel::joinable!(machine_presence -> machine_metadata (machine_id));
 diesel::joinable!(alerts -> machine_metadata (machine_id));
 diesel::allow_tables_to_appear_in_same_query!(
     machine_metadata,
@@ -110,4 +120,5 @@ diesel::allow_tables_to_appear_in_same_query!(
     system_config,
     audit_log,
     alerts,
+    machine_presence,
 );

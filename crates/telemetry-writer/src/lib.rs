@@ -36,6 +36,8 @@ pub type Written<'a> = [(&'a MachineInfo, &'a [Reading])];
 #[derive(Clone)]
 pub struct TelemetryWriter {
     registry: MachineRegistry,
+    /// For presence (Sparkplug births and deaths).
+    pg: platform::postgres::PgPool,
     influx: InfluxClient,
     redis: RedisClient,
     audience: LiveAudience,
@@ -46,6 +48,42 @@ impl TelemetryWriter {
     /// The Redis client the writer uses (its key prefix names every key).
     pub fn redis(&self) -> &RedisClient {
         &self.redis
+    }
+
+    /// Records that `machine` came online or went offline and, when that changed what was
+    /// recorded, tells the live streams. Best effort: logged when PostgreSQL is away.
+    pub async fn record_presence(&self, machine: MachineId, presence: storage::presence::Presence) {
+        let recorded = async {
+            let mut conn = platform::postgres::connection(&self.pg).await?;
+            storage::presence::record(&mut conn, *machine.as_uuid(), presence)
+                .await
+                .map_err(platform::postgres::DbError::Query)
+        };
+        match recorded.await {
+            Ok(false) => {}
+            Ok(true) => {
+                let info = self
+                    .registry
+                    .lookup(&[machine])
+                    .await
+                    .ok()
+                    .and_then(|found| found.get(&machine).cloned().flatten());
+                let event = storage::presence::PresenceEvent {
+                    machine_id: *machine.as_uuid(),
+                    factory_id: info
+                        .as_ref()
+                        .map(|i| i.factory_id.clone())
+                        .unwrap_or_default(),
+                    location: info.map(|i| i.location).unwrap_or_default(),
+                    online: presence.online,
+                    since: presence.since,
+                };
+                storage::presence::announce(&self.redis, &event).await;
+            }
+            Err(err) => {
+                tracing::warn!(error = %err, machine_id = %machine, online = presence.online, "presence not recorded");
+            }
+        }
     }
 
     /// Looks the machines up (Redis cache, then PostgreSQL), reading the extra full `keys`

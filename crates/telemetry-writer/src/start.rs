@@ -69,6 +69,7 @@ impl WritePathParts {
     pub fn writer(&self, pg: PgPool, redis: RedisClient, influx: InfluxClient) -> TelemetryWriter {
         TelemetryWriter {
             alerts: self.alert_engine(pg.clone(), redis.clone()),
+            pg: pg.clone(),
             registry: MachineRegistry::new(pg, redis.clone(), &self.registry)
                 .sharing(self.last_known.clone()),
             influx,

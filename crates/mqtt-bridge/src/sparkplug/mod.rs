@@ -47,6 +47,8 @@ pub struct SparkplugInput {
     rebirths: commands::Rebirths,
     births: births::Births,
     metrics: crate::metrics::BridgeMetrics,
+    /// Presence changes decoded since the pipeline last took them: who, online, when (ms).
+    presence: Vec<(Subject, bool, i64)>,
 }
 
 impl SparkplugInput {
@@ -76,7 +78,13 @@ impl SparkplugInput {
             rebirths,
             births,
             metrics,
+            presence: Vec::new(),
         }
+    }
+
+    /// The presence changes decoded since the last call, in order.
+    pub fn take_presence(&mut self) -> Vec<(Subject, bool, i64)> {
+        std::mem::take(&mut self.presence)
     }
 
     /// Decodes one spooled message and applies it to the host state.
@@ -100,6 +108,13 @@ impl SparkplugInput {
             self.births.note(record);
         }
         self.act_on(&topic, &outcome, record.received_ms);
+        let at = payload.timestamp.map_or(record.received_ms, |t| t as i64);
+        self.presence.extend(
+            outcome
+                .presence
+                .iter()
+                .map(|(subject, online)| (subject.clone(), *online, at)),
+        );
         let Some(subject) = outcome.subject else {
             return Decoded::Nothing;
         };

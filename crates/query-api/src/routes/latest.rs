@@ -13,6 +13,7 @@ use platform::postgres::connection;
 use serde::{Deserialize, Serialize};
 use std::collections::HashMap;
 use storage::machines::{self, Filter, Machine};
+use storage::presence::{self, Presence};
 use uuid::Uuid;
 
 /// A field's newest value.
@@ -50,6 +51,24 @@ fn render(fields: Option<&HashMap<&'static str, (f64, i64)>>) -> LatestFields {
     latest
 }
 
+/// Whether a machine is online, as its Sparkplug B edge node last said (births and deaths);
+/// both null for machines that never spoke Sparkplug.
+#[derive(Default, Serialize, utoipa::ToSchema)]
+pub struct Online {
+    online: Option<bool>,
+    /// Since when, RFC 3339 in UTC.
+    online_since: Option<String>,
+}
+
+impl Online {
+    fn of(presence: Option<&Presence>) -> Self {
+        presence.map_or_else(Self::default, |p| Self {
+            online: Some(p.online),
+            online_since: Some(p.since.to_rfc3339_opts(chrono::SecondsFormat::Millis, true)),
+        })
+    }
+}
+
 /// One machine's latest values.
 #[derive(Serialize, utoipa::ToSchema)]
 pub struct MachineLatest {
@@ -57,6 +76,8 @@ pub struct MachineLatest {
     #[schema(value_type = Object)]
     machine: Machine,
     latest: LatestFields,
+    #[serde(flatten)]
+    online: Online,
     /// Where the values came from: `cache` (Redis), `store` (InfluxDB) or `cache+store`.
     source: &'static str,
 }
@@ -77,6 +98,8 @@ pub struct FleetMachine<'a> {
     #[schema(value_type = Object)]
     machine: &'a Machine,
     latest: LatestFields,
+    #[serde(flatten)]
+    online: Online,
 }
 
 /// A machine's newest value per field (Redis, falling back to InfluxDB).
@@ -95,11 +118,13 @@ pub async fn machine(
     let machine: Machine = machines::find(&mut conn, *id.as_uuid())
         .await?
         .ok_or_else(|| ApiError::not_found("no such machine"))?;
+    let presence = presence::of(&mut conn, &[machine.id]).await?;
     drop(conn);
     let (latest, source) = latest_for(&state, &[machine.id]).await?;
     let latest = render(latest.get(&machine.id));
     Ok(HttpResponse::Ok().json(MachineLatest {
         status: Success::Success,
+        online: Online::of(presence.get(&machine.id)),
         machine,
         latest,
         source,
@@ -143,8 +168,9 @@ pub async fn fleet(
     let mut conn = connection(&state.pg).await?;
     // A plant has hundreds to thousands of machines: one page holds them all.
     let (fleet, _) = machines::list(&mut conn, &filter, 10_000, 0).await?;
-    drop(conn);
     let ids: Vec<Uuid> = fleet.iter().map(|m| m.id).collect();
+    let presence = presence::of(&mut conn, &ids).await?;
+    drop(conn);
     let (latest, source) = if ids.is_empty() {
         (HashMap::new(), "cache")
     } else {
@@ -155,6 +181,7 @@ pub async fn fleet(
         .map(|m| FleetMachine {
             machine: m,
             latest: render(latest.get(&m.id)),
+            online: Online::of(presence.get(&m.id)),
         })
         .collect();
     Ok(HttpResponse::Ok().json(FleetLatest {

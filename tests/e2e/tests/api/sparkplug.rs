@@ -3,11 +3,54 @@
 //! against the real Mosquitto and InfluxDB.
 
 use domain::MachineStatus;
+use futures_util::StreamExt;
 use plantline_e2e::mqtt::MqttTestClient;
+use plantline_e2e::net::{Gate, ServiceProcess};
+use plantline_e2e::plant::Plant;
 use plantline_e2e::{TestApp, TestContext, eventually};
 use platform::{ServiceName, Settings};
 use serde_json::Value;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
+
+/// Opens a live stream of `factory` as the operator; its text so far is in the answer.
+async fn stream_of(plant: &Plant, factory: &str) -> Arc<Mutex<String>> {
+    let ticket: Value = plant
+        .query
+        .http
+        .post(format!("{}/api/v1/stream/ticket", plant.query.address))
+        .bearer_auth(&plant.operator)
+        .send()
+        .await
+        .expect("ticket")
+        .json()
+        .await
+        .expect("ticket JSON");
+    let ticket = ticket["ticket"].as_str().expect("a ticket").to_owned();
+    let response = plant
+        .query
+        .http
+        .get(format!(
+            "{}/api/v1/stream?ticket={ticket}&factory_id={factory}",
+            plant.query.address
+        ))
+        .timeout(Duration::from_secs(120))
+        .send()
+        .await
+        .expect("stream");
+    assert_eq!(response.status(), 200);
+    let text = Arc::new(Mutex::new(String::new()));
+    let sink = text.clone();
+    tokio::spawn(async move {
+        let mut body = response.bytes_stream();
+        while let Some(Ok(chunk)) = body.next().await {
+            if let Ok(mut text) = sink.lock() {
+                text.push_str(&String::from_utf8_lossy(&chunk));
+            }
+        }
+    });
+    text
+}
 
 /// The value of `name{…label…}` on a service's metrics page.
 async fn metric(app: &TestApp, name: &str, label: &str) -> f64 {
@@ -49,7 +92,8 @@ fn run_edge(args: Vec<String>) -> Value {
 
 #[tokio::test]
 async fn a_pysparkplug_edge_node_reports_by_name_and_alias_and_gets_rebirths_when_needed() {
-    let ctx = TestContext::new().await;
+    let plant = Plant::start().await;
+    let ctx = &plant.ctx;
     let group = format!("sp{}", &uuid::Uuid::new_v4().simple().to_string()[..12]);
     let host_id = format!("plantline-{group}");
     let press = ctx
@@ -61,9 +105,10 @@ async fn a_pysparkplug_edge_node_reports_by_name_and_alias_and_gets_rebirths_whe
     let bridge = ctx
         .spawn_with(
             ServiceName::MqttBridge,
-            host_settings(&ctx, &group, &host_id),
+            host_settings(ctx, &group, &host_id),
         )
         .await;
+    let stream = stream_of(&plant, &group).await;
     let (host, port) = ctx
         .settings
         .mqtt
@@ -89,24 +134,28 @@ async fn a_pysparkplug_edge_node_reports_by_name_and_alias_and_gets_rebirths_whe
     assert_eq!(seen["state_seen"], true, "{seen}");
     assert_eq!(seen["state"]["online"], true, "{seen}");
     assert_eq!(seen["state_later"]["online"], true, "{seen}");
-    assert_eq!(seen["state_later"]["retain"], true, "STATE is retained: {seen}");
+    assert_eq!(
+        seen["state_later"]["retain"], true,
+        "STATE is retained: {seen}"
+    );
     assert_eq!(seen["rebirth_after_gap"], true, "{seen}");
     assert_eq!(seen["rebirth_after_unknown_alias"], true, "{seen}");
 
     // Rows: time, factory_id, location, machine_id, sensor_type, temperature, pressure, speed.
     let ns = |ms: i64| Value::from(ms * 1_000_000);
     let expected = 7;
-    let points = eventually(Duration::from_secs(20), "the Sparkplug readings", || {
-        let ctx = &ctx;
-        async move {
+    let points = eventually(
+        Duration::from_secs(20),
+        "the Sparkplug readings",
+        || async move {
             let points = ctx.influx_points().await;
             let ours = points
                 .iter()
                 .filter(|p| p[3] == press.to_string() || p[3] == pump.to_string())
                 .count();
             (ours >= expected).then_some(points)
-        }
-    })
+        },
+    )
     .await;
     let of = |machine: uuid::Uuid| -> Vec<&Value> {
         points
@@ -164,11 +213,165 @@ async fn a_pysparkplug_edge_node_reports_by_name_and_alias_and_gets_rebirths_whe
             >= 2.0
     );
 
+    // Births made both machines online; the pump's DDEATH took it offline, on the stream too.
+    let online = |machine: uuid::Uuid| {
+        let query = &plant.query;
+        let token = &plant.operator;
+        async move {
+            let answer: Value = query
+                .http
+                .get(format!(
+                    "{}/api/v1/data/machine/{machine}/latest",
+                    query.address
+                ))
+                .bearer_auth(token)
+                .send()
+                .await
+                .expect("latest")
+                .json()
+                .await
+                .expect("latest JSON");
+            (answer["online"].clone(), answer["online_since"].is_string())
+        }
+    };
+    eventually(Duration::from_secs(10), "the pump offline", || async {
+        (online(pump).await == (Value::from(false), true)).then_some(())
+    })
+    .await;
+    assert_eq!(online(press).await, (Value::from(true), true));
+    let pump_id = pump.to_string();
+    eventually(
+        Duration::from_secs(10),
+        "the pump's death on the stream",
+        || {
+            let stream = stream.clone();
+            let pump_id = pump_id.clone();
+            async move {
+                let text = stream.lock().ok()?.clone();
+                text.split("\n\n")
+                    .any(|event| {
+                        event.contains("event: presence")
+                            && event.contains(&pump_id)
+                            && event.contains("\"online\":false")
+                    })
+                    .then_some(())
+            }
+        },
+    )
+    .await;
+
     bridge.stop().await.expect("bridge stops");
     // Leave no retained STATE behind.
     let cleaner = MqttTestClient::connect(&ctx.settings.mqtt.url, &[]).await;
     cleaner
         .publish_retained(&format!("spBv1.0/STATE/{host_id}"), Vec::new())
+        .await;
+    cleaner.disconnect().await;
+}
+
+/// Runs one phase of the edge node (`births` or `data`), returning what it printed.
+fn edge_phase(ctx: &TestContext, args: &[String]) -> Value {
+    let (host, port) = ctx
+        .settings
+        .mqtt
+        .url
+        .trim_start_matches("tcp://")
+        .split_once(':')
+        .expect("host:port");
+    let mut all = vec![args[0].clone(), host.to_owned(), port.to_owned()];
+    all.extend(args[1..].iter().cloned());
+    run_edge(all)
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_bridge_killed_in_the_middle_of_aliased_data_loses_nothing_acknowledged() {
+    let ctx = TestContext::new().await;
+    let group = format!("sk{}", &uuid::Uuid::new_v4().simple().to_string()[..12]);
+    let machine = ctx
+        .create_named_machine(&group, "lathe-3", MachineStatus::Active)
+        .await;
+    let mut gate = Gate::closed(ctx.settings.influx.url.trim_start_matches("http://"));
+    gate.open().await;
+    let mut env = ctx.env.clone();
+    env.extend([
+        ("PLANTLINE_INFLUX__URL".to_owned(), gate.http_url()),
+        ("PLANTLINE_MQTT__TOPIC_PREFIX".to_owned(), String::new()),
+        ("PLANTLINE_MQTT__SPARKPLUG_GROUPS".to_owned(), group.clone()),
+        (
+            "PLANTLINE_MQTT__SPARKPLUG_HOST_ID".to_owned(),
+            format!("plantline-{group}"),
+        ),
+    ]);
+    let first = ServiceProcess::start("mqtt-bridge", &env);
+    eventually(Duration::from_secs(20), "bridge subscribed", || async {
+        let ready = first.readiness().await?;
+        (ready["dependencies"]["mqtt"]["status"] == "up").then_some(())
+    })
+    .await;
+    let stored = |count: usize| {
+        let ctx = &ctx;
+        async move {
+            let points = ctx.influx_points().await;
+            let mine: Vec<Value> = points
+                .into_iter()
+                .filter(|p| p[3] == machine.to_string())
+                .collect();
+            (mine.len() >= count).then_some(mine)
+        }
+    };
+
+    // Births while InfluxDB answers: stored, so the spool commits past them.
+    let t0 = (chrono::Utc::now().timestamp() - 300) * 1000;
+    let born = edge_phase(
+        &ctx,
+        &[
+            "births".into(),
+            group.clone(),
+            "lathe-3".into(),
+            t0.to_string(),
+        ],
+    );
+    eventually(Duration::from_secs(20), "the birth's value", || stored(1)).await;
+
+    // InfluxDB away: alias-only data spools; the bridge is killed; it comes back.
+    gate.close();
+    const COUNT: usize = 300;
+    let args = vec![
+        "data".to_owned(),
+        group.clone(),
+        "lathe-3".to_owned(),
+        t0.to_string(),
+        born["next_seq"].to_string(),
+        COUNT.to_string(),
+    ];
+    let sent = edge_phase(&ctx, &args);
+    assert_eq!(sent["sent"], COUNT);
+    eventually(Duration::from_secs(30), "a hundred spooled", || async {
+        let ready = first.readiness().await?;
+        (ready["dependencies"]["spool"]["detail"]["pending_messages"].as_u64()? >= 100)
+            .then_some(())
+    })
+    .await;
+    first.kill();
+    gate.open().await;
+    let second = ServiceProcess::start("mqtt-bridge", &env);
+    let points = eventually(Duration::from_secs(60), "every aliased reading", || {
+        stored(COUNT + 1)
+    })
+    .await;
+    assert_eq!(points.len(), COUNT + 1, "nothing twice");
+    for i in 0..COUNT {
+        let at = Value::from((t0 + 1000 + i as i64) * 1_000_000);
+        let value = points
+            .iter()
+            .find(|p| p[0] == at)
+            .and_then(|p| p[5].as_f64());
+        assert_eq!(value, Some(20.0 + i as f64 / 100.0), "reading {i}");
+    }
+    drop(second);
+    let cleaner = MqttTestClient::connect(&ctx.settings.mqtt.url, &[]).await;
+    cleaner
+        .publish_retained(&format!("spBv1.0/STATE/plantline-{group}"), Vec::new())
         .await;
     cleaner.disconnect().await;
 }
