@@ -66,9 +66,9 @@ fault-scenarios:
 	ls target/test-output/faults/*.txt 2>/dev/null | sort -V | xargs -r cat; \
 	ls target/test-output/faults/*.txt >/dev/null 2>&1 || echo "no summaries written"; exit $$status
 
-simulate: up ## send live telemetry for the demo machines (RATE readings/s, MQTT=1 publishes over MQTT, Ctrl-C stops)
+simulate: up ## send live telemetry for the demo machines (RATE readings/s, MQTT=1 publishes over MQTT, SPARKPLUG=1 as Sparkplug B, Ctrl-C stops)
 	cargo build --profile $(PROFILE) --quiet -p plantline-simulator
-	target/$(if $(filter dev,$(PROFILE)),debug,$(PROFILE))/plantline-sim --rate $(or $(RATE),20) $(if $(OVERHEAT),--overheat $(OVERHEAT)) $(if $(MQTT),--mqtt tcp://127.0.0.1:1884)
+	target/$(if $(filter dev,$(PROFILE)),debug,$(PROFILE))/plantline-sim --rate $(or $(RATE),20) $(if $(OVERHEAT),--overheat $(OVERHEAT)) $(if $(or $(MQTT),$(SPARKPLUG)),--mqtt tcp://127.0.0.1:1884) $(if $(SPARKPLUG),--sparkplug)
 
 bench: up ## measure against same-run baselines, write bench/report.md + plots (ONLY=mqtt runs one section)
 	@test -f /usr/share/fonts/truetype/dejavu/DejaVuSans.ttf || apt-get install -y -qq fonts-dejavu-core >/dev/null

@@ -7,6 +7,7 @@ mod mqtt;
 mod query;
 mod report;
 mod soak;
+mod sparkplug;
 mod stats;
 mod stream;
 mod write_api;

@@ -10,8 +10,8 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
-const MESSAGES: usize = 40_000;
-const ROUNDS: usize = 2;
+pub(crate) const MESSAGES: usize = 40_000;
+pub(crate) const ROUNDS: usize = 2;
 /// QoS 1 publishes in flight: enough to keep the broker busy, within paho's window.
 const WINDOW: usize = 500;
 
@@ -44,9 +44,9 @@ pub(crate) async fn connect(name: &str, clean: bool) -> Result<mqtt::AsyncClient
 
 /// Publishes `messages` with QoS 1 keeping `WINDOW` in flight, at most `pace` per second when
 /// given; returns when the broker acknowledged the last one.
-async fn publish_all(
+pub(crate) async fn publish_all(
     client: &mqtt::AsyncClient,
-    messages: Vec<(String, String)>,
+    messages: Vec<(String, Vec<u8>)>,
     pace: Option<f64>,
     what: &str,
 ) -> Result<(), String> {
@@ -79,7 +79,7 @@ async fn publish_all(
 
 /// The round's messages: one reading each, spread over the machines, timestamps 1 µs apart
 /// from `base` (never on the query data set's 10-second grid).
-fn messages(prefix: &str, ids: &[String], base_us: i64) -> Vec<(String, String)> {
+fn messages(prefix: &str, ids: &[String], base_us: i64) -> Vec<(String, Vec<u8>)> {
     (0..MESSAGES)
         .map(|i| {
             let machine = &ids[i % ids.len()];
@@ -89,7 +89,7 @@ fn messages(prefix: &str, ids: &[String], base_us: i64) -> Vec<(String, String)>
             let temperature = 50.0 + (i % 400) as f64 / 10.0;
             (
                 format!("{prefix}factory/bench/machine/{machine}/telemetry"),
-                format!(r#"{{"timestamp":"{ts}","temperature":{temperature}}}"#),
+                format!(r#"{{"timestamp":"{ts}","temperature":{temperature}}}"#).into_bytes(),
             )
         })
         .collect()
@@ -210,6 +210,7 @@ pub async fn run(target: &Target, report: &mut Report) -> Result<(), String> {
         ratio: Some(bridge_rate / baseline_rate),
         note: "publisher paced at the baseline's rate; bridge end to end: spool, validation, registry, InfluxDB, latest values".to_owned(),
     });
+    crate::sparkplug::run(&http, &influx, &ids, start - 3600, report).await?;
     report.add_peak_rss("mqtt-bridge");
     Ok(())
 }

@@ -13,6 +13,8 @@ pub mod mqtt;
 pub mod rbac;
 pub mod reading;
 pub mod settings;
+#[cfg(feature = "sparkplug")]
+pub mod sparkplug;
 #[cfg(feature = "sql")]
 mod sql;
 pub mod text;

@@ -1,5 +1,7 @@
 //! Telemetry generation and a gateway's HTTP client, shared by the simulator and the bench.
 
+pub mod sparkplug;
+
 use rand::Rng;
 use serde_json::{Value, json};
 use std::collections::HashMap;

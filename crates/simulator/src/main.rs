@@ -1,13 +1,16 @@
 //! `plantline-sim`: a shop-floor gateway sending telemetry for the demo machines.
 //!
 //! `plantline-sim [--rate READINGS_PER_S] [--batch READINGS] [--duration SECONDS]
-//!                [--overheat MACHINE_ID] [--base-url URL] [--demo-env FILE] [--mqtt BROKER_URL]`
+//!                [--overheat MACHINE_ID] [--base-url URL] [--demo-env FILE] [--mqtt BROKER_URL]
+//!                [--sparkplug]`
 //! Runs until Ctrl-C (or the duration); rejected batches are retried, never dropped. With
 //! `--mqtt` the machines publish on their own telemetry topics (QoS 1) instead of a gateway
-//! posting batches over HTTP.
+//! posting batches over HTTP; with `--sparkplug` as well, they are Sparkplug B devices of one
+//! edge node per factory (births, aliased data, a device death and rebirth now and then).
 
 use indicatif::{ProgressBar, ProgressStyle};
 use paho_mqtt as mqtt;
+use plantline_simulator::sparkplug::SparkplugEdges;
 use plantline_simulator::{Attempt, GatewayClient, SimMachine, batch, mqtt_messages, retry_wait};
 use std::process::ExitCode;
 use std::time::{Duration, Instant};
@@ -38,6 +41,9 @@ struct Options {
     /// Publish on the machines' own MQTT topics through this broker instead of posting batches.
     #[arg(long, value_name = "BROKER_URL")]
     mqtt: Option<String>,
+    /// With --mqtt: speak Sparkplug B (one edge node per factory, the machines its devices).
+    #[arg(long, requires = "mqtt")]
+    sparkplug: bool,
 }
 
 fn positive(text: &str) -> Result<f64, String> {
@@ -63,6 +69,7 @@ fn credentials(path: &str) -> Result<(String, String), String> {
 enum Transport {
     Http(GatewayClient),
     Mqtt(mqtt::AsyncClient),
+    Sparkplug(SparkplugEdges),
 }
 
 async fn connect_mqtt(url: &str) -> Result<mqtt::AsyncClient, String> {
@@ -94,6 +101,13 @@ impl Transport {
         bar: &ProgressBar,
     ) {
         match self {
+            Self::Sparkplug(edges) => {
+                while let Err(err) = edges.deliver(machines, &body).await {
+                    *retries += 1;
+                    bar.println(format!("Sparkplug publish failed: {err}; retrying"));
+                    tokio::time::sleep(Duration::from_secs(1)).await;
+                }
+            }
             Self::Mqtt(client) => {
                 for (topic, payload) in mqtt_messages(machines, &body) {
                     loop {
@@ -152,6 +166,13 @@ async fn main() -> ExitCode {
         }
     }
     let mut transport = match &options.mqtt {
+        Some(url) if options.sparkplug => match SparkplugEdges::connect(url, &machines).await {
+            Ok(edges) => Transport::Sparkplug(edges),
+            Err(err) => {
+                eprintln!("plantline-sim: {err}");
+                return ExitCode::FAILURE;
+            }
+        },
         Some(url) => match connect_mqtt(url).await {
             Ok(client) => Transport::Mqtt(client),
             Err(err) => {
@@ -198,5 +219,8 @@ async fn main() -> ExitCode {
         bar.tick();
     }
     bar.finish_with_message(format!("{sent} readings sent, {retries} retries"));
+    if let Transport::Sparkplug(edges) = transport {
+        edges.stop().await;
+    }
     ExitCode::SUCCESS
 }

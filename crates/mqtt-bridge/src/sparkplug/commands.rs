@@ -4,9 +4,9 @@
 //! must not send a burst of requests for gaps long since healed.
 
 use super::host::NodeKey;
-use super::proto::{Metric, Payload, Value, data_type};
 use super::topic::NAMESPACE;
 use crate::broker::off_runtime;
+use domain::sparkplug::{Metric, Payload, Value, data_type};
 use paho_mqtt as mqtt;
 use prost::Message;
 use std::collections::HashMap;

@@ -4,9 +4,9 @@
 //! replay rebuilds the same state; what this module decides is pure (no I/O), the pipeline
 //! acts on the [`Outcome`].
 
-use super::proto::{Metric, Payload, Value};
 use super::topic::{Kind, SparkplugTopic};
 use domain::reading::Field;
+use domain::sparkplug::{Metric, Payload, Value};
 use std::collections::{HashMap, HashSet};
 
 /// One edge node: `spBv1.0/{group}/…/{edge_node}`.
@@ -292,8 +292,8 @@ fn bd_seq(metrics: &[Metric]) -> Option<u64> {
 
 #[cfg(test)]
 mod tests {
-    use super::super::proto::data_type::{DOUBLE, INT64, UINT32};
     use super::*;
+    use domain::sparkplug::data_type::{DOUBLE, INT64, UINT32};
 
     fn topic(kind: Kind, device: Option<&str>) -> SparkplugTopic {
         SparkplugTopic {

@@ -11,7 +11,6 @@
 pub mod births;
 pub mod commands;
 pub mod host;
-pub mod proto;
 pub mod state;
 pub mod topic;
 
@@ -19,6 +18,7 @@ use crate::dead_letter::{DeadLetter, Reason};
 use crate::spool::Record;
 use domain::FactoryId;
 use domain::reading::{Reading, ReadingRules, Timestamp};
+use domain::sparkplug::Payload;
 use host::{Host, NodeKey, Outcome, Sample, Subject};
 use prost::Message;
 use std::collections::BTreeMap;
@@ -62,7 +62,7 @@ impl SparkplugInput {
         let mut host = Host::default();
         for record in births.load() {
             if let Ok(topic::Parsed::Message(topic)) = topic::parse(&record.topic, &prefix)
-                && let Ok(payload) = proto::Payload::decode(record.payload.as_slice())
+                && let Ok(payload) = Payload::decode(record.payload.as_slice())
             {
                 host.handle(&topic, &payload, record.received_ms);
                 // The sequence goes on from wherever the node is now.
@@ -94,7 +94,7 @@ impl SparkplugInput {
             Ok(topic::Parsed::State) => return Decoded::Nothing,
             Err(err) => return Decoded::Dead(DeadLetter::new(Reason::NotSparkplug, err)),
         };
-        let payload = match proto::Payload::decode(record.payload.as_slice()) {
+        let payload = match Payload::decode(record.payload.as_slice()) {
             Ok(payload) => payload,
             Err(err) => {
                 return Decoded::Dead(DeadLetter::new(

@@ -13,6 +13,10 @@ export async function fleetView(root) {
   ]);
   const machines = latest.machines.map((entry) => entry.machine);
   const latestById = new Map(latest.machines.map((entry) => [entry.machine.id, entry.latest ?? {}]));
+  // Sparkplug presence: { online, since }, or none for machines that never spoke Sparkplug.
+  const presenceById = new Map(latest.machines
+    .filter((entry) => entry.online !== null && entry.online !== undefined)
+    .map((entry) => [entry.machine.id, { online: entry.online, since: entry.online_since }]));
   const alertsById = new Map();
   for (const alert of alerts) alertsById.set(alert.id, alert);
   const rows = new Map();
@@ -29,6 +33,7 @@ export async function fleetView(root) {
       h('td', {}, machine.location),
       h('td', { class: 'sensor-type' }, machine.sensor_type),
       h('td', {}, h('span', { class: `status status-${machine.status}` }, machine.status)),
+      onlineCell(presenceById.get(machine.id)),
       METRICS.map((m) => h('td', { class: 'num', dataset: { metric: m.key } }, formatValue(values[m.key]?.value))),
       h('td', { class: 'muted' }, timeAgo(newest)),
       h('td', {}, open.length === 0 ? h('span', { class: 'muted' }, 'none')
@@ -42,6 +47,7 @@ export async function fleetView(root) {
   const table = h('table', { class: 'fleet' },
     h('thead', {}, h('tr', {},
       h('th', {}, 'Machine'), h('th', {}, 'Location'), h('th', {}, 'Sensors'), h('th', {}, 'Status'),
+      h('th', {}, 'Online'),
       METRICS.map((m) => h('th', { class: 'num' }, `${m.label} (${m.unit})`)),
       h('th', {}, 'Last reading'), h('th', {}, 'Open alerts'))),
     h('tbody', {}, machines.map(renderRow)));
@@ -74,10 +80,26 @@ export async function fleetView(root) {
       const machine = byId.get(alert.machine_id);
       if (machine) renderRow(machine);
     },
+    presence({ machine_id: machineId, online, since }) {
+      const known = presenceById.get(machineId);
+      if (known && known.since > since) return;
+      presenceById.set(machineId, { online, since });
+      const machine = byId.get(machineId);
+      if (machine) renderRow(machine);
+    },
     reset() {
       window.dispatchEvent(new HashChangeEvent('hashchange'));
     },
   });
+}
+
+// Online or offline, as the machine's Sparkplug edge node last said, and since when.
+function onlineCell(presence) {
+  if (!presence) return h('td', { class: 'muted', title: 'not a Sparkplug machine' }, '—');
+  const word = presence.online ? 'online' : 'offline';
+  return h('td', { dataset: { online: String(presence.online) } },
+    h('span', { class: `presence presence-${word}`, title: `since ${presence.since}` }, word),
+    ' ', h('span', { class: 'muted' }, timeAgo(presence.since)));
 }
 
 function addMachineForm(byId, added) {

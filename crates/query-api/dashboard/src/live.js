@@ -40,7 +40,7 @@ export function openStream(filter, handlers) {
     source = new EventSource(`/api/v1/stream?${params}`);
     source.onopen = () => { attempt = 0; status('live'); };
     source.onerror = () => { source.close(); schedule(); };
-    for (const kind of ['reading', 'alert', 'reset']) {
+    for (const kind of ['reading', 'alert', 'presence', 'reset']) {
       source.addEventListener(kind, (event) => {
         if (event.lastEventId) lastId = event.lastEventId;
         handlers[kind]?.(JSON.parse(event.data));

@@ -1,7 +1,9 @@
 //! The part of Sparkplug B's payload schema (`sparkplug_b.proto`, Eclipse Tahu; Sparkplug 3.0
-//! §6.4) a host needs to read readings, written as prost types by hand: no protoc, no build
+//! §6.4) that scalar readings need, written as prost types by hand: no protoc, no build
 //! script. Metadata, property sets, data sets, templates and extensions are not declared, so
-//! prost skips them unread: a hostile payload cannot make us walk a deep structure.
+//! prost skips them unread: a hostile payload cannot make us walk a deep structure. Shared by
+//! mqtt-bridge (the host application) and the simulator (an edge node); behind the
+//! `sparkplug` feature so the other crates do not build prost.
 
 /// `org.eclipse.tahu.protobuf.Payload`.
 #[derive(Clone, PartialEq, prost::Message)]
