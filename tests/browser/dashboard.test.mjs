@@ -62,6 +62,8 @@ try {
   await operator.locator('#who', { hasText: '(operator)' }).waitFor();
   await expectAbsent(operator, '[data-control="config-nav"]', 'an operator must not get config editing');
   await expectAbsent(operator, '[data-control="machine-create"]', 'an operator must not register machines');
+  // The harness recorded the machine's Sparkplug edge node as having said it died.
+  await operator.locator(`tr.machine-row[data-machine-id="${machine}"] td[data-online="false"]`, { hasText: 'offline' }).waitFor();
 
   step('operator opens the machine page; its stream goes live');
   await operator.locator(`tr.machine-row[data-machine-id="${machine}"] a`).click();

@@ -22,7 +22,7 @@ fn encode(seq: u64, timestamp: u64, metrics: Vec<Metric>) -> Vec<u8> {
     .encode_to_vec()
 }
 
-/// NBIRTH, a DBIRTH per machine (Temperature, alias 1), then `MESSAGES` DDATA; timestamps one
+/// NBIRTH, a DBIRTH per machine (Temperature), then `MESSAGES` DDATA; timestamps one
 /// millisecond apart from `base_ms`, skipping the query data set's 10-second grid. Returns
 /// the messages and the first and last reading times (ms).
 fn load(prefix: &str, ids: &[String], base_ms: i64) -> (Vec<(String, Vec<u8>)>, i64, i64) {
@@ -44,10 +44,11 @@ fn load(prefix: &str, ids: &[String], base_ms: i64) -> (Vec<(String, Vec<u8>)>, 
         ..Metric::default()
     };
     let mut messages = vec![(topic("NBIRTH", None), encode(next(), now, vec![bd_seq]))];
-    for id in ids {
+    // Aliases are unique within the edge node: device n's Temperature is n + 1.
+    for (n, id) in ids.iter().enumerate() {
         let declared = Metric {
             name: Some("Temperature".into()),
-            alias: Some(1),
+            alias: Some(n as u64 + 1),
             datatype: Some(data_type::DOUBLE),
             is_null: Some(true),
             ..Metric::default()
@@ -65,7 +66,7 @@ fn load(prefix: &str, ids: &[String], base_ms: i64) -> (Vec<(String, Vec<u8>)>, 
             ts += 1;
         }
         let value = Metric {
-            alias: Some(1),
+            alias: Some((i % ids.len()) as u64 + 1),
             timestamp: Some(ts as u64),
             value: Some(Value::Double(50.0 + (i % 400) as f64 / 10.0)),
             ..Metric::default()

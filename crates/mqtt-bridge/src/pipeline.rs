@@ -585,6 +585,14 @@ fn admit_items(items: Vec<Item>, machines: &Found) -> Admitted {
             ),
             Item::Sparkplug {
                 machine: Some(machine),
+                subject,
+                ..
+            } if subject.own && machines.get(&machine).and_then(Option::as_ref).is_none() => {
+                // An edge node's id shaped like a machine id, of no machine: not ours.
+                continue;
+            }
+            Item::Sparkplug {
+                machine: Some(machine),
                 factory,
                 readings,
                 problems,

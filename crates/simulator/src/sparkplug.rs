@@ -1,7 +1,9 @@
 //! The demo machines as Sparkplug B devices: one edge node per factory (`spBv1.0/{factory}/…/
 //! plantline-sim`), each device named by its machine id. Births declare Temperature,
-//! Pressure and Speed with aliases 1–3; data carries the aliases only; now and then a device
-//! dies and is born again; a rebirth request (NCMD) is answered with births.
+//! Pressure and Speed with aliases unique within the edge node (device n: 3n+1 to 3n+3);
+//! data carries the aliases only; now and then a device dies and is born again; a rebirth
+//! request (NCMD) is answered with births. Published at QoS 1 (Sparkplug asks 0 for data):
+//! the broker then keeps what the bridge has not taken yet.
 
 use crate::SimMachine;
 use domain::sparkplug::{Metric, Payload, Value, data_type};
@@ -12,12 +14,17 @@ use std::collections::BTreeMap;
 use std::time::Duration;
 
 const EDGE_NODE: &str = "plantline-sim";
-/// The metrics every device declares, by alias.
+/// The metrics every device declares: alias within the device, name, reading field.
 const METRICS: [(u64, &str, &str); 3] = [
     (1, "Temperature", "temperature"),
     (2, "Pressure", "pressure"),
     (3, "Speed", "speed"),
 ];
+
+/// A metric's alias on the edge node: unique across its devices.
+fn alias(device_index: usize, within: u64) -> u64 {
+    device_index as u64 * 3 + within
+}
 
 /// One edge node: its connection (whose will is its NDEATH) and sequence number.
 struct EdgeNode {
@@ -136,13 +143,21 @@ impl EdgeNode {
         Ok(())
     }
 
+    fn index_of(&self, device: &str) -> usize {
+        self.devices
+            .iter()
+            .position(|d| d == device)
+            .unwrap_or_default()
+    }
+
     /// A device's birth declares its metrics and aliases (no values: data brings them).
     async fn device_birth(&mut self, device: &str) -> Result<(), String> {
+        let index = self.index_of(device);
         let declared = METRICS
             .iter()
-            .map(|(alias, name, _)| Metric {
+            .map(|(within, name, _)| Metric {
                 name: Some((*name).into()),
-                alias: Some(*alias),
+                alias: Some(alias(index, *within)),
                 datatype: Some(data_type::DOUBLE),
                 is_null: Some(true),
                 ..Metric::default()
@@ -223,12 +238,11 @@ impl SparkplugEdges {
             else {
                 continue;
             };
-            let metrics = data_metrics(
-                item["readings"]
-                    .as_array()
-                    .map(Vec::as_slice)
-                    .unwrap_or_default(),
-            );
+            let readings = item["readings"]
+                .as_array()
+                .map(Vec::as_slice)
+                .unwrap_or_default();
+            let metrics = data_metrics(node.index_of(id), readings);
             node.publish("DDATA", Some(id), metrics).await?;
         }
         // Now and then a device dies and is born again, as devices on a shop floor do.
@@ -247,18 +261,19 @@ impl SparkplugEdges {
     }
 }
 
-/// The readings of one machine as alias-only metrics with their own timestamps.
-fn data_metrics(readings: &[Json]) -> Vec<Metric> {
+/// The readings of one machine (the node's device `index`) as alias-only metrics with their
+/// own timestamps.
+fn data_metrics(index: usize, readings: &[Json]) -> Vec<Metric> {
     let mut metrics = Vec::new();
     for reading in readings {
         let timestamp = reading["timestamp"]
             .as_str()
             .and_then(|t| chrono::DateTime::parse_from_rfc3339(t).ok())
             .map(|t| t.timestamp_millis() as u64);
-        for (alias, _, field) in METRICS {
+        for (within, _, field) in METRICS {
             if let Some(value) = reading[field].as_f64() {
                 metrics.push(Metric {
-                    alias: Some(alias),
+                    alias: Some(alias(index, within)),
                     timestamp,
                     value: Some(Value::Double(value)),
                     ..Metric::default()

@@ -21,8 +21,8 @@ pub struct Presence {
     pub since: DateTime<Utc>,
 }
 
-/// Records `presence` unless a newer one is recorded (a replayed message never undoes a
-/// later one). Whether it changed anything.
+/// Records `presence` if it is a change and newer than the recorded one (a replayed message
+/// never undoes a later one; a repeated birth keeps the first `since`). Whether it changed.
 pub async fn record(
     conn: &mut AsyncPgConnection,
     machine: Uuid,
@@ -33,7 +33,8 @@ pub async fn record(
         "INSERT INTO machine_presence (machine_id, online, since) VALUES ($1, $2, $3) \
          ON CONFLICT (machine_id) DO UPDATE \
          SET online = EXCLUDED.online, since = EXCLUDED.since, updated_at = now() \
-         WHERE machine_presence.since <= EXCLUDED.since",
+         WHERE machine_presence.since <= EXCLUDED.since \
+         AND machine_presence.online <> EXCLUDED.online",
     )
     .bind::<diesel::sql_types::Uuid, _>(machine)
     .bind::<diesel::sql_types::Bool, _>(presence.online)

@@ -3,8 +3,15 @@
 //! it, so without these the aliases of the replayed data could not be named, and data the
 //! bridge acknowledged would be lost.
 //!
-//! One file per edge node (`<node>.n`) and per device (`<node>.<device>.d`), names in hex;
-//! each holds the topic, the receive time and the payload. A node's birth drops its devices'.
+//! One file per edge node (`<node>.n`) and per device (`<node>.<device>.d`), named by
+//! SHA-256 digests of the ids (bounded length, whatever the ids); each holds the topic, the
+//! receive time and the payload. A node's birth drops its devices'. A birth that cannot be
+//! written drops its node's files: a restart then knows nothing of the node and asks it for
+//! a rebirth, rather than naming data with births older than the spool's.
+//!
+//! The births are written just before the spool commits past them. A crash between the two
+//! replays the batch with its own births already loaded: its data before them is named with
+//! the new aliases, which differ only when a rebirth changed the alias map.
 
 use crate::spool::Record;
 use std::io::Write;
@@ -12,31 +19,16 @@ use std::path::{Path, PathBuf};
 
 pub struct Births {
     dir: PathBuf,
-    /// Births decoded since the last commit, in order.
-    pending: Vec<Record>,
+    /// Births decoded since the last commit, in order, with their file stems.
+    pending: Vec<(Record, String, Option<String>)>,
 }
 
-fn hex(text: &str) -> String {
-    text.bytes().map(|b| format!("{b:02x}")).collect()
-}
-
-/// `(node file stem, device)` of a birth topic `…spBv1.0/{group}/{N|D}BIRTH/{edge}[/{device}]`.
-fn names(topic: &str) -> Option<(String, Option<String>)> {
-    let mut parts = topic.rsplitn(4, '/');
-    let last = parts.next()?;
-    let third = parts.next()?;
-    let second = parts.next()?;
-    let rest = parts.next()?;
-    if second == "DBIRTH" {
-        // rest = "…spBv1.0/{group}": the group is its last segment.
-        let group = rest.rsplit('/').next()?;
-        Some((hex(&format!("{group}/{third}")), Some(hex(last))))
-    } else if third == "NBIRTH" {
-        let group = second;
-        Some((hex(&format!("{group}/{last}")), None))
-    } else {
-        None
-    }
+fn digest(text: &str) -> String {
+    use sha2::{Digest, Sha256};
+    Sha256::digest(text.as_bytes())
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect()
 }
 
 impl Births {
@@ -49,36 +41,48 @@ impl Births {
         })
     }
 
-    /// A birth was decoded; it is kept at the next commit.
-    pub fn note(&mut self, record: &Record) {
-        self.pending.push(record.clone());
+    /// The host took this birth (of `group`/`edge_node`, and `device` for a DBIRTH); it is
+    /// kept at the next commit.
+    pub fn note(&mut self, record: &Record, group: &str, edge_node: &str, device: Option<&str>) {
+        let node = digest(&format!("{group}/{edge_node}"));
+        self.pending
+            .push((record.clone(), node, device.map(digest)));
     }
 
     /// Writes the births noted since the last call (before the spool commits past them).
-    /// A failure is logged: a restart then asks the edge nodes for births instead.
+    /// A node whose birth cannot be written loses its files (see the module's notes).
     pub fn keep(&mut self) {
-        for record in std::mem::take(&mut self.pending) {
-            if let Err(err) = self.write(&record) {
-                tracing::warn!(error = %err, topic = %record.topic, "Sparkplug birth not kept; a restart will ask for a rebirth");
+        for (record, node, device) in std::mem::take(&mut self.pending) {
+            if let Err(err) = self.write(&record, &node, device.as_deref()) {
+                tracing::warn!(error = %err, topic = %record.topic, "Sparkplug birth not kept; a restart will ask the edge node for a rebirth");
+                if let Err(err) = self.forget(&node, false) {
+                    tracing::error!(error = %err, "stale Sparkplug births could not be removed");
+                }
             }
         }
     }
 
-    fn write(&self, record: &Record) -> std::io::Result<()> {
-        let Some((node, device)) = names(&record.topic).filter(|_| !record.topic.contains('\n'))
-        else {
+    /// Removes the node's device files, and its own too unless `devices_only`.
+    fn forget(&self, node: &str, devices_only: bool) -> std::io::Result<()> {
+        for entry in std::fs::read_dir(&self.dir)?.flatten() {
+            let name = entry.file_name().to_string_lossy().into_owned();
+            let device = name.starts_with(&format!("{node}.")) && name.ends_with(".d");
+            if device || (!devices_only && name == format!("{node}.n")) {
+                std::fs::remove_file(entry.path())?;
+            }
+        }
+        Ok(())
+    }
+
+    fn write(&self, record: &Record, node: &str, device: Option<&str>) -> std::io::Result<()> {
+        if record.topic.contains('\n') {
             return Ok(());
-        };
-        let file = match &device {
+        }
+        let file = match device {
             Some(device) => format!("{node}.{device}.d"),
             None => {
                 // The node was born again: its devices must be too.
-                for entry in std::fs::read_dir(&self.dir)?.flatten() {
-                    let name = entry.file_name().to_string_lossy().into_owned();
-                    if name.starts_with(&format!("{node}.")) && name.ends_with(".d") {
-                        std::fs::remove_file(entry.path())?;
-                    }
-                }
+                self.forget(node, true)?;
                 format!("{node}.n")
             }
         };
@@ -139,9 +143,24 @@ mod tests {
         let dir = std::env::temp_dir().join(format!("plantline-births-{}", std::process::id()));
         let _ = std::fs::remove_dir_all(&dir);
         let mut births = Births::open(&dir).unwrap();
-        births.note(&record("p/spBv1.0/A/NBIRTH/edge", b"n1\n\x00"));
-        births.note(&record("p/spBv1.0/A/DBIRTH/edge/press", b"d1"));
-        births.note(&record("p/spBv1.0/B/NBIRTH/edge", b"other"));
+        births.note(
+            &record("p/spBv1.0/A/NBIRTH/edge", b"n1\n\x00"),
+            "A",
+            "edge",
+            None,
+        );
+        births.note(
+            &record("p/spBv1.0/A/DBIRTH/edge/press", b"d1"),
+            "A",
+            "edge",
+            Some("press"),
+        );
+        births.note(
+            &record("p/spBv1.0/B/NBIRTH/edge", b"other"),
+            "B",
+            "edge",
+            None,
+        );
         births.keep();
         let loaded = Births::open(&dir).unwrap().load();
         assert_eq!(loaded.len(), 3);
@@ -155,7 +174,7 @@ mod tests {
                 .any(|r| r.payload == b"n1\n\x00" && r.received_ms == 7)
         );
 
-        births.note(&record("p/spBv1.0/A/NBIRTH/edge", b"n2"));
+        births.note(&record("p/spBv1.0/A/NBIRTH/edge", b"n2"), "A", "edge", None);
         births.keep();
         let loaded = births.load();
         assert_eq!(

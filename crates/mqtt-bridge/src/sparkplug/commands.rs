@@ -44,6 +44,10 @@ impl Rebirths {
         if self.last.get(&node).is_some_and(|at| at.elapsed() < EVERY) {
             return;
         }
+        // Edge node ids are anyone's to make up: only the lately asked are remembered.
+        if self.last.len() >= 10_000 {
+            self.last.retain(|_, at| at.elapsed() < EVERY);
+        }
         tracing::info!(group = %node.group, edge_node = %node.edge_node, reason, "asking a Sparkplug edge node for a rebirth");
         self.last.insert(node.clone(), Instant::now());
         self.counter.with_label_values(&["rebirth_requested"]).inc();

@@ -34,6 +34,8 @@ struct Node {
     aliases: HashMap<u64, Known>,
     /// Devices born since the node's birth.
     devices: HashSet<String>,
+    /// (device, metric name) → datatype, from births.
+    types: HashMap<(Option<String>, String), u32>,
 }
 
 /// One metric value that maps to a reading field.
@@ -110,45 +112,16 @@ impl Host {
             Kind::NBirth => self.node_birth(key, subject, payload, default_ms),
             Kind::NDeath => self.node_death(&key, payload),
             Kind::NCmd | Kind::DCmd => Outcome::default(),
-            Kind::DDeath => {
-                let node = self.nodes.entry(key).or_default();
-                node.follow_sequence(payload.seq);
-                node.devices.remove(&subject.name);
-                Outcome {
-                    presence: vec![(subject, false)],
-                    ..Outcome::default()
-                }
-            }
             kind => {
-                let node = self.nodes.entry(key).or_default();
-                let mut outcome = Outcome::default();
-                let in_order = node.follow_sequence(payload.seq);
-                let device = topic.device.as_deref();
-                if !node.born {
-                    outcome.rebirth = Some("data before the edge node's birth".to_owned());
-                    return outcome;
-                }
-                if let Some(device) = device
-                    && kind != Kind::DBirth
-                    && !node.devices.contains(device)
-                {
-                    outcome.rebirth = Some(format!("device {device} sent before its birth"));
-                    return outcome;
-                }
-                if !in_order {
-                    outcome.rebirth = Some("a gap in the sequence numbers".to_owned());
-                }
-                if kind == Kind::DBirth {
-                    node.learn(&payload.metrics);
-                    node.devices.insert(subject.name.clone());
-                    outcome.presence.push((subject.clone(), true));
-                }
-                node.read(&payload.metrics, default_ms, &mut outcome);
-                if outcome.unnamed > 0 && outcome.rebirth.is_none() {
-                    outcome.rebirth = Some("an alias no birth defined".to_owned());
-                }
-                outcome.subject = Some(subject);
-                outcome
+                // Only births make a node known: data of unknown nodes grows no state here.
+                let Some(node) = self.nodes.get_mut(&key).filter(|node| node.born) else {
+                    return Outcome {
+                        rebirth: Some("data before the edge node's birth".to_owned()),
+                        unnamed: payload.metrics.len(),
+                        ..Outcome::default()
+                    };
+                };
+                node.data(kind, subject, payload, default_ms)
             }
         }
     }
@@ -174,15 +147,21 @@ impl Host {
             born: true,
             ..Node::default()
         };
-        node.learn(&payload.metrics);
+        node.learn(None, &payload.metrics);
         let mut outcome = Outcome {
             presence: vec![(subject.clone(), true)],
             ..Outcome::default()
         };
-        node.read(&payload.metrics, default_ms, &mut outcome);
+        node.read(None, &payload.metrics, default_ms, &mut outcome);
         outcome.subject = Some(subject);
-        // Devices must be born again after their node: the old ones are gone.
-        if let Some(old) = self.nodes.insert(key.clone(), node) {
+        let new_session = node.bd_seq;
+        let same_session =
+            |old: &Node| old.born && old.bd_seq.is_some() && old.bd_seq == new_session;
+        // Devices must be born again after their node. A rebirth within the same session
+        // (same bdSeq: the host asked for it) does not take them offline meanwhile.
+        if let Some(old) = self.nodes.insert(key.clone(), node)
+            && !same_session(&old)
+        {
             outcome
                 .presence
                 .extend(old.devices.into_iter().map(|device| {
@@ -229,6 +208,47 @@ impl Host {
 }
 
 impl Node {
+    /// A born node's DBIRTH, DDEATH, NDATA or DDATA.
+    fn data(
+        &mut self,
+        kind: Kind,
+        subject: Subject,
+        payload: &Payload,
+        default_ms: i64,
+    ) -> Outcome {
+        let mut outcome = Outcome::default();
+        let in_order = self.follow_sequence(payload.seq);
+        if !in_order {
+            outcome.rebirth = Some("a gap in the sequence numbers".to_owned());
+        }
+        let device = (!subject.own).then_some(subject.name.as_str());
+        match kind {
+            Kind::DDeath => {
+                if self.devices.remove(&subject.name) {
+                    outcome.presence.push((subject, false));
+                }
+                return outcome;
+            }
+            Kind::DBirth => {
+                self.learn(device, &payload.metrics);
+                self.devices.insert(subject.name.clone());
+                outcome.presence.push((subject.clone(), true));
+            }
+            _ if device.is_some_and(|d| !self.devices.contains(d)) => {
+                outcome.rebirth = Some(format!("device {} sent before its birth", subject.name));
+                outcome.unnamed = payload.metrics.len();
+                return outcome;
+            }
+            _ => {}
+        }
+        self.read(device, &payload.metrics, default_ms, &mut outcome);
+        if outcome.unnamed > 0 && outcome.rebirth.is_none() {
+            outcome.rebirth = Some("an alias no birth defined".to_owned());
+        }
+        outcome.subject = Some(subject);
+        outcome
+    }
+
     /// Records `seq`; whether it follows the previous one (a first or missing one does).
     fn follow_sequence(&mut self, seq: Option<u64>) -> bool {
         let Some(seq) = seq.map(|s| s as u8) else {
@@ -239,10 +259,16 @@ impl Node {
         expected.is_none_or(|expected| expected == seq)
     }
 
-    /// A birth's metrics: every alias and the name and type it stands for.
-    fn learn(&mut self, metrics: &[Metric]) {
+    /// A birth's metrics: every alias and the name and type it stands for, and each name's
+    /// type (for DATA that names a metric and leaves its type out).
+    fn learn(&mut self, device: Option<&str>, metrics: &[Metric]) {
         for metric in metrics {
-            if let (Some(alias), Some(name)) = (metric.alias, &metric.name) {
+            let Some(name) = &metric.name else { continue };
+            if let Some(datatype) = metric.datatype {
+                self.types
+                    .insert((device.map(str::to_owned), name.clone()), datatype);
+            }
+            if let Some(alias) = metric.alias {
                 self.aliases.insert(
                     alias,
                     Known {
@@ -255,11 +281,27 @@ impl Node {
     }
 
     /// The samples among `metrics`, counting what cannot be named or is not ours.
-    fn read(&self, metrics: &[Metric], default_ms: i64, outcome: &mut Outcome) {
+    fn read(
+        &self,
+        device: Option<&str>,
+        metrics: &[Metric],
+        default_ms: i64,
+        outcome: &mut Outcome,
+    ) {
         for metric in metrics {
             let known = metric.alias.and_then(|alias| self.aliases.get(&alias));
             let (name, birth_type) = match (&metric.name, known) {
-                (Some(name), known) => (name.as_str(), known.and_then(|k| k.datatype)),
+                (Some(name), known) => {
+                    let by_name = || {
+                        self.types
+                            .get(&(device.map(str::to_owned), name.clone()))
+                            .copied()
+                    };
+                    (
+                        name.as_str(),
+                        known.and_then(|k| k.datatype).or_else(by_name),
+                    )
+                }
                 (None, Some(known)) => (known.name.as_str(), known.datatype),
                 (None, None) => {
                     outcome.unnamed += 1;
@@ -293,7 +335,7 @@ fn bd_seq(metrics: &[Metric]) -> Option<u64> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use domain::sparkplug::data_type::{DOUBLE, INT64, UINT32};
+    use domain::sparkplug::data_type::{DOUBLE, INT32, INT64};
 
     fn topic(kind: Kind, device: Option<&str>) -> SparkplugTopic {
         SparkplugTopic {
@@ -340,7 +382,7 @@ mod tests {
             1,
             vec![
                 named("Sensors/Temperature", 1, Value::Double(60.0), DOUBLE),
-                named("Speed", 2, Value::Int(1200), UINT32),
+                named("Speed", 2, Value::Int(1200), INT32),
                 named("Door open", 3, Value::Boolean(false), 11),
             ],
         );
@@ -439,6 +481,55 @@ mod tests {
         // After the death, data needs a new birth.
         let after = host.handle(&topic(Kind::NData, None), &payload(1, vec![]), 0);
         assert!(after.rebirth.is_some());
+    }
+
+    #[test]
+    fn a_rebirth_keeps_devices_online_and_names_without_aliases_keep_their_type() {
+        let mut host = born();
+        // Named, no alias, no datatype: the birth's Int32 for that name holds (not UInt32).
+        let speed = Metric {
+            name: Some("Speed".into()),
+            value: Some(Value::Int(u32::MAX)),
+            ..Metric::default()
+        };
+        let data = host.handle(
+            &topic(Kind::DData, Some("press")),
+            &payload(2, vec![speed]),
+            0,
+        );
+        assert_eq!(data.samples[0].value, -1.0);
+        // The host asked; the node is born again in the same session (same bdSeq).
+        let again = payload(0, vec![named("bdSeq", 99, Value::Long(4), INT64)]);
+        let rebirth = host.handle(&topic(Kind::NBirth, None), &again, 0);
+        assert!(
+            rebirth.presence.iter().all(|(_, online)| *online),
+            "{rebirth:?}"
+        );
+        // A new session's birth takes the old devices offline until they are born again.
+        let new_session = payload(0, vec![named("bdSeq", 99, Value::Long(5), INT64)]);
+        host.handle(&topic(Kind::DBirth, Some("press")), &payload(1, vec![]), 0);
+        let fresh = host.handle(&topic(Kind::NBirth, None), &new_session, 0);
+        assert!(
+            fresh
+                .presence
+                .iter()
+                .any(|(s, online)| s.name == "press" && !online)
+        );
+        // A death of a device that was never born says nothing.
+        let ghost = host.handle(&topic(Kind::DDeath, Some("ghost")), &payload(1, vec![]), 0);
+        assert!(ghost.presence.is_empty());
+        // Data of a node never born leaves no state behind.
+        let stranger = SparkplugTopic {
+            edge_node: "edge-9".into(),
+            ..topic(Kind::NData, None)
+        };
+        let outcome = host.handle(
+            &stranger,
+            &payload(3, vec![aliased(1, Value::Double(1.0))]),
+            0,
+        );
+        assert_eq!(outcome.unnamed, 1);
+        assert!(!host.nodes.keys().any(|k| k.edge_node == "edge-9"));
     }
 
     #[test]

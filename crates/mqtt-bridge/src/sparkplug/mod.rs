@@ -104,11 +104,25 @@ impl SparkplugInput {
             }
         };
         let outcome = self.host.handle(&topic, &payload, record.received_ms);
-        if matches!(topic.kind, topic::Kind::NBirth | topic::Kind::DBirth) {
-            self.births.note(record);
+        // Only births the host took (a DBIRTH of an unborn node is not one).
+        let accepted = match topic.kind {
+            topic::Kind::NBirth => true,
+            topic::Kind::DBirth => outcome.presence.iter().any(|(_, online)| *online),
+            _ => false,
+        };
+        if accepted {
+            self.births.note(
+                record,
+                &topic.group,
+                &topic.edge_node,
+                topic.device.as_deref(),
+            );
         }
         self.act_on(&topic, &outcome, record.received_ms);
-        let at = payload.timestamp.map_or(record.received_ms, |t| t as i64);
+        // The bridge's own receive time, not the edge node's: an NDEATH sent as a will was
+        // built when the node connected, before its births. (From the spool: a replay gives
+        // the same time.)
+        let at = record.received_ms;
         self.presence.extend(
             outcome
                 .presence

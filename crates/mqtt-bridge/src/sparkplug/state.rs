@@ -4,8 +4,9 @@
 //! Plantline is away.
 //!
 //! A connection of its own, with a clean session as the specification asks: the bridge's
-//! main session is persistent and its will is the bridge's status topic. STATE goes online
-//! only once the main session is subscribed, and offline when the bridge stops.
+//! main session is persistent and its will is the bridge's status topic. STATE is online
+//! exactly while the main session is subscribed: when that session drops, this connection
+//! says offline and closes, and it comes back once the main session is subscribed again.
 
 use super::topic::NAMESPACE;
 use crate::broker::{connect_options, create_options, off_runtime};
@@ -16,8 +17,21 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 use tokio_util::sync::CancellationToken;
 
-fn state(online: bool, timestamp: i64) -> String {
-    serde_json::json!({"online": online, "timestamp": timestamp}).to_string()
+const WAIT: Duration = Duration::from_secs(5);
+
+fn state(topic: &str, online: bool, timestamp: i64) -> mqtt::Message {
+    let payload = serde_json::json!({"online": online, "timestamp": timestamp}).to_string();
+    mqtt::Message::new_retained(topic, payload, 1)
+}
+
+/// Says offline (now) and closes the connection.
+async fn goodbye(client: &mqtt::AsyncClient, topic: &str) {
+    let offline = state(topic, false, chrono::Utc::now().timestamp_millis());
+    let closing = off_runtime(client, move |c| {
+        let _ = c.publish(offline).wait_for(WAIT);
+        c.disconnect(None).wait_for(WAIT).map(|_| ())
+    });
+    let _ = tokio::time::timeout(2 * WAIT, closing).await;
 }
 
 /// Keeps STATE true while `subscribed` (the main session) holds, until `shutdown`.
@@ -34,35 +48,47 @@ pub async fn run(settings: MqttSettings, subscribed: Arc<AtomicBool>, shutdown: 
             return;
         }
     };
-    let lost = Arc::new(AtomicBool::new(true));
+    let lost = Arc::new(AtomicBool::new(false));
     let on_lost = lost.clone();
     client.set_connection_lost_callback(move |_| on_lost.store(true, Ordering::Relaxed));
-    let mut timestamp = 0;
+    let mut online = false;
     let mut tick = tokio::time::interval(Duration::from_secs(1));
     loop {
         tokio::select! {
             () = shutdown.cancelled() => break,
             _ = tick.tick() => {}
         }
-        if !lost.load(Ordering::Relaxed) || !subscribed.load(Ordering::Relaxed) {
+        let main_up = subscribed.load(Ordering::Relaxed);
+        if online && lost.load(Ordering::Relaxed) {
+            online = false;
+        }
+        if online && !main_up {
+            goodbye(&client, &topic).await;
+            online = false;
+            tracing::info!(%topic, "Sparkplug host STATE offline: the main session is down");
+        }
+        if online || !main_up {
             continue;
         }
-        // A new connection, a new timestamp: the will and the birth must carry the same one.
-        timestamp = chrono::Utc::now().timestamp_millis();
-        let will = mqtt::Message::new_retained(topic.as_str(), state(false, timestamp), 1);
-        let Ok(options) = connect_options(&settings, will, false) else {
+        // A new connection, a new timestamp: the will and the birth carry the same one.
+        let timestamp = chrono::Utc::now().timestamp_millis();
+        let Ok(options) = connect_options(&settings, state(&topic, false, timestamp), false) else {
             tracing::error!("Sparkplug STATE connection options refused");
             return;
         };
-        let online = mqtt::Message::new_retained(topic.as_str(), state(true, timestamp), 1);
+        let announce = state(&topic, true, timestamp);
+        lost.store(false, Ordering::Relaxed);
         let connected = off_runtime(&client, move |c| {
-            c.connect(options).wait_for(Duration::from_secs(5))?;
-            c.publish(online).wait_for(Duration::from_secs(5))
+            if c.is_connected() {
+                let _ = c.disconnect(None).wait_for(WAIT);
+            }
+            c.connect(options).wait_for(WAIT)?;
+            c.publish(announce).wait_for(WAIT)
         })
         .await;
         match connected {
             Some(Ok(())) => {
-                lost.store(false, Ordering::Relaxed);
+                online = true;
                 tracing::info!(%topic, "Sparkplug host STATE online");
             }
             Some(Err(err)) => {
@@ -71,14 +97,7 @@ pub async fn run(settings: MqttSettings, subscribed: Arc<AtomicBool>, shutdown: 
             None => {}
         }
     }
-    if !lost.load(Ordering::Relaxed) {
-        let offline = mqtt::Message::new_retained(topic.as_str(), state(false, timestamp), 1);
-        let goodbye = off_runtime(&client, move |c| {
-            let _ = c.publish(offline).wait_for(Duration::from_secs(2));
-            c.disconnect(None)
-                .wait_for(Duration::from_secs(2))
-                .map(|_| ())
-        });
-        let _ = tokio::time::timeout(Duration::from_secs(5), goodbye).await;
+    if online {
+        goodbye(&client, &topic).await;
     }
 }

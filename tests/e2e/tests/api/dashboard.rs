@@ -19,6 +19,18 @@ const SCREENSHOTS: [&str; 4] = [
 async fn an_operator_sees_a_posted_reading_and_its_alert_arrive_in_a_real_browser() {
     let plant = Plant::start().await;
     let machine = plant.ctx.create_machine(MachineStatus::Active).await;
+    // As the bridge records a Sparkplug DDEATH: the fleet must show the machine offline.
+    let mut conn = platform::postgres::connection(&plant.ctx.pg_pool())
+        .await
+        .expect("test connection");
+    let dead = storage::presence::Presence {
+        online: false,
+        since: chrono::Utc::now(),
+    };
+    storage::presence::record(&mut conn, machine, dead)
+        .await
+        .expect("presence recorded");
+    drop(conn);
     let address = |port: u16| format!("127.0.0.1:{port}");
     let (auth, ingest, query) = (
         address(plant.auth.port),
