@@ -1,10 +1,12 @@
 //! Sparkplug B through the bridge, with a third-party edge node: `pysparkplug` (its client,
 //! topics and protobuf encoding, unchanged) driven by `tests/interop/sparkplug_edge.py`,
-//! against the real Mosquitto and InfluxDB.
+//! against a real Mosquitto and InfluxDB. pysparkplug cannot put its topics under a prefix,
+//! so each test has a Mosquitto of its own: a developer's running stack (subscribed to
+//! every group) never sees the tests' edge nodes, and no retained STATE is left behind.
 
 use domain::MachineStatus;
 use futures_util::StreamExt;
-use plantline_e2e::mqtt::MqttTestClient;
+use plantline_e2e::mqtt::PrivateBroker;
 use plantline_e2e::net::{Gate, ServiceProcess};
 use plantline_e2e::plant::Plant;
 use plantline_e2e::{TestApp, TestContext, eventually};
@@ -62,10 +64,15 @@ async fn metric(app: &TestApp, name: &str, label: &str) -> f64 {
         .unwrap_or(0.0)
 }
 
-/// A bridge that is the Sparkplug host for `group` only, as `host_id`. pysparkplug cannot
-/// put its topics under a prefix, so the test's own group (and host id) isolate it instead.
-fn host_settings(ctx: &TestContext, group: &str, host_id: &str) -> Settings {
+/// A bridge on the test's own `broker`, the Sparkplug host for `group` only, as `host_id`.
+fn host_settings(
+    ctx: &TestContext,
+    broker: &PrivateBroker,
+    group: &str,
+    host_id: &str,
+) -> Settings {
     let mut settings = ctx.bridge_settings(1);
+    settings.mqtt.url = broker.url();
     settings.mqtt.topic_prefix = String::new();
     settings.mqtt.sparkplug_groups = group.to_owned();
     settings.mqtt.sparkplug_host_id = host_id.to_owned();
@@ -94,6 +101,7 @@ fn run_edge(args: Vec<String>) -> Value {
 async fn a_pysparkplug_edge_node_reports_by_name_and_alias_and_gets_rebirths_when_needed() {
     let plant = Plant::start().await;
     let ctx = &plant.ctx;
+    let broker = PrivateBroker::start().await;
     let group = format!("sp{}", &uuid::Uuid::new_v4().simple().to_string()[..12]);
     let host_id = format!("plantline-{group}");
     let press = ctx
@@ -105,18 +113,11 @@ async fn a_pysparkplug_edge_node_reports_by_name_and_alias_and_gets_rebirths_whe
     let bridge = ctx
         .spawn_with(
             ServiceName::MqttBridge,
-            host_settings(ctx, &group, &host_id),
+            host_settings(ctx, &broker, &group, &host_id),
         )
         .await;
     let stream = stream_of(&plant, &group).await;
-    let (host, port) = ctx
-        .settings
-        .mqtt
-        .url
-        .trim_start_matches("tcp://")
-        .split_once(':')
-        .map(|(h, p)| (h.to_owned(), p.to_owned()))
-        .expect("host:port");
+    let (host, port) = ("127.0.0.1".to_owned(), broker.port.to_string());
     let t0 = (chrono::Utc::now().timestamp() - 120) * 1000;
     let args = vec![
         host,
@@ -261,24 +262,16 @@ async fn a_pysparkplug_edge_node_reports_by_name_and_alias_and_gets_rebirths_whe
     .await;
 
     bridge.stop().await.expect("bridge stops");
-    // Leave no retained STATE behind.
-    let cleaner = MqttTestClient::connect(&ctx.settings.mqtt.url, &[]).await;
-    cleaner
-        .publish_retained(&format!("spBv1.0/STATE/{host_id}"), Vec::new())
-        .await;
-    cleaner.disconnect().await;
 }
 
-/// Runs one phase of the edge node (`births` or `data`), returning what it printed.
-fn edge_phase(ctx: &TestContext, args: &[String]) -> Value {
-    let (host, port) = ctx
-        .settings
-        .mqtt
-        .url
-        .trim_start_matches("tcp://")
-        .split_once(':')
-        .expect("host:port");
-    let mut all = vec![args[0].clone(), host.to_owned(), port.to_owned()];
+/// Runs one phase of the edge node (`births` or `data`) on `broker`, returning what it
+/// printed.
+fn edge_phase(broker: &PrivateBroker, args: &[String]) -> Value {
+    let mut all = vec![
+        args[0].clone(),
+        "127.0.0.1".to_owned(),
+        broker.port.to_string(),
+    ];
     all.extend(args[1..].iter().cloned());
     run_edge(all)
 }
@@ -292,8 +285,10 @@ async fn a_bridge_killed_in_the_middle_of_aliased_data_loses_nothing_acknowledge
         .await;
     let mut gate = Gate::closed(ctx.settings.influx.url.trim_start_matches("http://"));
     gate.open().await;
+    let broker = PrivateBroker::start().await;
     let mut env = ctx.env.clone();
     env.extend([
+        ("PLANTLINE_MQTT__URL".to_owned(), broker.url()),
         ("PLANTLINE_INFLUX__URL".to_owned(), gate.http_url()),
         ("PLANTLINE_MQTT__TOPIC_PREFIX".to_owned(), String::new()),
         ("PLANTLINE_MQTT__SPARKPLUG_GROUPS".to_owned(), group.clone()),
@@ -323,7 +318,7 @@ async fn a_bridge_killed_in_the_middle_of_aliased_data_loses_nothing_acknowledge
     // Births while InfluxDB answers: stored, so the spool commits past them.
     let t0 = (chrono::Utc::now().timestamp() - 300) * 1000;
     let born = edge_phase(
-        &ctx,
+        &broker,
         &[
             "births".into(),
             group.clone(),
@@ -344,7 +339,7 @@ async fn a_bridge_killed_in_the_middle_of_aliased_data_loses_nothing_acknowledge
         born["next_seq"].to_string(),
         COUNT.to_string(),
     ];
-    let sent = edge_phase(&ctx, &args);
+    let sent = edge_phase(&broker, &args);
     assert_eq!(sent["sent"], COUNT);
     eventually(Duration::from_secs(30), "a hundred spooled", || async {
         let ready = first.readiness().await?;
@@ -369,9 +364,4 @@ async fn a_bridge_killed_in_the_middle_of_aliased_data_loses_nothing_acknowledge
         assert_eq!(value, Some(20.0 + i as f64 / 100.0), "reading {i}");
     }
     drop(second);
-    let cleaner = MqttTestClient::connect(&ctx.settings.mqtt.url, &[]).await;
-    cleaner
-        .publish_retained(&format!("spBv1.0/STATE/plantline-{group}"), Vec::new())
-        .await;
-    cleaner.disconnect().await;
 }
