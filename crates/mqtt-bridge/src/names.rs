@@ -1,5 +1,5 @@
-//! Machines by their registered name in a factory, for Sparkplug devices that are named
-//! rather than given a machine id. Asked of PostgreSQL once per name and kept a minute (an
+//! The machine a Sparkplug device (or edge node) id stands for: a machine id as it is, else
+//! the machine registered under that name in the factory. Asked of PostgreSQL once per name and kept a minute (an
 //! unknown name 30 s, as the registry keeps unknown ids), so a device's data costs no query.
 
 use domain::MachineId;
@@ -25,12 +25,16 @@ impl MachineNames {
         }
     }
 
-    /// The machine named `name` in `factory`, if there is one.
+    /// The machine `name` stands for in `factory` (a machine id, or a registered name), if
+    /// any. Only names cost a lookup.
     pub async fn resolve(
         &mut self,
         factory: &str,
         name: &str,
     ) -> Result<Option<MachineId>, DbError> {
+        if let Ok(id) = name.parse::<MachineId>() {
+            return Ok(Some(id));
+        }
         let key = (factory.to_owned(), name.to_owned());
         if let Some((found, at)) = self.known.get(&key) {
             let keep = if found.is_some() {

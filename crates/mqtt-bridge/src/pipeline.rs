@@ -115,7 +115,7 @@ fn sparkplug_item(decoded: Decoded, record: Record) -> Item {
             readings,
             problems,
         } => Item::Sparkplug {
-            machine: subject.name.parse().ok(),
+            machine: None,
             factory,
             subject,
             readings,
@@ -351,8 +351,8 @@ impl Pipeline {
         true
     }
 
-    /// Sparkplug devices named by their registered name get their machine id, retried while
-    /// PostgreSQL is away; `false` on shutdown.
+    /// Sparkplug devices get their machine id (names resolved, retried while PostgreSQL is
+    /// away); `false` on shutdown.
     async fn resolve_names(&mut self, batch: &mut Batch, shutdown: &CancellationToken) -> bool {
         let mut failures = 0;
         for item in &mut batch.items {
@@ -525,15 +525,12 @@ impl Pipeline {
             return;
         };
         for (subject, online, at_ms) in sparkplug.take_presence() {
-            let machine = match subject.name.parse::<MachineId>() {
-                Ok(id) => Some(id),
-                Err(_) => match self.names.resolve(&subject.group, &subject.name).await {
-                    Ok(found) => found,
-                    Err(err) => {
-                        tracing::warn!(error = %err, device = %subject.name, "presence not recorded: machine names unavailable");
-                        None
-                    }
-                },
+            let machine = match self.names.resolve(&subject.group, &subject.name).await {
+                Ok(found) => found,
+                Err(err) => {
+                    tracing::warn!(error = %err, device = %subject.name, "presence not recorded: machine names unavailable");
+                    None
+                }
             };
             let Some(machine) = machine else { continue };
             let since = chrono::DateTime::from_timestamp_millis(at_ms).unwrap_or_default();

@@ -433,6 +433,22 @@ impl TestApp {
             .expect("request reaches the service")
     }
 
+    /// The value of metric `name` on the first series whose labels contain `label` (e.g.
+    /// `outcome="stored"`); 0 when there is none.
+    pub async fn metric(&self, name: &str, label: &str) -> f64 {
+        let text = self
+            .get("/metrics")
+            .await
+            .text()
+            .await
+            .expect("metrics text");
+        text.lines()
+            .find(|line| line.starts_with(&format!("{name}{{")) && line.contains(label))
+            .and_then(|line| line.rsplit(' ').next())
+            .and_then(|value| value.parse().ok())
+            .unwrap_or(0.0)
+    }
+
     /// Requests a graceful stop and waits until the service has drained.
     pub async fn stop(mut self) -> std::io::Result<()> {
         self.shutdown.cancel();

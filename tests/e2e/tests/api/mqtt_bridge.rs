@@ -87,21 +87,6 @@ async fn bridge(ctx: &TestContext, settings: Settings) -> TestApp {
     app
 }
 
-/// The value of `name` on the series carrying `label` (e.g. `outcome="stored"`).
-async fn metric(app: &TestApp, name: &str, label: &str) -> f64 {
-    let text = app
-        .get("/metrics")
-        .await
-        .text()
-        .await
-        .expect("metrics text");
-    text.lines()
-        .find(|line| line.starts_with(&format!("{name}{{")) && line.contains(label))
-        .and_then(|line| line.rsplit(' ').next())
-        .and_then(|value| value.parse().ok())
-        .unwrap_or(0.0)
-}
-
 #[tokio::test(flavor = "multi_thread")]
 async fn a_qos1_message_lands_in_influxdb_with_exact_tags_and_fields() {
     let ctx = TestContext::new().await;
@@ -157,12 +142,8 @@ async fn a_qos1_message_lands_in_influxdb_with_exact_tags_and_fields() {
         Some(72.0)
     );
     assert_eq!(
-        metric(
-            &app,
-            "plantline_bridge_messages_total",
-            r#"outcome="stored""#
-        )
-        .await,
+        app.metric("plantline_bridge_messages_total", r#"outcome="stored""#)
+            .await,
         2.0
     );
     client.disconnect().await;
@@ -254,8 +235,7 @@ async fn each_bad_message_is_dead_lettered_with_its_reason_and_the_good_ones_are
     assert_eq!(letters[4]["errors"][0]["field"], "reading.temperature");
     wait_stored(&ctx, 2).await;
     assert_eq!(
-        metric(
-            &app,
+        app.metric(
             "plantline_bridge_dead_letters_total",
             r#"reason="not_json""#
         )
@@ -292,12 +272,8 @@ async fn an_influxdb_outage_is_absorbed_by_the_spool_and_replayed_in_full() {
     .await;
     assert_eq!(stored(&ctx).await.0, 0);
     assert!(
-        metric(
-            &app,
-            "plantline_bridge_messages_total",
-            r#"outcome="spooled""#
-        )
-        .await
+        app.metric("plantline_bridge_messages_total", r#"outcome="spooled""#)
+            .await
             >= 1.0
     );
 
@@ -388,12 +364,8 @@ async fn two_bridges_in_one_shared_group_each_store_a_share_and_together_everyth
     let mut shares = Vec::new();
     for app in &apps {
         shares.push(
-            metric(
-                app,
-                "plantline_bridge_messages_total",
-                r#"outcome="stored""#,
-            )
-            .await,
+            app.metric("plantline_bridge_messages_total", r#"outcome="stored""#)
+                .await,
         );
     }
     assert!(

@@ -106,16 +106,6 @@ fn start_node_red(flow: &[Value], credentials: &Value, machine: uuid::Uuid) -> N
     NodeRed { child, dir }
 }
 
-/// Readings stored through `endpoint`, from ingest-api's metrics.
-fn stored_through(page: &str, endpoint: &str) -> f64 {
-    let prefix = format!(
-        "plantline_ingest_readings_total{{endpoint=\"{endpoint}\",outcome=\"stored\",reason=\"\",service=\"ingest-api\"}}"
-    );
-    page.lines()
-        .find_map(|line| line.strip_prefix(&prefix)?.trim().parse().ok())
-        .unwrap_or(0.0)
-}
-
 #[tokio::test]
 async fn the_documented_node_red_flow_writes_through_both_influxdb_apis() {
     let ctx = TestContext::new().await;
@@ -138,8 +128,16 @@ async fn the_documented_node_red_flow_writes_through_both_influxdb_apis() {
 
     let deadline = Instant::now() + Duration::from_secs(60);
     loop {
-        let page = ingest.get("/metrics").await.text().await.expect("metrics");
-        if stored_through(&page, "/write") >= 1.0 && stored_through(&page, "/api/v2/write") >= 1.0 {
+        let stored_through = |endpoint: &'static str| {
+            let ingest = &ingest;
+            async move {
+                let label = format!(r#"endpoint="{endpoint}",outcome="stored""#);
+                ingest
+                    .metric("plantline_ingest_readings_total", &label)
+                    .await
+            }
+        };
+        if stored_through("/write").await >= 1.0 && stored_through("/api/v2/write").await >= 1.0 {
             break;
         }
         assert!(

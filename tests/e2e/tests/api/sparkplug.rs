@@ -9,7 +9,7 @@ use futures_util::StreamExt;
 use plantline_e2e::mqtt::PrivateBroker;
 use plantline_e2e::net::{Gate, ServiceProcess};
 use plantline_e2e::plant::Plant;
-use plantline_e2e::{TestApp, TestContext, eventually};
+use plantline_e2e::{TestContext, eventually};
 use platform::{ServiceName, Settings};
 use serde_json::Value;
 use std::sync::{Arc, Mutex};
@@ -52,16 +52,6 @@ async fn stream_of(plant: &Plant, factory: &str) -> Arc<Mutex<String>> {
         }
     });
     text
-}
-
-/// The value of `name{…label…}` on a service's metrics page.
-async fn metric(app: &TestApp, name: &str, label: &str) -> f64 {
-    let text = app.get("/metrics").await.text().await.expect("metrics");
-    text.lines()
-        .find(|line| line.starts_with(&format!("{name}{{")) && line.contains(label))
-        .and_then(|line| line.rsplit(' ').next())
-        .and_then(|value| value.parse().ok())
-        .unwrap_or(0.0)
 }
 
 /// A bridge on the test's own `broker`, the Sparkplug host for `group` only, as `host_id`.
@@ -196,21 +186,21 @@ async fn a_pysparkplug_edge_node_reports_by_name_and_alias_and_gets_rebirths_whe
     );
     // The unknown device is a dead letter; the bridge went on.
     assert!(
-        metric(
-            &bridge,
-            "plantline_bridge_dead_letters_total",
-            r#"reason="unknown_machine""#
-        )
-        .await
+        bridge
+            .metric(
+                "plantline_bridge_dead_letters_total",
+                r#"reason="unknown_machine""#
+            )
+            .await
             >= 1.0
     );
     assert!(
-        metric(
-            &bridge,
-            "plantline_bridge_sparkplug_total",
-            r#"what="rebirth_requested""#
-        )
-        .await
+        bridge
+            .metric(
+                "plantline_bridge_sparkplug_total",
+                r#"what="rebirth_requested""#
+            )
+            .await
             >= 2.0
     );
 
