@@ -1,6 +1,14 @@
-//! Redis: a pool that owns the deployment's key prefix and bounds every command in time.
+//! Redis: one shared connection per process that owns the deployment's key prefix and bounds
+//! every command in time.
+//!
+//! deadpool-redis pools multiplexed connections and checks each one out with an `UNWATCH` +
+//! `PING` round trip, which doubled the round trips of every command on the write path. A
+//! multiplexed connection is made to be shared: concurrent commands are pipelined on its one
+//! socket. So the pool only makes the connection (with its timeouts); every command clones the
+//! one it made, and a connection that failed is dropped so the next command makes another.
 
 use crate::config::RedisSettings;
+use deadpool_redis::redis::aio::MultiplexedConnection;
 use deadpool_redis::redis::{self, FromRedisValue};
 use secrecy::ExposeSecret;
 use std::sync::Arc;
@@ -23,10 +31,14 @@ pub enum RedisError {
     Timeout(Duration),
 }
 
-/// A Redis pool plus the key prefix that namespaces everything this deployment stores.
+/// A Redis connection plus the key prefix that namespaces everything this deployment stores.
 #[derive(Clone)]
 pub struct RedisClient {
+    /// Makes the shared connection (and a new one after it failed).
     pool: deadpool_redis::Pool,
+    /// The connection every command of this process uses; `None` until the first command and
+    /// after a connection error.
+    shared: Arc<std::sync::Mutex<Option<MultiplexedConnection>>>,
     /// For dedicated pub/sub connections (a subscribed connection cannot go back to a pool).
     client: redis::Client,
     prefix: Arc<str>,
@@ -53,6 +65,7 @@ impl RedisClient {
             .map_err(|e| RedisError::Build(e.to_string()))?;
         Ok(Self {
             pool,
+            shared: Arc::default(),
             client,
             prefix: Arc::from(settings.key_prefix.as_str()),
             timeout: settings.command_timeout(),
@@ -140,8 +153,12 @@ impl RedisClient {
 
     /// Runs one command within the configured time bound.
     pub async fn query<T: FromRedisValue>(&self, cmd: &redis::Cmd) -> Result<T, RedisError> {
-        self.bounded(async { Ok(cmd.query_async(&mut self.connection().await?).await?) })
-            .await
+        let mut conn = self.connection().await?;
+        let outcome = self
+            .bounded(async { Ok(cmd.query_async(&mut conn).await?) })
+            .await;
+        self.forget_if_broken(&outcome);
+        outcome
     }
 
     /// Runs a pipeline (atomic when built with `.atomic()`) within the time bound.
@@ -149,15 +166,49 @@ impl RedisClient {
         &self,
         pipe: &redis::Pipeline,
     ) -> Result<T, RedisError> {
-        self.bounded(async { Ok(pipe.query_async(&mut self.connection().await?).await?) })
-            .await
+        let mut conn = self.connection().await?;
+        let outcome = self
+            .bounded(async { Ok(pipe.query_async(&mut conn).await?) })
+            .await;
+        self.forget_if_broken(&outcome);
+        outcome
     }
 
-    async fn connection(&self) -> Result<deadpool_redis::Connection, RedisError> {
-        self.pool
+    async fn connection(&self) -> Result<MultiplexedConnection, RedisError> {
+        if let Some(conn) = self.shared_slot().as_ref() {
+            return Ok(conn.clone());
+        }
+        // Two commands may race to connect: both connections work, the last one is kept.
+        let made = self
+            .pool
             .get()
             .await
-            .map_err(|e| RedisError::Pool(e.to_string()))
+            .map_err(|e| RedisError::Pool(e.to_string()))?;
+        let conn = deadpool_redis::Connection::take(made);
+        *self.shared_slot() = Some(conn.clone());
+        Ok(conn)
+    }
+
+    fn shared_slot(&self) -> std::sync::MutexGuard<'_, Option<MultiplexedConnection>> {
+        // Only ever held to clone or replace the handle: a poisoned lock still holds one.
+        self.shared
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    /// Drops the shared connection when `outcome` says it broke (or hangs), so the next
+    /// command connects again; a command Redis refused leaves it in place.
+    fn forget_if_broken<T>(&self, outcome: &Result<T, RedisError>) {
+        let broken = match outcome {
+            Ok(_) => false,
+            Err(RedisError::Command(err)) => {
+                err.is_io_error() || err.is_connection_dropped() || err.is_unrecoverable_error()
+            }
+            Err(_) => true,
+        };
+        if broken {
+            *self.shared_slot() = None;
+        }
     }
 
     /// A round trip, for readiness checks.
