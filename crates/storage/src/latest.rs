@@ -145,6 +145,9 @@ impl LiveAudience {
     }
 }
 
+/// Each field's newest (timestamp in ns, value), by [`Field`] index.
+type NewestPerField = [Option<(i64, f64)>; 3];
+
 /// Queues, on `pipe`, the newest value of each field per machine and (when `publish`) the
 /// readings for live subscribers; the caller runs the pipeline (one round trip per request).
 pub fn queue(
@@ -165,24 +168,35 @@ pub fn queue(
             call
         }
     };
-    call.arg(batches.len());
-    for (machine, _) in batches {
-        call.arg(latest_key(redis, &machine.id));
-    }
-    for (_, readings) in batches {
-        let mut newest: [Option<(i64, f64)>; 3] = [None; 3];
+    // One entry per machine: the bridge's micro-batches name a machine once per message, and
+    // only each field's newest value can win.
+    let mut newest: Vec<(&uuid::Uuid, NewestPerField)> = Vec::new();
+    let mut slot_of: std::collections::HashMap<&uuid::Uuid, usize> =
+        std::collections::HashMap::with_capacity(batches.len());
+    for (machine, readings) in batches {
+        let slot = *slot_of.entry(&machine.id).or_insert_with(|| {
+            newest.push((&machine.id, [None; 3]));
+            newest.len() - 1
+        });
+        let fields = &mut newest[slot].1;
         for reading in readings.iter() {
             let ts = reading.timestamp().nanos();
             for (field, value) in reading.values() {
-                let slot = &mut newest[field as usize];
+                let slot = &mut fields[field as usize];
                 if slot.is_none_or(|(current, _)| ts > current) {
                     *slot = Some((ts, value));
                 }
             }
         }
-        call.arg(newest.iter().flatten().count());
+    }
+    call.arg(newest.len());
+    for (machine, _) in &newest {
+        call.arg(latest_key(redis, machine));
+    }
+    for (_, fields) in &newest {
+        call.arg(fields.iter().flatten().count());
         for field in Field::ALL {
-            if let Some((ts, value)) = newest[field as usize] {
+            if let Some((ts, value)) = fields[field as usize] {
                 call.arg(field.as_str()).arg(value).arg(ts.to_string());
             }
         }
