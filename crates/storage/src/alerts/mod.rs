@@ -183,8 +183,11 @@ impl AlertEngine {
         let (breaches, closing) = changes_of(&work);
         let events = self.persist(breaches, &closing).await?;
         let mut pipe = redis::pipe();
-        self.queue_open_metrics(&mut pipe, &work, &events);
+        self.queue_open_metrics(&mut pipe, &work);
         self.queue_announcements(&mut pipe, &events);
+        if pipe.cmd_iter().next().is_none() {
+            return Ok(events);
+        }
         if let Err(err) = self.redis.query_pipeline::<()>(&pipe).await {
             tracing::warn!(error = %err, events = events.len(), "Redis lost: alert changes not announced");
         }
@@ -215,23 +218,28 @@ impl AlertEngine {
             .unwrap_or_else(|_| vec![None; keys.len()])
     }
 
-    /// The open metrics after this batch follow from before + the changes: no query needed.
-    fn queue_open_metrics(
-        &self,
-        pipe: &mut redis::Pipeline,
-        work: &[Work<'_>],
-        events: &[AlertEvent],
-    ) {
-        for (machine, before, _) in work {
-            let mut open: Vec<&str> = before.split(',').filter(|m| !m.is_empty()).collect();
-            for event in events.iter().filter(|e| e.alert.machine_id == machine.id) {
-                let metric = event.alert.metric.as_str();
+    /// The open metrics after this batch follow from before and the batch's own verdicts: a
+    /// metric that ended normal is closed (whether or not this request's statement found it
+    /// open: a concurrent request may have closed it first), one that breached and did not end
+    /// normal is open. Written only when that differs from before: a stale key would otherwise
+    /// be written back and make every later batch try to close what is not open.
+    fn queue_open_metrics(&self, pipe: &mut redis::Pipeline, work: &[Work<'_>]) {
+        for (machine, before, observations) in work {
+            let mut was: Vec<&str> = before.split(',').filter(|m| !m.is_empty()).collect();
+            let mut open = was.clone();
+            for observation in observations {
+                let metric = observation.metric.as_str();
                 open.retain(|m| *m != metric);
-                if event.event != AlertChange::Closed {
+                if observation.breaches > 0 && !observation.ends_normal {
                     open.push(metric);
                 }
             }
             open.sort_unstable();
+            open.dedup();
+            was.sort_unstable();
+            if open == was {
+                continue;
+            }
             let key = open_key(&self.redis, &machine.id);
             if open.is_empty() {
                 pipe.cmd("DEL").arg(key).ignore();

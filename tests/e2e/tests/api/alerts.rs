@@ -215,3 +215,26 @@ async fn a_threshold_change_applies_to_the_next_reading_without_a_restart() {
     })
     .await;
 }
+
+/// A key saying a metric is open when PostgreSQL has no open alert for it (left by two
+/// requests racing to close the same alert) is corrected by the next normal reading, not
+/// written back: before, every later batch tried to close an alert that was not open.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_stale_open_alert_key_is_corrected_by_the_next_normal_reading() {
+    use deadpool_redis::redis;
+    let rig = rig().await;
+    let machine = rig.ctx.create_machine(MachineStatus::Active).await;
+    let redis_client = rig.ctx.redis();
+    let key = storage::alerts::open_key(&redis_client, &machine);
+    redis_client
+        .query::<()>(redis::cmd("SET").arg(&key).arg("temperature"))
+        .await
+        .unwrap();
+    rig.post_temperature(&machine, 60.0, 5).await;
+    let left: Option<String> = redis_client
+        .query(redis::cmd("GET").arg(&key))
+        .await
+        .unwrap();
+    assert_eq!(left, None, "nothing is open");
+    assert!(rig.alerts("state=open").await.is_empty());
+}
