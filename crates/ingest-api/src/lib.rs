@@ -59,7 +59,9 @@ pub async fn build(settings: &Settings) -> Result<Application, StartupError> {
     let worker_state = move || -> Result<IngestState, StartupError> {
         let own = Backends::connect(&worker_settings)?;
         Ok(IngestState {
-            writer: worker_shared.writer(own.pg, own.redis, own.influx),
+            writer: worker_shared
+                .writer(own.pg, own.redis, own.influx)
+                .observing_shared_writes(ingest_metrics.requests_per_write.clone()),
             settings: worker_shared.settings.clone(),
             metrics: ingest_metrics.clone(),
             deadline: worker_settings.influx.timeout(),

@@ -13,6 +13,8 @@ pub struct IngestMetrics {
     pub write_seconds: Histogram,
     /// Readings per request.
     pub batch_readings: Histogram,
+    /// Requests whose points each InfluxDB write carried (group commit).
+    pub requests_per_write: Histogram,
 }
 
 impl IngestMetrics {
@@ -41,13 +43,22 @@ impl IngestMetrics {
                 ],
             ),
         )?;
+        let requests_per_write = Histogram::with_opts(
+            HistogramOpts::new(
+                "ingest_influx_requests_per_write",
+                "Ingest requests whose points one InfluxDB write carried (concurrent requests share writes)",
+            )
+            .buckets(vec![1.0, 2.0, 4.0, 8.0, 16.0, 32.0, 64.0, 128.0]),
+        )?;
         metrics.register(Box::new(readings.clone()));
+        metrics.register(Box::new(requests_per_write.clone()));
         metrics.register(Box::new(write_seconds.clone()));
         metrics.register(Box::new(batch_readings.clone()));
         Ok(Self {
             readings,
             write_seconds,
             batch_readings,
+            requests_per_write,
         })
     }
 

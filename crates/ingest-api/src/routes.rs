@@ -295,15 +295,15 @@ pub(crate) async fn store_batch(
         .filter(|(_, m)| m.machine_id.is_some_and(|id| known.contains_key(&id)))
         .map(|(index, _)| index)
         .collect();
-    let refused = store(
-        state,
-        endpoint,
-        &written_of(&parsed, &known, &owners),
-        deadline,
-    )
-    .await?;
-    if !refused.is_empty() {
-        reject_refused(state, endpoint, &mut parsed, &owners, refused);
+    let to_write = written_of(&parsed, &known, &owners);
+    // The Redis side of the bookkeeping goes with the write (one round trip per group of
+    // concurrent requests); the caller's rate count is part of it.
+    let books = state
+        .writer
+        .bookkeeping(&to_write, |pipe| window.count(pipe));
+    let outcome = store(state, endpoint, &to_write, deadline, books).await?;
+    if !outcome.refused.is_empty() {
+        reject_refused(state, endpoint, &mut parsed, &owners, outcome.refused);
     }
     let stored = parsed.valid_readings();
     if stored == 0 {
@@ -317,10 +317,19 @@ pub(crate) async fn store_batch(
     let written = written_of(&parsed, &known, &owners);
     // The readings are stored: latest values and alerts must not hold the answer past the
     // deadline when Redis or PostgreSQL hang (they are best effort either way).
-    let bookkeeping =
-        state
-            .writer
-            .after_store(&written, |pipe| window.count(pipe), Some(&open_alerts));
+    let bookkeeping = async {
+        if outcome.bookkept {
+            state
+                .writer
+                .judge_alerts(&written, Some(&open_alerts))
+                .await;
+        } else {
+            state
+                .writer
+                .after_store(&written, |pipe| window.count(pipe), Some(&open_alerts))
+                .await;
+        }
+    };
     let left = deadline
         .saturating_duration_since(Instant::now())
         .max(AFTER_STORE_AT_LEAST);
@@ -411,19 +420,24 @@ fn written_of<'a>(
         .collect()
 }
 
-/// Writes the readings to InfluxDB within the deadline (up to 3 attempts per write); 503
-/// when InfluxDB is out, then nothing is acknowledged. Returns the points InfluxDB refused
-/// for their own sake (the rest are stored), by line.
+/// Writes the readings to InfluxDB within the deadline (up to 3 attempts per write), with
+/// their Redis bookkeeping `books` when the write is shared; 503 when InfluxDB is out, then
+/// nothing is acknowledged. Returns the points InfluxDB refused for their own sake (the rest
+/// are stored), by line, and whether `books` went to Redis.
 async fn store(
     state: &IngestState,
     endpoint: &str,
     written: &[(&MachineInfo, &[domain::reading::Reading])],
     deadline: Instant,
-) -> Result<Vec<telemetry_writer::Refused>, ApiError> {
+    books: deadpool_redis::redis::Pipeline,
+) -> Result<telemetry_writer::WriteOutcome, ApiError> {
     let lines = telemetry_writer::encode(written.iter().copied());
     let readings: usize = written.iter().map(|(_, r)| r.len()).sum();
     let write_started = Instant::now();
-    let outcome = state.writer.write_within(lines, deadline, 3).await;
+    let outcome = state
+        .writer
+        .write_within(lines, deadline, 3, Some(books))
+        .await;
     state
         .metrics
         .write_seconds

@@ -10,6 +10,7 @@
 //! the entry points translate its outcomes into their own answers.
 
 mod admission;
+pub mod group;
 pub mod jobs;
 pub mod refusals;
 mod start;
@@ -39,12 +40,22 @@ pub struct TelemetryWriter {
     /// For presence (Sparkplug births and deaths).
     pg: platform::postgres::PgPool,
     influx: InfluxClient,
+    /// Concurrent callers' writes, shared (see [`group`]).
+    group: group::WriteGroup,
     redis: RedisClient,
     audience: LiveAudience,
     alerts: storage::alerts::AlertEngine,
 }
 
 impl TelemetryWriter {
+    /// The same writer, observing how many callers each shared InfluxDB write carried.
+    pub fn observing_shared_writes(self, histogram: prometheus::Histogram) -> Self {
+        Self {
+            group: self.group.observed_by(histogram),
+            ..self
+        }
+    }
+
     /// The Redis client the writer uses (its key prefix names every key).
     pub fn redis(&self) -> &RedisClient {
         &self.redis
@@ -96,26 +107,41 @@ impl TelemetryWriter {
         self.registry.lookup_with(machines, keys).await
     }
 
-    /// Writes `lines` (one point per line) within `deadline`, each write attempted up to
-    /// `attempts` times while InfluxDB is out (an HTTP caller is waiting). When InfluxDB
-    /// refuses points for their own sake, the rest are stored and the refused ones named by
-    /// line index. `Err` is an outage: nothing is acknowledged.
+    /// Writes `lines` (one point per line) within `deadline`: with other callers' lines when
+    /// they write at the same time, then `then` (see [`bookkeeping`](Self::bookkeeping)) with
+    /// theirs in one Redis round trip. Else (or when that shared write failed) alone,
+    /// attempted up to `attempts` times while InfluxDB is out (an HTTP caller is waiting), and
+    /// `then` is left to the caller ([`WriteOutcome::bookkept`] is false). When InfluxDB refuses
+    /// points for their own sake, the rest are stored and the refused ones named by line
+    /// index. `Err` is an outage: nothing is acknowledged.
     pub async fn write_within(
         &self,
         lines: String,
         deadline: Instant,
         attempts: u32,
-    ) -> Result<Vec<Refused>, InfluxError> {
+        then: Option<deadpool_redis::redis::Pipeline>,
+    ) -> Result<WriteOutcome, InfluxError> {
+        let body = bytes::Bytes::from(lines);
+        // With the other callers' bodies first: the path every healthy write takes.
+        if let Ok(books) = self.group.write(body.clone(), then, deadline).await {
+            return Ok(WriteOutcome {
+                refused: Vec::new(),
+                bookkept: books == group::Bookkeeping::Done,
+            });
+        }
         let write = |body: bytes::Bytes| async move {
             self.influx
                 .write_with_retry(body, deadline, attempts)
                 .await
                 .map(|_| ())
         };
-        let body = bytes::Bytes::from(lines);
-        // The whole body first (a cheap clone): the path every healthy write takes.
+        // Alone (a cheap clone), retried while InfluxDB is out.
+        let alone = WriteOutcome {
+            refused: Vec::new(),
+            bookkept: false,
+        };
         match write(body.clone()).await {
-            Ok(()) => return Ok(Vec::new()),
+            Ok(()) => return Ok(alone),
             Err(err) if err.refusal().is_none() => return Err(err),
             Err(err) => {
                 tracing::warn!(error = %err, "InfluxDB refused part of a write; finding which points");
@@ -123,12 +149,13 @@ impl TelemetryWriter {
         }
         let text = std::str::from_utf8(&body).unwrap_or_default();
         let points: Vec<&str> = text.split_inclusive('\n').collect();
-        refusals::narrow(
+        let refused = refusals::narrow(
             &points,
             |part: String| write(bytes::Bytes::from(part)),
             |err: &InfluxError| err.refusal().map(str::to_owned),
         )
-        .await
+        .await?;
+        Ok(WriteOutcome { refused, ..alone })
     }
 
     /// One InfluxDB write, once: the caller (a spool) decides about retrying.
@@ -136,10 +163,27 @@ impl TelemetryWriter {
         self.influx.write_lines(lines, None).await
     }
 
+    /// The Redis side of what follows a store, for [`write_within`](Self::write_within) to
+    /// send with the write's group: latest values, late rollup hours and live updates, with
+    /// the caller's own commands from `also`.
+    pub fn bookkeeping(
+        &self,
+        written: &Written<'_>,
+        also: impl FnOnce(&mut deadpool_redis::redis::Pipeline),
+    ) -> deadpool_redis::redis::Pipeline {
+        let mut pipe = deadpool_redis::redis::pipe();
+        also(&mut pipe);
+        if !written.is_empty() {
+            storage::latest::queue(&mut pipe, &self.redis, written, self.audience.listening());
+            storage::rollups::queue_late_hours(&mut pipe, &self.redis, written);
+        }
+        pipe
+    }
+
     /// What follows a store InfluxDB acknowledged, best effort (the readings are stored):
-    /// latest values, late rollup hours and live updates in one Redis round trip (with the
-    /// caller's own commands from `also`), then alerts. `open_alerts` are the machines'
-    /// open-alert keys when the caller read them with its lookup (saves a round trip).
+    /// the [`bookkeeping`](Self::bookkeeping) in one Redis round trip, then alerts.
+    /// `open_alerts` are the machines' open-alert keys when the caller read them with its
+    /// lookup (saves a round trip).
     pub async fn after_store(
         &self,
         written: &Written<'_>,
@@ -149,17 +193,35 @@ impl TelemetryWriter {
         if written.is_empty() {
             return;
         }
-        let mut pipe = deadpool_redis::redis::pipe();
-        also(&mut pipe);
-        storage::latest::queue(&mut pipe, &self.redis, written, self.audience.listening());
-        storage::rollups::queue_late_hours(&mut pipe, &self.redis, written);
+        let pipe = self.bookkeeping(written, also);
         if let Err(err) = storage::latest::run_pipeline(&self.redis, &pipe).await {
             tracing::warn!(error = %err, "Redis lost: latest values and live updates skipped; retrying on the next batch");
+        }
+        self.judge_alerts(written, open_alerts).await;
+    }
+
+    /// Alerts after a store whose bookkeeping went with its write's group.
+    pub async fn judge_alerts(
+        &self,
+        written: &Written<'_>,
+        open_alerts: Option<&HashMap<Uuid, Option<String>>>,
+    ) {
+        if written.is_empty() {
+            return;
         }
         if let Err(err) = self.alerts.after_store_knowing(written, open_alerts).await {
             tracing::warn!(error = %err, "alerts not updated for this batch; the readings are stored");
         }
     }
+}
+
+/// What became of a [`TelemetryWriter::write_within`].
+#[derive(Debug, Default)]
+pub struct WriteOutcome {
+    /// Points InfluxDB refused for their own sake (the rest are stored).
+    pub refused: Vec<Refused>,
+    /// Whether the bookkeeping given with the write was sent (else the caller sends it).
+    pub bookkept: bool,
 }
 
 /// The line-protocol body of these machines' readings, tagged from their registry entries:

@@ -72,6 +72,7 @@ impl WritePathParts {
             pg: pg.clone(),
             registry: MachineRegistry::new(pg, redis.clone(), &self.registry)
                 .sharing(self.last_known.clone()),
+            group: crate::group::WriteGroup::new(influx.clone(), redis.clone()),
             influx,
             redis,
             audience: self.audience.clone(),

@@ -564,10 +564,9 @@ async fn latest_values_survive_redis_forgetting_its_scripts() {
 
 /// Another writer made `temperature` a string in the shard of three weeks ago, so InfluxDB
 /// refuses our floats there (a partial write, naming no point) and only there.
-#[tokio::test]
-async fn readings_influxdb_refuses_are_named_and_the_rest_are_stored() {
-    let rig = rig().await;
-    let machine = rig.ctx.create_machine(MachineStatus::Active).await;
+/// Makes `temperature` a string in the shard of three weeks ago (the refusal of the tests
+/// below); returns a time a day into that shard: readings minutes later fall in it too.
+async fn a_shard_refusing_float_temperatures(rig: &Rig) -> chrono::DateTime<chrono::Utc> {
     // A day into the shard group (7 days, aligned to the epoch) of three weeks ago: the
     // refused readings, minutes later, fall in the same shard at any hour of any day.
     let week = 7 * 86_400;
@@ -584,6 +583,14 @@ async fn readings_influxdb_refuses_are_named_and_the_rest_are_stored() {
         )
         .await
         .unwrap();
+    weeks_ago
+}
+
+#[tokio::test]
+async fn readings_influxdb_refuses_are_named_and_the_rest_are_stored() {
+    let rig = rig().await;
+    let machine = rig.ctx.create_machine(MachineStatus::Active).await;
+    let weeks_ago = a_shard_refusing_float_temperatures(&rig).await;
     let at = |offset: i64| {
         (weeks_ago + chrono::Duration::seconds(offset))
             .to_rfc3339_opts(chrono::SecondsFormat::Millis, true)
@@ -647,4 +654,96 @@ async fn readings_influxdb_refuses_are_named_and_the_rest_are_stored() {
         "{body}"
     );
     assert_eq!(body["errors"].as_array().unwrap().len(), 1);
+}
+
+/// Concurrent requests share InfluxDB writes (and their Redis bookkeeping); one request with
+/// a point InfluxDB refuses must cost the others nothing: each is answered for its own
+/// readings, every acknowledged reading is stored once and the latest values are the newest.
+#[tokio::test(flavor = "multi_thread")]
+async fn concurrent_batches_share_writes_and_one_refused_point_costs_the_others_nothing() {
+    use deadpool_redis::redis;
+    const REQUESTS: usize = 40;
+    let rig = rig().await;
+    let machine = rig.ctx.create_machine(MachineStatus::Active).await;
+    let weeks_ago = a_shard_refusing_float_temperatures(&rig).await;
+    let base = chrono::Utc::now() - chrono::Duration::minutes(30);
+    let stamp =
+        |t: chrono::DateTime<chrono::Utc>| t.to_rfc3339_opts(chrono::SecondsFormat::Millis, true);
+    let bodies: Vec<Value> = (0..REQUESTS)
+        .map(|i| {
+            let good = |k: i64| json!({"timestamp": stamp(base + chrono::Duration::milliseconds(i as i64 * 10 + k)),
+                                     "temperature": 60.0, "speed": (i * 10) as f64 + k as f64});
+            // The last request also carries a reading InfluxDB refuses.
+            let readings = if i == REQUESTS - 1 {
+                json!([good(0), {"timestamp": stamp(weeks_ago + chrono::Duration::seconds(60)), "temperature": 70.0}])
+            } else {
+                json!([good(0), good(1)])
+            };
+            json!({"gateway_id": "gateway-hall-1", "timestamp": stamp(base),
+                   "batch": [{"machine_id": machine, "readings": readings}]})
+        })
+        .collect();
+    let rig = &rig;
+    let answers = futures_util::future::join_all(bodies.iter().map(|body| rig.post(body))).await;
+    for (i, (status, body)) in answers.iter().enumerate() {
+        let expected = if i == REQUESTS - 1 {
+            (207, 2 - 1, 1)
+        } else {
+            (201, 2, 0)
+        };
+        assert_eq!(
+            (
+                *status,
+                body["stored"].as_u64().unwrap_or(99),
+                body["rejected"].as_u64().unwrap_or(99)
+            ),
+            expected,
+            "request {i}: {body}"
+        );
+    }
+    let stored = rig
+        .ctx
+        .influx()
+        .query(&format!(
+            "SELECT speed FROM sensor_readings WHERE machine_id = '{machine}'"
+        ))
+        .await
+        .unwrap();
+    let mut speeds: Vec<f64> = stored
+        .into_iter()
+        .flatten()
+        .flat_map(|series| series.values)
+        .map(|row| row[1].as_f64().unwrap())
+        .collect();
+    speeds.sort_by(f64::total_cmp);
+    let mut expected: Vec<f64> = (0..REQUESTS - 1)
+        .flat_map(|i| [(i * 10) as f64, (i * 10) as f64 + 1.0])
+        .chain([((REQUESTS - 1) * 10) as f64])
+        .collect();
+    expected.sort_by(f64::total_cmp);
+    assert_eq!(speeds, expected);
+    let redis_client = rig.ctx.redis();
+    let latest: String = redis_client
+        .query(
+            redis::cmd("HGET")
+                .arg(storage::latest::latest_key(&redis_client, &machine))
+                .arg("speed"),
+        )
+        .await
+        .unwrap();
+    let latest = json!(latest.parse::<f64>().unwrap());
+    assert_eq!(
+        latest,
+        json!(((REQUESTS - 1) * 10) as f64),
+        "the newest reading's speed"
+    );
+    // Every request went through the shared writes (a refused group's members again alone).
+    let carried = rig
+        .ingest
+        .metric(
+            "plantline_ingest_influx_requests_per_write_sum",
+            "ingest-api",
+        )
+        .await;
+    assert!(carried >= REQUESTS as f64, "{carried}");
 }
