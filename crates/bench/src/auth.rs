@@ -23,7 +23,51 @@ fn millis(d: Duration) -> String {
 
 pub async fn run(target: &Target, report: &mut Report) -> Result<(), String> {
     verification(report)?;
-    login(target, report).await
+    login(target, report).await?;
+    burst(target, report).await
+}
+
+/// Logins sent at once by the burst, and how long auth then idles before its RSS is read.
+const BURST: usize = 128;
+const IDLE_AFTER_BURST: Duration = Duration::from_secs(10);
+
+/// auth's resident memory after `BURST` concurrent logins and a quiet spell: each argon2id
+/// check takes 19 MiB, which must not stay with the process once the burst is over.
+async fn burst(target: &Target, report: &mut Report) -> Result<(), String> {
+    let body = serde_json::json!({
+        "username": target.env("OPERATOR_USER")?,
+        "password": target.env("OPERATOR_PASSWORD")?,
+    });
+    let http = reqwest::Client::new();
+    let url = format!("{}/api/v1/auth/login", target.base_url);
+    let mut logins = tokio::task::JoinSet::new();
+    for _ in 0..BURST {
+        let request = http.post(&url).json(&body).send();
+        logins.spawn(async move { request.await.map(|r| r.status().as_u16()) });
+    }
+    let statuses: Vec<_> = logins.join_all().await;
+    let served = statuses.iter().filter(|s| matches!(s, Ok(200))).count();
+    // Beyond the hashing queue auth answers 503 at once, and the login throttle 429 to one
+    // address asking too often, by design; anything else is a fault.
+    if let Some(other) = statuses.iter().find(|s| !matches!(s, Ok(200 | 429 | 503))) {
+        return Err(format!("a login of the burst answered {other:?}"));
+    }
+    tokio::time::sleep(IDLE_AFTER_BURST).await;
+    let Some(kib) = crate::report::current_rss_kib("auth") else {
+        return Ok(());
+    };
+    let mib = kib as f64 / 1024.0;
+    report.add(Row {
+        figure: format!(
+            "auth RSS {} s after {BURST} concurrent logins",
+            IDLE_AFTER_BURST.as_secs()
+        ),
+        value: format!("{mib:.1} MiB"),
+        baseline: "48 MiB budget".to_owned(),
+        ratio: Some(mib / 48.0),
+        note: format!("{served} served, the rest refused (queue full or throttled); VmRSS"),
+    });
+    Ok(())
 }
 
 fn verification(report: &mut Report) -> Result<(), String> {

@@ -165,6 +165,8 @@ async fn bridge(
         &format!("bridge {round}/{ROUNDS}: to InfluxDB"),
     )
     .await?;
+    let published = started.elapsed();
+    let at_publish_end = stored(http, influx, base_us).await?;
     let deadline = Instant::now() + Duration::from_secs(300);
     loop {
         let count = stored(http, influx, base_us).await?;
@@ -178,7 +180,13 @@ async fn bridge(
         }
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
-    let rate = MESSAGES as f64 / started.elapsed().as_secs_f64();
+    let elapsed = started.elapsed();
+    eprintln!(
+        "  bridge: published in {:.2} s, {at_publish_end} stored then, the rest {:.0} ms later",
+        published.as_secs_f64(),
+        (elapsed - published).as_secs_f64() * 1e3
+    );
+    let rate = MESSAGES as f64 / elapsed.as_secs_f64();
     let _ = publisher.disconnect(None).await;
     Ok(rate)
 }

@@ -123,14 +123,19 @@ impl Report {
 
     /// Adds `service`'s peak RSS (VmHWM of the local stack's process) against the 64 MiB budget.
     pub fn add_peak_rss(&mut self, service: &str) {
+        self.add_peak_rss_within(service, 64);
+    }
+
+    /// Adds `service`'s peak RSS against a budget of `budget_mib`.
+    pub fn add_peak_rss_within(&mut self, service: &str, budget_mib: u32) {
         let Some(kib) = peak_rss_kib(service) else {
             return;
         };
         self.add(Row {
             figure: format!("{service} peak RSS"),
             value: format!("{:.1} MiB", kib as f64 / 1024.0),
-            baseline: "64 MiB budget".to_owned(),
-            ratio: Some(kib as f64 / 1024.0 / 64.0),
+            baseline: format!("{budget_mib} MiB budget"),
+            ratio: Some(kib as f64 / 1024.0 / f64::from(budget_mib)),
             note: "VmHWM since the service started".to_owned(),
         });
     }

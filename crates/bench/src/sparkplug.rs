@@ -131,6 +131,7 @@ async fn bridge(
         "Sparkplug: bridge to InfluxDB",
     )
     .await?;
+    let published = started.elapsed();
     let query = format!(
         "SELECT count(temperature) FROM sensor_readings WHERE factory_id = 'bench' AND time >= {first}ms AND time <= {last}ms"
     );
@@ -150,7 +151,13 @@ async fn bridge(
         }
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
-    let rate = MESSAGES as f64 / started.elapsed().as_secs_f64();
+    let elapsed = started.elapsed();
+    eprintln!(
+        "  Sparkplug bridge: published in {:.2} s, the last reading stored {:.0} ms later",
+        published.as_secs_f64(),
+        (elapsed - published).as_secs_f64() * 1e3
+    );
+    let rate = MESSAGES as f64 / elapsed.as_secs_f64();
     let _ = publisher.disconnect(None).await;
     Ok(rate)
 }
