@@ -3,7 +3,7 @@
 // Every wait is on a condition in the page (with a deadline), never on time.
 
 import { chromium } from 'playwright-core';
-import { mkdirSync } from 'node:fs';
+import { mkdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 
 const env = (name) => {
@@ -86,6 +86,12 @@ try {
   step('the fleet shows the machine in critical colour');
   await operator.getByRole('link', { name: 'Fleet' }).first().click();
   await operator.locator(`tr.machine-row[data-machine-id="${machine}"][data-severity="critical"]`).waitFor();
+
+  step('the edge node is born again: the open fleet page shows the machine online, live');
+  // The harness watches for this file, then records the machine online and announces it.
+  writeFileSync(join(shots, 'fleet-open'), '');
+  await operator.locator(`tr.machine-row[data-machine-id="${machine}"] td[data-online="true"]`, { hasText: 'online' }).waitFor();
+  writeFileSync(join(shots, 'fleet-online-seen'), '');
   await operator.screenshot({ path: join(shots, 'operator-fleet.png'), fullPage: true });
 
   step('a supervisor may acknowledge and edit the registry, not configure');

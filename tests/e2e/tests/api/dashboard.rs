@@ -49,6 +49,12 @@ async fn an_operator_sees_a_posted_reading_and_its_alert_arrive_in_a_real_browse
     let log_path = output.join("browser.log");
     let log = std::fs::File::create(&log_path).expect("browser log");
 
+    let born_again = tokio::spawn(born_again_when_the_fleet_is_open(
+        plant.ctx.pg_pool(),
+        plant.ctx.redis(),
+        machine,
+        output.join("fleet-open"),
+    ));
     let [operator, supervisor, manager] = &plant.people;
     let mut browser = Command::new("node")
         .arg(workspace_root().join("tests/browser/dashboard.test.mjs"))
@@ -82,6 +88,7 @@ async fn an_operator_sees_a_posted_reading_and_its_alert_arrive_in_a_real_browse
         }
         tokio::time::sleep(Duration::from_millis(100)).await;
     };
+    born_again.abort();
     let transcript = std::fs::read_to_string(&log_path).unwrap_or_default();
     assert!(
         status.success(),
@@ -107,6 +114,46 @@ async fn an_operator_sees_a_posted_reading_and_its_alert_arrive_in_a_real_browse
     assert_eq!(alerts[0]["metric"], "temperature");
     assert_eq!(alerts[0]["severity"], "critical");
     assert_eq!(alerts[0]["acknowledged_by"], supervisor.id.to_string());
+}
+
+/// As the bridge does at a Sparkplug rebirth, once the browser has the fleet page open (it
+/// says so with the file `signal`): the machine recorded online and the change announced,
+/// which the page must show without a reload (it says so with `fleet-online-seen`).
+async fn born_again_when_the_fleet_is_open(
+    pg: platform::postgres::PgPool,
+    redis: platform::redis::RedisClient,
+    machine: uuid::Uuid,
+    signal: std::path::PathBuf,
+) {
+    while !signal.exists() {
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let born = storage::presence::Presence {
+        online: true,
+        since: chrono::Utc::now(),
+    };
+    let mut conn = platform::postgres::connection(&pg)
+        .await
+        .expect("test connection");
+    let changed = storage::presence::record(&mut conn, machine, born)
+        .await
+        .expect("presence recorded");
+    assert!(changed, "online after offline is a change");
+    let event = storage::presence::PresenceEvent {
+        machine_id: machine,
+        // Where `create_machine` registers it.
+        factory_id: "A".to_owned(),
+        location: "Hall 1".to_owned(),
+        online: born.online,
+        since: born.since,
+    };
+    // Announced until the page has shown it: the fleet page's stream may still be connecting
+    // when the first announcement goes out (a repeat changes nothing on the page).
+    let seen = signal.with_file_name("fleet-online-seen");
+    while !seen.exists() {
+        storage::presence::announce(&redis, &event).await;
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
 }
 
 #[tokio::test]
