@@ -240,14 +240,18 @@ impl LiveHub {
             return;
         };
         let id = domain::MachineId::from(event.alert.machine_id);
-        // Alerts carry no location; the registry (cached) knows it, for location filters.
-        let location = registry
-            .lookup(&[id])
-            .await
-            .ok()
-            .and_then(|found| found.get(&id).cloned().flatten())
-            .map(|info| info.location)
-            .unwrap_or_default();
+        // For location filters: the write paths send it; an acknowledgement does not, and
+        // the registry (cached) knows it.
+        let location = match event.location {
+            Some(location) => location,
+            None => registry
+                .lookup(&[id])
+                .await
+                .ok()
+                .and_then(|found| found.get(&id).cloned().flatten())
+                .map(|info| info.location)
+                .unwrap_or_default(),
+        };
         let tags = (id.to_string(), event.alert.factory_id, location);
         self.publish("alert", tags, payload);
     }

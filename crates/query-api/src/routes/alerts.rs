@@ -190,6 +190,7 @@ pub async fn acknowledge(
             .announce(&[AlertEvent {
                 event: storage::alerts::AlertChange::Acknowledged,
                 alert: alert.clone(),
+                location: None,
             }])
             .await;
     }

@@ -70,6 +70,10 @@ pub struct AlertEvent {
     pub event: AlertChange,
     /// The alert after the change.
     pub alert: Alert,
+    /// Where the machine stands, when whoever changed the alert knew (the write paths and
+    /// the inactivity sweep do): live streams filter on it without a registry lookup.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub location: Option<String>,
 }
 
 /// The kinds of [`AlertEvent`].
@@ -181,7 +185,8 @@ impl AlertEngine {
             return Ok(Vec::new());
         }
         let (breaches, closing) = changes_of(&work);
-        let events = self.persist(breaches, &closing).await?;
+        let mut events = self.persist(breaches, &closing).await?;
+        locate(&mut events, work.iter().map(|(machine, _, _)| *machine));
         let mut pipe = redis::pipe();
         self.queue_open_metrics(&mut pipe, &work);
         self.queue_announcements(&mut pipe, &events);
@@ -327,7 +332,8 @@ impl AlertEngine {
                 );
             }
         }
-        let events = silent_machines.upsert(&mut conn).await?;
+        let mut events = silent_machines.upsert(&mut conn).await?;
+        locate(&mut events, machines.iter());
         let open: Vec<Uuid> = alerts::table
             .filter(alerts::closed_at.is_null())
             .select(alerts::machine_id)
@@ -389,6 +395,16 @@ impl AlertEngine {
         if let Err(err) = self.redis.query_pipeline::<()>(&pipe).await {
             tracing::warn!(error = %err, events = events.len(), "Redis lost: alert changes not announced");
         }
+    }
+}
+
+/// Gives each event its machine's location, from the entries the caller judged.
+fn locate<'a>(events: &mut [AlertEvent], machines: impl Iterator<Item = &'a MachineInfo>) {
+    let locations: HashMap<Uuid, &str> = machines.map(|m| (m.id, m.location.as_str())).collect();
+    for event in events {
+        event.location = locations
+            .get(&event.alert.machine_id)
+            .map(|l| (*l).to_owned());
     }
 }
 
@@ -467,6 +483,7 @@ impl Breaches {
                     AlertChange::Updated
                 },
                 alert: row.alert,
+                location: None,
             })
             .collect())
     }
@@ -497,6 +514,7 @@ async fn close_all(
         .map(|alert| AlertEvent {
             event: AlertChange::Closed,
             alert,
+            location: None,
         })
         .collect())
 }
