@@ -4,16 +4,21 @@
 //! reused working memory, takes checks from a short queue; when the queue is full the caller
 //! gets 503 with `Retry-After` at once instead of waiting without limit.
 //!
-//! `auth` checks a secret at every login and keeps each thread's memory; `ingest-api` checks
-//! one only when a gateway's credentials are not in its cache, on one thread that hands the
-//! memory back after each check.
+//! `auth` checks a secret at every login and keeps each thread's memory while logins keep
+//! coming, handing it back after [`IDLE_BEFORE_FREEING`] without one; `ingest-api` checks one
+//! only when a gateway's credentials are not in its cache, on one thread that hands the memory
+//! back after each check.
 
 use crate::secrets::Scratch;
 use platform::ApiError;
-use std::sync::mpsc::{self, Receiver, SyncSender, TrySendError};
+use std::sync::mpsc::{self, Receiver, RecvTimeoutError, SyncSender, TrySendError};
 use std::sync::{Arc, Mutex};
 
 type Job = Box<dyn FnOnce(&mut Scratch) + Send>;
+
+/// A thread that kept its memory frees it after this long without a check: a burst of
+/// logins must not leave auth holding 19 MiB per core for the rest of its life.
+pub const IDLE_BEFORE_FREEING: std::time::Duration = std::time::Duration::from_secs(2);
 
 /// Seconds a caller is asked to wait when every hashing thread and queue slot is taken.
 const RETRY_AFTER_SECS: u64 = 1;
@@ -103,10 +108,16 @@ fn work(receiver: &Mutex<Receiver<Job>>, keep_memory: bool) {
     let mut scratch = Scratch::default();
     loop {
         // The lock is held only while waiting for the next job, never while hashing.
-        let job = match receiver.lock() {
-            Ok(guard) => guard.recv(),
-            Err(poisoned) => poisoned.into_inner().recv(),
+        let guard = match receiver.lock() {
+            Ok(guard) => guard,
+            Err(poisoned) => poisoned.into_inner(),
         };
+        let job = if scratch.is_empty() {
+            guard.recv().map_err(|_| RecvTimeoutError::Disconnected)
+        } else {
+            guard.recv_timeout(IDLE_BEFORE_FREEING)
+        };
+        drop(guard);
         match job {
             Ok(job) => {
                 job(&mut scratch);
@@ -114,7 +125,8 @@ fn work(receiver: &Mutex<Receiver<Job>>, keep_memory: bool) {
                     scratch = Scratch::default();
                 }
             }
-            Err(_) => return,
+            Err(RecvTimeoutError::Timeout) => scratch = Scratch::default(),
+            Err(RecvTimeoutError::Disconnected) => return,
         }
     }
 }

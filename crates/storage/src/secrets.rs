@@ -15,15 +15,31 @@ fn hasher() -> Argon2<'static> {
     Argon2::new(Algorithm::Argon2id, Version::V0x13, params)
 }
 
-/// Argon2's working memory (19 MiB with our parameters), kept by the caller and reused: a
-/// hashing thread that owns one never asks the allocator again, so memory stays bounded by
-/// the number of hashing threads however many logins arrive.
+/// Argon2's working memory (19 MiB with our parameters), kept by the caller and reused while
+/// checks keep coming: a busy hashing thread never asks the allocator again, so memory stays
+/// bounded by the number of hashing threads however many logins arrive.
 #[derive(Default)]
 pub struct Scratch(Vec<Block>);
 
+/// Blocks reserved at once: 33 MiB, above glibc's largest mmap threshold (32 MiB on 64-bit,
+/// mallopt(3)), so the memory is its own mapping, handed back to the system when dropped.
+/// A smaller reservation (19 MiB) would stay in the thread's malloc arena after the first
+/// free (glibc raises its threshold to the size of a freed mapping), and auth kept ~20 MiB per
+/// hashing thread for good after a burst of logins. Only the blocks in use are ever touched,
+/// so the rest of the reservation costs address space, not memory.
+const RESERVED_BLOCKS: usize = 33 * 1024 * 1024 / std::mem::size_of::<Block>();
+
 impl Scratch {
+    /// Whether it holds no working memory.
+    pub fn is_empty(&self) -> bool {
+        self.0.capacity() == 0
+    }
+
     fn blocks(&mut self, params: &Params) -> &mut [Block] {
         let needed = params.block_count();
+        if self.0.capacity() < needed {
+            self.0 = Vec::with_capacity(needed.max(RESERVED_BLOCKS));
+        }
         if self.0.len() < needed {
             self.0.resize(needed, Block::default());
         }
