@@ -10,9 +10,8 @@
 //! back after each check.
 
 use crate::secrets::Scratch;
+use crossbeam_channel::{Receiver, RecvTimeoutError, Sender, TrySendError};
 use platform::ApiError;
-use std::sync::mpsc::{self, Receiver, RecvTimeoutError, SyncSender, TrySendError};
-use std::sync::{Arc, Mutex};
 
 type Job = Box<dyn FnOnce(&mut Scratch) + Send>;
 
@@ -26,7 +25,7 @@ const RETRY_AFTER_SECS: u64 = 1;
 /// The hashing threads and their queue.
 #[derive(Clone)]
 pub struct HashPool {
-    jobs: SyncSender<Job>,
+    jobs: Sender<Job>,
     checks: prometheus::IntCounter,
 }
 
@@ -39,8 +38,7 @@ impl HashPool {
         keep_memory: bool,
         checks: prometheus::IntCounter,
     ) -> std::io::Result<Self> {
-        let (jobs, receiver) = mpsc::sync_channel::<Job>(queue);
-        let receiver = Arc::new(Mutex::new(receiver));
+        let (jobs, receiver) = crossbeam_channel::bounded::<Job>(queue);
         for n in 0..threads.max(1) {
             let receiver = receiver.clone();
             std::thread::Builder::new()
@@ -104,20 +102,16 @@ impl HashPool {
     }
 }
 
-fn work(receiver: &Mutex<Receiver<Job>>, keep_memory: bool) {
+/// Each thread waits on the queue with its own timeout: a thread left idle frees its memory
+/// even while another waits for the next job too.
+fn work(receiver: &Receiver<Job>, keep_memory: bool) {
     let mut scratch = Scratch::default();
     loop {
-        // The lock is held only while waiting for the next job, never while hashing.
-        let guard = match receiver.lock() {
-            Ok(guard) => guard,
-            Err(poisoned) => poisoned.into_inner(),
-        };
         let job = if scratch.is_empty() {
-            guard.recv().map_err(|_| RecvTimeoutError::Disconnected)
+            receiver.recv().map_err(|_| RecvTimeoutError::Disconnected)
         } else {
-            guard.recv_timeout(IDLE_BEFORE_FREEING)
+            receiver.recv_timeout(IDLE_BEFORE_FREEING)
         };
-        drop(guard);
         match job {
             Ok(job) => {
                 job(&mut scratch);
