@@ -586,6 +586,24 @@ async fn a_shard_refusing_float_temperatures(rig: &Rig) -> chrono::DateTime<chro
     weeks_ago
 }
 
+/// Every `speed` InfluxDB holds for `machine`, in time order.
+async fn stored_speeds(rig: &Rig, machine: &uuid::Uuid) -> Vec<f64> {
+    let stored = rig
+        .ctx
+        .influx()
+        .query(&format!(
+            "SELECT speed FROM sensor_readings WHERE machine_id = '{machine}'"
+        ))
+        .await
+        .unwrap();
+    stored
+        .into_iter()
+        .flatten()
+        .flat_map(|series| series.values)
+        .map(|row| row[1].as_f64().unwrap())
+        .collect()
+}
+
 #[tokio::test]
 async fn readings_influxdb_refuses_are_named_and_the_rest_are_stored() {
     let rig = rig().await;
@@ -628,21 +646,7 @@ async fn readings_influxdb_refuses_are_named_and_the_rest_are_stored() {
             chrono::DateTime::parse_from_rfc3339(&at(offset)).unwrap()
         );
     }
-    let stored = rig
-        .ctx
-        .influx()
-        .query(&format!(
-            "SELECT speed FROM sensor_readings WHERE machine_id = '{machine}'"
-        ))
-        .await
-        .unwrap();
-    let speeds: Vec<f64> = stored
-        .into_iter()
-        .flatten()
-        .flat_map(|series| series.values)
-        .map(|row| row[1].as_f64().unwrap())
-        .collect();
-    assert_eq!(speeds, [2.0, 4.0]);
+    assert_eq!(stored_speeds(&rig, &machine).await, [2.0, 4.0]);
 
     // Refused whole for the data's sake: no retry can help, so it is no 503.
     let (status, body) = rig
@@ -701,20 +705,7 @@ async fn concurrent_batches_share_writes_and_one_refused_point_costs_the_others_
             "request {i}: {body}"
         );
     }
-    let stored = rig
-        .ctx
-        .influx()
-        .query(&format!(
-            "SELECT speed FROM sensor_readings WHERE machine_id = '{machine}'"
-        ))
-        .await
-        .unwrap();
-    let mut speeds: Vec<f64> = stored
-        .into_iter()
-        .flatten()
-        .flat_map(|series| series.values)
-        .map(|row| row[1].as_f64().unwrap())
-        .collect();
+    let mut speeds = stored_speeds(rig, &machine).await;
     speeds.sort_by(f64::total_cmp);
     let mut expected: Vec<f64> = (0..REQUESTS - 1)
         .flat_map(|i| [(i * 10) as f64, (i * 10) as f64 + 1.0])
