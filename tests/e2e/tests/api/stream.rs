@@ -371,15 +371,19 @@ async fn a_client_that_stops_reading_does_not_grow_the_servers_memory() {
             }
         }
     };
-    // Two rounds to settle: on a loaded machine the first round's peak (how much waited in
-    // buffers before the server caught up) can fall short of a later round's.
+    // Two rounds to settle: on a loaded machine one round's peak (how much waited in
+    // buffers before the server caught up) can fall short of a later round's, and glibc may
+    // hand some back in between: the larger of the two is what the allocator settled at.
     flood().await;
+    let first = query.rss_kib();
     flood().await;
-    let settled = query.rss_kib();
+    let settled = first.max(query.rss_kib());
     flood().await;
     let grown_mib = query.rss_kib().saturating_sub(settled) as f64 / 1024.0;
+    // A server that queued the events would grow by the flood's 24 MiB; between rounds
+    // glibc's arenas alone moved RSS by up to 7 MiB either way (measured): half a flood.
     assert!(
-        grown_mib < 8.0,
+        grown_mib < 12.0,
         "query-api grew by {grown_mib:.1} MiB for a second 24 MiB of events to a client that \
          reads none"
     );
