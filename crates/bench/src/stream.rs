@@ -11,6 +11,82 @@ use serde_json::{Value, json};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 const CLIENTS: usize = 200;
+/// Streams each bench viewer opens: query-api's default `stream.max_per_user`.
+const STREAMS_PER_VIEWER: usize = 10;
+
+/// Operators made for the run (`bench-viewer-NN`, random passwords), deleted after it.
+struct Viewers {
+    ids: Vec<String>,
+    tokens: Vec<String>,
+}
+
+impl Viewers {
+    async fn create(
+        target: &Target,
+        http: &reqwest::Client,
+        manager: &str,
+        count: usize,
+    ) -> Result<Self, String> {
+        let users = format!("{}/api/v1/users", target.base_url);
+        // Left by a run that stopped half-way: removed first.
+        let listed = json_of(http.get(format!("{users}?limit=500")).bearer_auth(manager)).await?;
+        let stale = listed["users"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter(|u| {
+                u["username"]
+                    .as_str()
+                    .is_some_and(|n| n.starts_with("bench-viewer-"))
+            });
+        for user in stale {
+            let id = user["id"].as_str().unwrap_or_default();
+            let _ = http
+                .delete(format!("{users}/{id}"))
+                .bearer_auth(manager)
+                .send()
+                .await;
+        }
+        let mut viewers = Self {
+            ids: Vec::new(),
+            tokens: Vec::new(),
+        };
+        for n in 0..count {
+            let username = format!("bench-viewer-{n:02}");
+            let password = format!("bench-{}", uuid::Uuid::new_v4().simple());
+            let created =
+                json_of(http.post(&users).bearer_auth(manager).json(
+                    &json!({"username": username, "password": password, "role": "operator"}),
+                ))
+                .await?;
+            let id = created["user"]["id"]
+                .as_str()
+                .ok_or_else(|| format!("creating {username}: {created}"))?;
+            viewers.ids.push(id.to_owned());
+            let login = json_of(
+                http.post(format!("{}/api/v1/auth/login", target.base_url))
+                    .json(&json!({"username": username, "password": password})),
+            )
+            .await?;
+            let token = login["access_token"]
+                .as_str()
+                .ok_or_else(|| format!("{username} could not log in: {login}"))?;
+            viewers.tokens.push(token.to_owned());
+        }
+        Ok(viewers)
+    }
+
+    /// Best effort: a viewer left behind is removed by the next run.
+    async fn delete(self, target: &Target, http: &reqwest::Client, manager: &str) {
+        for id in self.ids {
+            let _ = http
+                .delete(format!("{}/api/v1/users/{id}", target.base_url))
+                .bearer_auth(manager)
+                .send()
+                .await;
+        }
+    }
+}
 /// The simulator's default rate (`make simulate`).
 const RATE: f64 = 20.0;
 const SECONDS: f64 = 15.0;
@@ -35,8 +111,18 @@ pub async fn run(target: &Target, report: &mut Report) -> Result<(), String> {
         .next()
         .ok_or("no bench machine")?;
     let gateway = target.gateway_token().await?;
-    let one = round(target, &http, &operator, &gateway, &machine, 1).await?;
-    let many = round(target, &http, &operator, &gateway, &machine, CLIENTS).await?;
+    let one = round(target, &http, &[operator], &gateway, &machine, 1).await?;
+    // A person may hold `stream.max_per_user` (10) streams: the 200 dashboards are 20 people.
+    let viewers = Viewers::create(
+        target,
+        &http,
+        &manager,
+        CLIENTS.div_ceil(STREAMS_PER_VIEWER),
+    )
+    .await?;
+    let many = round(target, &http, &viewers.tokens, &gateway, &machine, CLIENTS).await;
+    viewers.delete(target, &http, &manager).await;
+    let many = many?;
     report.add_plot(Plot {
         file: "stream-delay.png",
         title: format!("Live stream delivery delay, {RATE} readings/s"),
@@ -154,18 +240,20 @@ async fn watch(
     delays
 }
 
+/// Opens `clients` streams, [`STREAMS_PER_VIEWER`] per token of `people`.
 async fn round(
     target: &Target,
     http: &reqwest::Client,
-    operator: &str,
+    people: &[String],
     gateway: &str,
     machine: &str,
     clients: usize,
 ) -> Result<Round, String> {
     let sent = (RATE * SECONDS) as usize;
     let mut streams = Vec::with_capacity(clients);
-    for _ in 0..clients {
-        streams.push(open_stream(target, http, operator, machine).await?);
+    for i in 0..clients {
+        let person = &people[i / STREAMS_PER_VIEWER % people.len()];
+        streams.push(open_stream(target, http, person, machine).await?);
     }
     // Every stream is subscribed once its headers are back; the load starts now.
     let deadline = Instant::now() + Duration::from_secs_f64(SECONDS + 15.0);
